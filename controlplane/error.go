@@ -1,0 +1,89 @@
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. The HTTP layer maps each to one status; anything else is an
+// internal error and is shown to clients only as "internal error".
+const (
+	EINVALID      = "invalid"      // 422: fields failed validation
+	EMALFORMED    = "malformed"    // 400: the request could not be read
+	EUNAUTHORIZED = "unauthorized" // 401: no key, or a bad one
+	EFORBIDDEN    = "forbidden"    // 403: visible, but the role is not enough
+	ENOTFOUND     = "not_found"    // 404: absent, in another org, or not visible
+	ECONFLICT     = "conflict"     // 409: taken, protected, last owner, operation running
+	ELOCKED       = "locked"       // 423: the environment is suspended
+	ETOOMANY      = "too_many"     // 429: quota or rate
+	EUNAVAILABLE  = "unavailable"  // 503: a target cannot be reached or has no room
+	EINTERNAL     = "internal"     // 500
+	EIDEMPOTENCY  = "idempotency"  // 422: an Idempotency-Key reused with another body
+)
+
+// FieldError names one invalid field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is the control plane's one error type: a code for machines, a message
+// for people, and the fields at fault. Messages never carry secrets.
+type Error struct {
+	Code    string
+	Message string
+	Fields  []FieldError
+	// Err is the underlying cause, for logs; it is never shown to clients.
+	Err error
+}
+
+// Error returns the message, with the cause when there is one.
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid returns an EINVALID error naming the fields at fault.
+func Invalid(fields ...FieldError) *Error {
+	msg := "invalid request"
+	if len(fields) == 1 {
+		msg = fields[0].Field + ": " + fields[0].Message
+	}
+	return &Error{Code: EINVALID, Message: msg, Fields: fields}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the message of the first *Error in err's chain, and
+// "internal error" for any other error, so causes never reach clients.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// IsCode reports whether err carries the code.
+func IsCode(err error, code string) bool { return ErrorCode(err) == code }

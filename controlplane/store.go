@@ -1,0 +1,204 @@
+package controlplane
+
+import (
+	"context"
+	"time"
+)
+
+// Page asks for one page of a list. Lists are ordered by id (ids sort by
+// creation time), oldest first unless a method says otherwise; Cursor is the
+// Next of the previous page.
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// DefaultPageLimit is used when Page.Limit is 0; MaxPageLimit caps it.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 500
+)
+
+// ResourceKind names the org-owned rows whose organization can be looked up
+// from an id alone (for routes that carry no organization).
+type ResourceKind string
+
+// Kinds for Store.OrgOf.
+const (
+	KindEnvironment ResourceKind = "environment"
+	KindOperation   ResourceKind = "operation"
+)
+
+// EnvironmentFilter selects environments of one organization.
+type EnvironmentFilter struct {
+	OrgID string
+	// IDs restricts the list to these environments; nil means all of the org's.
+	IDs []string
+	// IncludeDeleted includes tombstones.
+	IncludeDeleted bool
+}
+
+// CredentialFilter selects credentials of one database.
+type CredentialFilter struct {
+	DatabaseID string
+	// Scope, if set, restricts to one scope.
+	Scope Scope
+	// Statuses, if set, restricts to these statuses.
+	Statuses []CredentialStatus
+}
+
+// Store is the control plane's persistence. Every method returns *Error values
+// with ENOTFOUND for absent rows and ECONFLICT for unique violations; other
+// failures are wrapped as they come. Lookups of org-owned rows take the org id
+// that authorization resolved, and a row of another org is ENOTFOUND.
+//
+// Implementations: store/sqlite (embedded default) and store/postgres; both
+// pass store/storetest.
+type Store interface {
+	Queries
+
+	// WithTx runs fn in one transaction: every write it makes commits or none
+	// does. fn must use the Queries it is given, not the Store.
+	WithTx(ctx context.Context, fn func(q Queries) error) error
+
+	// Ping returns nil when the store answers.
+	Ping(ctx context.Context) error
+
+	// Close releases the store's connections.
+	Close() error
+}
+
+// Queries are the store's reads and writes, usable alone or inside WithTx.
+type Queries interface {
+	// CreateOrganization inserts o. ECONFLICT if the slug is taken.
+	CreateOrganization(ctx context.Context, o *Organization) error
+	// GetOrganization finds an organization by id or slug. ENOTFOUND if absent.
+	GetOrganization(ctx context.Context, idOrSlug string) (*Organization, error)
+	// ListOrganizations lists organizations; ids, when not nil, restricts to those.
+	ListOrganizations(ctx context.Context, ids []string, p Page) (orgs []*Organization, next string, err error)
+	// UpdateOrganization saves o's name, require_2fa, max_environments and updated_at. ENOTFOUND if absent.
+	UpdateOrganization(ctx context.Context, o *Organization) error
+	// DeleteOrganization removes the organization and everything it owns. ENOTFOUND if absent.
+	DeleteOrganization(ctx context.Context, id string) error
+
+	// CreateUser inserts u. ECONFLICT if the email is taken.
+	CreateUser(ctx context.Context, u *User) error
+	// GetUser finds a user by id. ENOTFOUND if absent.
+	GetUser(ctx context.Context, id string) (*User, error)
+	// GetUserByEmail finds a user by email, case-insensitively. ENOTFOUND if absent.
+	GetUserByEmail(ctx context.Context, email string) (*User, error)
+	// ListPlatformAdmins lists users with PlatformAdmin set.
+	ListPlatformAdmins(ctx context.Context) ([]*User, error)
+
+	// PutOrgMembership inserts or updates the user's role in the organization.
+	PutOrgMembership(ctx context.Context, m *OrgMembership) error
+	// GetOrgMembership finds the user's membership. ENOTFOUND if the user is not a member.
+	GetOrgMembership(ctx context.Context, orgID, userID string) (*OrgMembership, error)
+	// ListOrgMemberships lists the organization's members.
+	ListOrgMemberships(ctx context.Context, orgID string, p Page) (ms []*OrgMembership, next string, err error)
+	// ListUserMemberships lists every organization the user belongs to.
+	ListUserMemberships(ctx context.Context, userID string) ([]*OrgMembership, error)
+	// DeleteOrgMembership removes the membership and the user's environment
+	// roles in that organization. ENOTFOUND if absent.
+	DeleteOrgMembership(ctx context.Context, orgID, userID string) error
+	// CountOrgOwners counts the organization's owners.
+	CountOrgOwners(ctx context.Context, orgID string) (int, error)
+
+	// CreateAPIKey inserts k. ECONFLICT if the hash exists.
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+	// GetAPIKeyByHash finds a key by the SHA-256 hash of its token, revoked or not. ENOTFOUND if absent.
+	GetAPIKeyByHash(ctx context.Context, hash string) (*APIKey, error)
+	// GetAPIKey finds a key of the organization. ENOTFOUND if absent.
+	GetAPIKey(ctx context.Context, orgID, id string) (*APIKey, error)
+	// ListAPIKeys lists the organization's keys; userID, when set, restricts to that user's.
+	ListAPIKeys(ctx context.Context, orgID, userID string, p Page) (keys []*APIKey, next string, err error)
+	// RevokeAPIKey sets revoked_at. ENOTFOUND if absent; revoking twice keeps the first time.
+	RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error
+	// TouchAPIKey sets last_used_at. Absent is not an error.
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+	// ListPlatformKeys lists the live (not revoked) keys without an organization.
+	ListPlatformKeys(ctx context.Context) ([]*APIKey, error)
+
+	// OrgOf returns the organization that owns an environment or operation,
+	// for routes that name only its id. ENOTFOUND if absent.
+	OrgOf(ctx context.Context, kind ResourceKind, id string) (string, error)
+
+	// CreateEnvironment inserts e. ECONFLICT if a live environment of the org has the slug.
+	CreateEnvironment(ctx context.Context, e *Environment) error
+	// GetEnvironment finds a live (not deleted) environment of the org by id or slug. ENOTFOUND if absent.
+	GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*Environment, error)
+	// ListEnvironments lists environments.
+	ListEnvironments(ctx context.Context, f EnvironmentFilter, p Page) (envs []*Environment, next string, err error)
+	// UpdateEnvironment saves every mutable field of e (name, description,
+	// is_protected, status, error, metadata, updated_at, deleted_at). ENOTFOUND if absent.
+	UpdateEnvironment(ctx context.Context, e *Environment) error
+	// CountEnvironments counts the organization's live environments.
+	CountEnvironments(ctx context.Context, orgID string) (int, error)
+
+	// CreateDatabase inserts d. ECONFLICT if the environment has one or the name is taken.
+	CreateDatabase(ctx context.Context, d *Database) error
+	// GetDatabase finds a database by id. ENOTFOUND if absent.
+	GetDatabase(ctx context.Context, id string) (*Database, error)
+	// GetEnvironmentDatabase finds the environment's database. ENOTFOUND if absent.
+	GetEnvironmentDatabase(ctx context.Context, environmentID string) (*Database, error)
+	// UpdateDatabase saves url, schema_version, provisioned_at, last_accessed_at and metadata. ENOTFOUND if absent.
+	UpdateDatabase(ctx context.Context, d *Database) error
+	// CountDatabasesByTarget counts databases of live environments per target.
+	CountDatabasesByTarget(ctx context.Context) (map[string]int, error)
+
+	// CreateCredential inserts c.
+	CreateCredential(ctx context.Context, c *Credential) error
+	// GetCredential finds a credential of the database. ENOTFOUND if absent.
+	GetCredential(ctx context.Context, databaseID, id string) (*Credential, error)
+	// ListCredentials lists the database's credentials, newest first.
+	ListCredentials(ctx context.Context, f CredentialFilter) ([]*Credential, error)
+	// UpdateCredential saves status, expires_at, revoked_at, kms_key_id and the ciphers. ENOTFOUND if absent.
+	UpdateCredential(ctx context.Context, c *Credential) error
+	// ListCredentialsDue lists rotating credentials whose grace ended at or before now, oldest first.
+	ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*Credential, error)
+	// ListCredentialsByKey lists credentials (any status but revoked) whose data key is
+	// wrapped under a key id other than keyID, up to limit; for re-wrapping.
+	ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*Credential, error)
+	// CountCredentialsByKey counts non-revoked credentials per kms_key_id.
+	CountCredentialsByKey(ctx context.Context) (map[string]int, error)
+
+	// PutEnvironmentMember inserts or updates the user's role on the environment.
+	PutEnvironmentMember(ctx context.Context, m *EnvironmentMember) error
+	// GetEnvironmentMember finds the user's role on the environment. ENOTFOUND if none.
+	GetEnvironmentMember(ctx context.Context, environmentID, userID string) (*EnvironmentMember, error)
+	// ListEnvironmentMembers lists the environment's members.
+	ListEnvironmentMembers(ctx context.Context, environmentID string) ([]*EnvironmentMember, error)
+	// ListUserEnvironmentRoles maps environment id to the user's role, for the org's environments.
+	ListUserEnvironmentRoles(ctx context.Context, orgID, userID string) (map[string]EnvRole, error)
+	// DeleteEnvironmentMember removes the user's role. ENOTFOUND if none.
+	DeleteEnvironmentMember(ctx context.Context, environmentID, userID string) error
+
+	// CreateOperation inserts op.
+	CreateOperation(ctx context.Context, op *Operation) error
+	// GetOperation finds an operation of the organization. ENOTFOUND if absent.
+	GetOperation(ctx context.Context, orgID, id string) (*Operation, error)
+	// GetRunningOperation finds the environment's unfinished operation, if any. ENOTFOUND if none.
+	GetRunningOperation(ctx context.Context, environmentID string) (*Operation, error)
+	// ClaimOperations leases up to limit unfinished operations whose lease is
+	// free or expired and whose not_before has passed, to owner until until.
+	// Concurrent claimers never get the same operation.
+	ClaimOperations(ctx context.Context, owner string, now, until time.Time, limit int) ([]*Operation, error)
+	// UpdateOperation saves status, step, attempts, error, response,
+	// not_before, lease and updated_at, only while op.LeaseOwner still holds
+	// the lease (or the operation has no owner). ECONFLICT if the lease was lost.
+	UpdateOperation(ctx context.Context, op *Operation) error
+
+	// AppendAuditEvent inserts e. Audit events are never updated or deleted.
+	AppendAuditEvent(ctx context.Context, e *AuditEvent) error
+	// ListAuditEvents lists the organization's events, newest first.
+	ListAuditEvents(ctx context.Context, orgID string, p Page) (events []*AuditEvent, next string, err error)
+
+	// CreateIdempotencyRecord inserts r. ECONFLICT if (owner, key) exists.
+	CreateIdempotencyRecord(ctx context.Context, r *IdempotencyRecord) error
+	// GetIdempotencyRecord finds a record. ENOTFOUND if absent.
+	GetIdempotencyRecord(ctx context.Context, owner, key string) (*IdempotencyRecord, error)
+	// CompleteIdempotencyRecord stores the response. ENOTFOUND if absent.
+	CompleteIdempotencyRecord(ctx context.Context, owner, key string, status int, response []byte) error
+	// DeleteIdempotencyRecord removes a record (a request that failed before answering). Absent is not an error.
+	DeleteIdempotencyRecord(ctx context.Context, owner, key string) error
+}
