@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"net/http"
+
+	cp "github.com/envplane/envplane/controlplane"
+)
+
+// Route describes one endpoint. The server registers its handler from this
+// table and the OpenAPI document is generated from it, so the two cannot
+// disagree.
+type Route struct {
+	Method string
+	// Path uses echo's syntax (:org); OpenAPI shows it as {org}.
+	Path        string
+	OperationID string
+	Summary     string
+	// Request is a zero value of the JSON body type, nil when there is none.
+	Request any
+	// Response is a zero value of the success body type, nil for 204.
+	Response any
+	// Status is the success status; Accepted lists a 202 alternative body.
+	Status   int
+	Accepted any
+	// Query names the query parameters the route reads.
+	Query []string
+	// Public routes need no API key.
+	Public bool
+}
+
+const (
+	orgPath = "/v1/organizations/:org"
+	envPath = orgPath + "/environments/:env"
+)
+
+// Routes returns the API's route table.
+func Routes() []Route {
+	list := []string{"limit", "cursor"}
+	return []Route{
+		{Method: http.MethodGet, Path: "/healthz", OperationID: "healthz", Summary: "Liveness", Status: http.StatusOK, Public: true},
+		{Method: http.MethodGet, Path: "/readyz", OperationID: "readyz", Summary: "Readiness: the store answers", Status: http.StatusOK, Public: true},
+		{Method: http.MethodGet, Path: "/metrics", OperationID: "metrics", Summary: "Prometheus metrics", Status: http.StatusOK, Public: true},
+		{Method: http.MethodGet, Path: "/v1/openapi.json", OperationID: "openapi", Summary: "This API's OpenAPI description", Status: http.StatusOK, Public: true},
+		{Method: http.MethodGet, Path: "/v1/me", OperationID: "getMe", Summary: "The calling principal, its organizations and roles", Response: cp.Me{}, Status: http.StatusOK},
+
+		{Method: http.MethodPost, Path: "/v1/organizations", OperationID: "createOrganization", Summary: "Create an organization and provision its default environment (platform admin)", Request: cp.CreateOrganizationRequest{}, Response: cp.CreateOrganizationResponse{}, Status: http.StatusCreated},
+		{Method: http.MethodGet, Path: "/v1/organizations", OperationID: "listOrganizations", Summary: "Organizations visible to the caller", Response: cp.List[*cp.Organization]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodGet, Path: orgPath, OperationID: "getOrganization", Summary: "One organization", Response: cp.Organization{}, Status: http.StatusOK},
+		{Method: http.MethodPatch, Path: orgPath, OperationID: "updateOrganization", Summary: "Update an organization (owner)", Request: cp.UpdateOrganizationRequest{}, Response: cp.Organization{}, Status: http.StatusOK},
+		{Method: http.MethodDelete, Path: orgPath, OperationID: "deleteOrganization", Summary: "Delete an organization (owner); 409 while non-default environments exist", Status: http.StatusNoContent},
+
+		{Method: http.MethodGet, Path: orgPath + "/members", OperationID: "listMembers", Summary: "Organization members", Response: cp.List[*cp.OrgMembership]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodPost, Path: orgPath + "/members", OperationID: "addMember", Summary: "Add a member; a new email creates the user", Request: cp.AddMemberRequest{}, Response: cp.OrgMembership{}, Status: http.StatusCreated},
+		{Method: http.MethodPatch, Path: orgPath + "/members/:user", OperationID: "updateMember", Summary: "Change a member's role; demoting the last owner is 409", Request: cp.UpdateMemberRequest{}, Response: cp.OrgMembership{}, Status: http.StatusOK},
+		{Method: http.MethodDelete, Path: orgPath + "/members/:user", OperationID: "removeMember", Summary: "Remove a member; removing the last owner is 409", Status: http.StatusNoContent},
+
+		{Method: http.MethodGet, Path: orgPath + "/api-keys", OperationID: "listAPIKeys", Summary: "API keys (owners and admins see all, users their own)", Response: cp.List[*cp.APIKey]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodPost, Path: orgPath + "/api-keys", OperationID: "createAPIKey", Summary: "Create an API key; the token is shown once", Request: cp.CreateAPIKeyRequest{}, Response: cp.CreateAPIKeyResponse{}, Status: http.StatusCreated},
+		{Method: http.MethodGet, Path: orgPath + "/api-keys/:id", OperationID: "getAPIKey", Summary: "One API key", Response: cp.APIKey{}, Status: http.StatusOK},
+		{Method: http.MethodDelete, Path: orgPath + "/api-keys/:id", OperationID: "revokeAPIKey", Summary: "Revoke an API key", Status: http.StatusNoContent},
+
+		{Method: http.MethodGet, Path: orgPath + "/audit-events", OperationID: "listAuditEvents", Summary: "Audit events, newest first", Response: cp.List[*cp.AuditEvent]{}, Status: http.StatusOK, Query: list},
+
+		{Method: http.MethodPost, Path: orgPath + "/environments", OperationID: "createEnvironment", Summary: "Create an environment and provision its database (Prefer: wait=N)", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
+		{Method: http.MethodPost, Path: "/v1/environments", OperationID: "createEnvironmentInOrganization", Summary: "Create an environment, naming the organization in the body", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
+		{Method: http.MethodGet, Path: orgPath + "/environments", OperationID: "listEnvironments", Summary: "Environments the caller can see", Response: cp.List[*cp.EnvironmentView]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodGet, Path: envPath, OperationID: "getEnvironment", Summary: "One environment with its database", Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodDelete, Path: envPath, OperationID: "deleteEnvironment", Summary: "Delete an environment and drop its database; 409 if protected or default", Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
+		{Method: http.MethodPost, Path: envPath + "/suspend", OperationID: "suspendEnvironment", Summary: "Suspend: connection lookups answer 423", Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: envPath + "/resume", OperationID: "resumeEnvironment", Summary: "Resume a suspended environment", Response: cp.EnvironmentView{}, Status: http.StatusOK},
+
+		{Method: http.MethodGet, Path: envPath + "/connection", OperationID: "getConnection", Summary: "The router: a connection descriptor with the newest active credential", Response: cp.Connection{}, Status: http.StatusOK, Query: []string{"scope"}},
+		{Method: http.MethodGet, Path: "/v1/environments/:id/connection", OperationID: "getConnectionByID", Summary: "The router, by environment id", Response: cp.Connection{}, Status: http.StatusOK, Query: []string{"scope"}},
+
+		{Method: http.MethodGet, Path: envPath + "/credentials", OperationID: "listCredentials", Summary: "Credential metadata, never secrets", Response: cp.List[*cp.Credential]{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: envPath + "/credentials/rotate", OperationID: "rotateCredentials", Summary: "Rotate with a grace period", Request: cp.RotateCredentialsRequest{}, Response: cp.CredentialsResponse{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: envPath + "/credentials/revoke", OperationID: "revokeCredentials", Summary: "Emergency: revoke now and re-issue", Request: cp.RevokeCredentialsRequest{}, Response: cp.CredentialsResponse{}, Status: http.StatusOK},
+
+		{Method: http.MethodGet, Path: envPath + "/members", OperationID: "listEnvironmentMembers", Summary: "Environment members", Response: cp.List[*cp.EnvironmentMember]{}, Status: http.StatusOK},
+		{Method: http.MethodPut, Path: envPath + "/members/:user", OperationID: "putEnvironmentMember", Summary: "Give a user a role on the environment", Request: cp.PutEnvironmentMemberRequest{}, Response: cp.EnvironmentMember{}, Status: http.StatusOK},
+		{Method: http.MethodDelete, Path: envPath + "/members/:user", OperationID: "removeEnvironmentMember", Summary: "Remove a user's role on the environment", Status: http.StatusNoContent},
+
+		{Method: http.MethodGet, Path: envPath + "/schema", OperationID: "getSchema", Summary: "Migration ledger, pending migrations and drift", Response: cp.SchemaStatus{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: envPath + "/schema/migrate", OperationID: "migrateSchema", Summary: "Apply pending migrations", Response: cp.SchemaStatus{}, Status: http.StatusOK},
+
+		{Method: http.MethodGet, Path: "/v1/operations/:id", OperationID: "getOperation", Summary: "One operation", Response: cp.Operation{}, Status: http.StatusOK},
+	}
+}

@@ -1,0 +1,202 @@
+package controlplane
+
+import (
+	"time"
+
+	"github.com/envplane/envplane/drivers"
+)
+
+// The request and response bodies of the API. The HTTP layer decodes requests
+// straight into these (unknown fields rejected) and the Go client sends them,
+// so the wire format has one definition. Optional fields are pointers: absent
+// differs from zero.
+
+// CreateOrganizationRequest is the body of POST /v1/organizations.
+type CreateOrganizationRequest struct {
+	Slug            string `json:"slug"`
+	Name            string `json:"name"`
+	Require2FA      *bool  `json:"require_2fa,omitempty"`
+	MaxEnvironments *int   `json:"max_environments,omitempty"`
+}
+
+// CreateOrganizationResponse is the 201 body of POST /v1/organizations.
+type CreateOrganizationResponse struct {
+	Organization       *Organization    `json:"organization"`
+	DefaultEnvironment *EnvironmentView `json:"default_environment"`
+	Operation          *Operation       `json:"operation,omitempty"`
+}
+
+// UpdateOrganizationRequest is the body of PATCH /v1/organizations/{org}.
+type UpdateOrganizationRequest struct {
+	Name            *string `json:"name,omitempty"`
+	Require2FA      *bool   `json:"require_2fa,omitempty"`
+	MaxEnvironments *int    `json:"max_environments,omitempty"`
+}
+
+// AddMemberRequest is the body of POST /v1/organizations/{org}/members; a new
+// email creates the user.
+type AddMemberRequest struct {
+	Email string  `json:"email"`
+	Name  string  `json:"name,omitempty"`
+	Role  OrgRole `json:"role"`
+}
+
+// UpdateMemberRequest is the body of PATCH /v1/organizations/{org}/members/{user}.
+type UpdateMemberRequest struct {
+	Role OrgRole `json:"role"`
+}
+
+// CreateAPIKeyRequest is the body of POST /v1/organizations/{org}/api-keys.
+// With Environment set it makes an app key bound to that environment (slug or
+// id) up to MaxScope (default readonly); otherwise a user key for User (email
+// or id; default the caller).
+type CreateAPIKeyRequest struct {
+	Name        string     `json:"name"`
+	User        string     `json:"user,omitempty"`
+	Environment string     `json:"environment,omitempty"`
+	MaxScope    Scope      `json:"max_scope,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// CreateAPIKeyResponse is the 201 body of POST .../api-keys: the only time the token is shown.
+type CreateAPIKeyResponse struct {
+	ID          string     `json:"id"`
+	Token       string     `json:"token"`
+	Name        string     `json:"name"`
+	User        string     `json:"user,omitempty"`
+	Environment string     `json:"environment,omitempty"`
+	MaxScope    Scope      `json:"max_scope,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// CreateEnvironmentRequest is the body of POST .../environments (and of POST
+// /v1/environments, with Organization set).
+type CreateEnvironmentRequest struct {
+	Organization string          `json:"organization,omitempty"`
+	Slug         string          `json:"slug"`
+	Name         string          `json:"name,omitempty"`
+	Type         EnvironmentType `json:"type"`
+	Region       string          `json:"region,omitempty"`
+	Target       string          `json:"target,omitempty"`
+	IsProtected  *bool           `json:"is_protected,omitempty"`
+	Description  string          `json:"description,omitempty"`
+}
+
+// UpdateEnvironmentRequest is the body of PATCH .../environments/{env}.
+type UpdateEnvironmentRequest struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	IsProtected *bool   `json:"is_protected,omitempty"`
+}
+
+// DatabaseView is the database as environment responses show it.
+type DatabaseView struct {
+	Driver        string     `json:"driver"`
+	Target        string     `json:"target"`
+	Region        string     `json:"region"`
+	DatabaseName  string     `json:"database_name"`
+	SchemaVersion int64      `json:"schema_version"`
+	ProvisionedAt *time.Time `json:"provisioned_at,omitempty"`
+}
+
+// EnvironmentView is an environment with its database.
+type EnvironmentView struct {
+	*Environment
+	Database *DatabaseView `json:"database,omitempty"`
+}
+
+// EnvironmentOperationResponse is the 202 body when an environment change
+// did not finish within the request's wait.
+type EnvironmentOperationResponse struct {
+	Environment *EnvironmentView `json:"environment"`
+	Operation   *Operation       `json:"operation"`
+}
+
+// Connection is the router's answer: everything an application needs to
+// connect to its environment's database now.
+type Connection struct {
+	EnvironmentID string        `json:"environment_id"`
+	Organization  string        `json:"organization"`
+	Environment   string        `json:"environment"`
+	Driver        string        `json:"driver"`
+	Scope         drivers.Scope `json:"scope"`
+	DSN           string        `json:"dsn"`
+	URL           string        `json:"url"`
+	Host          string        `json:"host,omitempty"`
+	Port          int           `json:"port,omitempty"`
+	Database      string        `json:"database"`
+	Username      string        `json:"username,omitempty"`
+	Secret        string        `json:"secret"`
+	CredentialID  string        `json:"credential_id"`
+	ExpiresAt     *time.Time    `json:"expires_at,omitempty"`
+	RefreshAfter  time.Time     `json:"refresh_after"`
+}
+
+// RotateCredentialsRequest is the body of POST .../credentials/rotate. Scope
+// is "all" (the default) or one scope.
+type RotateCredentialsRequest struct {
+	Scope        string `json:"scope,omitempty"`
+	GraceSeconds *int   `json:"grace_seconds,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// RevokeCredentialsRequest is the body of POST .../credentials/revoke: revoke
+// now (one credential, or every credential of the environment) and re-issue.
+type RevokeCredentialsRequest struct {
+	CredentialID string `json:"credential_id,omitempty"`
+	Reason       string `json:"reason"`
+}
+
+// CredentialsResponse answers rotate and revoke: the operation and the
+// credentials' metadata afterwards (never secrets).
+type CredentialsResponse struct {
+	Operation   *Operation    `json:"operation,omitempty"`
+	Credentials []*Credential `json:"credentials"`
+}
+
+// PutEnvironmentMemberRequest is the body of PUT .../environments/{env}/members/{user}.
+type PutEnvironmentMemberRequest struct {
+	Role EnvRole `json:"role"`
+}
+
+// SchemaMigration is one migration as the schema endpoints report it.
+type SchemaMigration struct {
+	Namespace string     `json:"namespace"`
+	Version   int64      `json:"version"`
+	Name      string     `json:"name"`
+	Checksum  string     `json:"checksum"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
+}
+
+// SchemaStatus answers GET .../schema and POST .../schema/migrate.
+type SchemaStatus struct {
+	SchemaVersion int64             `json:"schema_version"`
+	Applied       []SchemaMigration `json:"applied"`
+	Pending       []SchemaMigration `json:"pending"`
+	Drift         []SchemaMigration `json:"drift"`
+}
+
+// Me answers GET /v1/me.
+type Me struct {
+	KeyID         string         `json:"key_id"`
+	User          *User          `json:"user,omitempty"`
+	PlatformAdmin bool           `json:"platform_admin"`
+	EnvironmentID string         `json:"environment_id,omitempty"`
+	MaxScope      Scope          `json:"max_scope,omitempty"`
+	Organizations []MeMembership `json:"organizations"`
+}
+
+// MeMembership is one organization the principal may act in.
+type MeMembership struct {
+	ID   string  `json:"id"`
+	Slug string  `json:"slug"`
+	Name string  `json:"name"`
+	Role OrgRole `json:"role"`
+}
+
+// List is the body of every list endpoint; Next is the cursor of the next
+// page, empty on the last.
+type List[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
