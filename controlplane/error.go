@@ -87,3 +87,15 @@ func ErrorMessage(err error) string {
 
 // IsCode reports whether err carries the code.
 func IsCode(err error, code string) bool { return ErrorCode(err) == code }
+
+// Wrap returns e with err as its cause, for logs; clients see only the message.
+func (e *Error) Wrap(err error) *Error {
+	e.Err = err
+	return e
+}
+
+// withCode returns e with another code, keeping message and fields.
+func (e *Error) withCode(code string) *Error {
+	e.Code = code
+	return e
+}

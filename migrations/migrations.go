@@ -8,7 +8,7 @@ import (
 	"io/fs"
 )
 
-//go:embed all:controlplane/sqlite all:controlplane/postgres all:dataplane
+//go:embed controlplane/sqlite/*.sql controlplane/postgres/*.sql dataplane/*.sql
 var files embed.FS
 
 // ControlPlaneSQLite returns the control-plane migrations for the SQLite store.

@@ -1,0 +1,112 @@
+package controlplane
+
+import "context"
+
+// access is what a call resolved before it may touch anything: the
+// organization (and environment) it names, as the caller may see them, and
+// the subject that Authorize judges.
+type access struct {
+	org     *Organization
+	env     *Environment
+	subject Subject
+}
+
+// resource returns the authorization resource for a.
+func (a *access) resource() Resource {
+	r := Resource{OrgID: a.org.ID}
+	if a.env != nil {
+		r.EnvironmentID = a.env.ID
+	}
+	return r
+}
+
+// orgAccess resolves the organization named by ref (slug or id) for p and
+// authorizes action on it. An organization p may not see is ENOTFOUND, exactly
+// as one that does not exist.
+func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, action Action) (*access, error) {
+	if p == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	org, err := s.Store.GetOrganization(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if p.OrgID != "" && p.OrgID != org.ID {
+		return nil, Errorf(ENOTFOUND, "organization not found")
+	}
+	a := &access{org: org, subject: Subject{Principal: p}}
+	if p.UserID != "" {
+		m, err := s.Store.GetOrgMembership(ctx, org.ID, p.UserID)
+		switch {
+		case err == nil:
+			a.subject.OrgRole = m.Role
+		case !IsCode(err, ENOTFOUND):
+			return nil, err
+		}
+	}
+	if err := Authorize(a.subject, action, a.resource()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// envAccess resolves the organization and the live environment named by the
+// refs for p and authorizes action on the environment. An environment p may
+// not see is ENOTFOUND.
+func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef string, action Action) (*access, error) {
+	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+	if IsCode(err, EFORBIDDEN) {
+		// An app key may not read its organization but may act on its environment.
+		a, err = s.orgVisible(ctx, p, orgRef)
+	}
+	if err != nil {
+		return nil, err
+	}
+	env, err := s.Store.GetEnvironment(ctx, a.org.ID, envRef)
+	if err != nil {
+		return nil, err
+	}
+	a.env = env
+	if p.UserID != "" && a.subject.OrgRole != "" {
+		m, err := s.Store.GetEnvironmentMember(ctx, env.ID, p.UserID)
+		switch {
+		case err == nil:
+			a.subject.EnvRole = m.Role
+		case !IsCode(err, ENOTFOUND):
+			return nil, err
+		}
+	}
+	if err := Authorize(a.subject, action, a.resource()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// orgVisible resolves the organization for a principal that may act in it
+// without reading it (app keys).
+func (s *Service) orgVisible(ctx context.Context, p *Principal, ref string) (*access, error) {
+	org, err := s.Store.GetOrganization(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if p.OrgID != org.ID {
+		return nil, Errorf(ENOTFOUND, "organization not found")
+	}
+	return &access{org: org, subject: Subject{Principal: p}}, nil
+}
+
+// envAccessByID is envAccess for routes that name the environment by id only.
+func (s *Service) envAccessByID(ctx context.Context, p *Principal, envID string, action Action) (*access, error) {
+	if p == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	orgID := p.OrgID
+	if orgID == "" {
+		id, err := s.Store.OrgOf(ctx, KindEnvironment, envID)
+		if err != nil {
+			return nil, err
+		}
+		orgID = id
+	}
+	return s.envAccess(ctx, p, orgID, envID, action)
+}

@@ -1,0 +1,432 @@
+package controlplane
+
+import (
+	"context"
+	"strings"
+
+	"github.com/envplane/envplane/drivers"
+)
+
+// reservation is what reserving an environment wrote: the rows in status
+// provisioning and the operation that will provision them.
+type reservation struct {
+	env *Environment
+	db  *Database
+	op  *Operation
+}
+
+// view returns the environment with its database as responses show it.
+func view(env *Environment, db *Database) *EnvironmentView {
+	v := &EnvironmentView{Environment: env}
+	if db != nil {
+		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt}
+	}
+	return v
+}
+
+func dropRequest(db *Database) drivers.DropDatabaseRequest {
+	return drivers.DropDatabaseRequest{Database: db.DriverDatabase()}
+}
+
+// place picks the target for a new database: the named one, or else the
+// default when it serves the region, or else a target of the region with room.
+// A full or unknown target is an error naming the field; no room anywhere is EUNAVAILABLE.
+func (s *Service) place(name, region string) (*Target, error) {
+	if name != "" {
+		t, err := s.target(name)
+		if err != nil {
+			return nil, err
+		}
+		if region != "" && t.Region != "" && t.Region != region {
+			return nil, Invalid(FieldError{Field: "region", Message: "the target is in another region"})
+		}
+		return t, nil
+	}
+	if t, ok := s.Targets[s.DefaultTarget]; ok && (region == "" || t.Region == region) {
+		return t, nil
+	}
+	for _, t := range s.sortedTargets() {
+		if region == "" || t.Region == region {
+			return t, nil
+		}
+	}
+	if region != "" {
+		return nil, Invalid(FieldError{Field: "region", Message: "no target serves this region"})
+	}
+	return nil, Errorf(EUNAVAILABLE, "no target is configured")
+}
+
+// sortedTargets returns the targets in name order, for deterministic placement.
+func (s *Service) sortedTargets() []*Target {
+	names := make([]string, 0, len(s.Targets))
+	for n := range s.Targets {
+		names = append(names, n)
+	}
+	slicesSort(names)
+	out := make([]*Target, len(names))
+	for i, n := range names {
+		out[i] = s.Targets[n]
+	}
+	return out
+}
+
+// checkCapacity refuses a target that is full.
+func (s *Service) checkCapacity(ctx context.Context, q Queries, t *Target) error {
+	if t.Capacity <= 0 {
+		return nil
+	}
+	counts, err := q.CountDatabasesByTarget(ctx)
+	if err != nil {
+		return err
+	}
+	if counts[t.Name] >= t.Capacity {
+		return Errorf(EUNAVAILABLE, "target %s has no room for another database", t.Name)
+	}
+	return nil
+}
+
+// validateEnvironment checks a create request's fields.
+func validateEnvironment(req CreateEnvironmentRequest, allowDefault bool) []FieldError {
+	var fields []FieldError
+	if !ValidSlug(req.Slug) {
+		fields = append(fields, FieldError{Field: "slug", Message: "must match ^[a-z0-9][a-z0-9-]{0,62}$"})
+	}
+	switch {
+	case req.Type == "":
+		fields = append(fields, FieldError{Field: "type", Message: "is required"})
+	case !req.Type.Valid():
+		fields = append(fields, FieldError{Field: "type", Message: "must be one of development, test, staging, production, sandbox, preview, trial"})
+	case req.Type == TypeDefault && !allowDefault:
+		fields = append(fields, FieldError{Field: "type", Message: "default environments are created with their organization"})
+	}
+	if len(req.Name) > 200 {
+		fields = append(fields, FieldError{Field: "name", Message: "must be at most 200 characters"})
+	}
+	if len(req.Description) > 2000 {
+		fields = append(fields, FieldError{Field: "description", Message: "must be at most 2000 characters"})
+	}
+	return fields
+}
+
+// reserve writes an environment and its database in status provisioning, and
+// the provisioning operation, through q (inside the caller's transaction).
+func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Organization, t *Target, req CreateEnvironmentRequest, isDefault bool) (*reservation, error) {
+	if err := s.checkCapacity(ctx, q, t); err != nil {
+		return nil, err
+	}
+	n, err := q.CountEnvironments(ctx, org.ID)
+	if err != nil {
+		return nil, err
+	}
+	if org.MaxEnvironments > 0 && n >= org.MaxEnvironments {
+		return nil, Errorf(ETOOMANY, "the organization has reached its quota of %d environments", org.MaxEnvironments)
+	}
+	now := s.Now()
+	name := strings.TrimSpace(req.Name)
+	if name == "" {
+		name = req.Slug
+	}
+	env := &Environment{
+		ID:          s.NewID("env"),
+		OrgID:       org.ID,
+		Slug:        req.Slug,
+		Name:        name,
+		Description: req.Description,
+		Type:        req.Type,
+		Region:      t.Region,
+		Target:      t.Name,
+		IsDefault:   isDefault,
+		IsProtected: req.Type == TypeProduction,
+		Status:      StatusProvisioning,
+		CreatedBy:   actor(p),
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if req.IsProtected != nil {
+		env.IsProtected = *req.IsProtected
+	}
+	if err := q.CreateEnvironment(ctx, env); err != nil {
+		if IsCode(err, ECONFLICT) {
+			return nil, Invalid(FieldError{Field: "slug", Message: "is taken in this organization"}).withCode(ECONFLICT)
+		}
+		return nil, err
+	}
+	db := &Database{ID: s.NewID("db"), EnvironmentID: env.ID, Name: newDatabaseName(), Driver: t.Driver.Name(), Target: t.Name, Region: t.Region}
+	if err := q.CreateDatabase(ctx, db); err != nil {
+		return nil, err
+	}
+	op := s.newOperation(org.ID, env.ID, OpProvision, stepCreateDatabase, nil)
+	if err := q.CreateOperation(ctx, op); err != nil {
+		return nil, err
+	}
+	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, map[string]any{"slug": env.Slug, "type": string(env.Type), "target": t.Name, "operation": op.ID}); err != nil {
+		return nil, err
+	}
+	return &reservation{env: env, db: db, op: op}, nil
+}
+
+// CreateEnvironment reserves an environment and starts provisioning its
+// database (owner, admin). The returned channel closes when provisioning
+// finishes here; the caller waits on it as long as it likes, then reads the
+// operation. Invalid fields are EINVALID, a taken slug ECONFLICT, a full
+// quota ETOOMANY, no room on any target EUNAVAILABLE.
+func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef string, req CreateEnvironmentRequest) (*EnvironmentView, *Operation, <-chan struct{}, error) {
+	if orgRef == "" {
+		orgRef = req.Organization
+		if orgRef == "" {
+			return nil, nil, nil, Invalid(FieldError{Field: "organization", Message: "is required"})
+		}
+	}
+	a, err := s.orgAccess(ctx, p, orgRef, ActEnvCreate)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if fields := validateEnvironment(req, false); len(fields) > 0 {
+		return nil, nil, nil, Invalid(fields...)
+	}
+	t, err := s.place(req.Target, req.Region)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var res *reservation
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		var err error
+		res, err = s.reserve(ctx, q, p, a.org, t, req, false)
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return view(res.env, res.db), res.op, s.start(res.op), nil
+}
+
+// Settle returns the environment and operation as stored now, after waiting
+// for done (see CreateEnvironment) for at most the caller's patience.
+func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, *Operation, error) {
+	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: op.OrgID, IDs: []string{op.EnvironmentID}, IncludeDeleted: true}, Page{Limit: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(envs) == 0 {
+		return nil, nil, Errorf(ENOTFOUND, "environment not found")
+	}
+	db, err := s.Store.GetEnvironmentDatabase(ctx, op.EnvironmentID)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		return nil, nil, err
+	}
+	return view(envs[0], db), op, nil
+}
+
+// ListEnvironments lists the live environments p can see, with their databases.
+func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef string, page Page) ([]*EnvironmentView, string, error) {
+	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+	if err != nil {
+		return nil, "", err
+	}
+	f := EnvironmentFilter{OrgID: a.org.ID}
+	switch {
+	case p.IsApp():
+		f.IDs = []string{p.EnvironmentID}
+	case p.PlatformAdmin || a.subject.OrgRole == OrgOwner || a.subject.OrgRole == OrgAdmin:
+	default:
+		roles, err := s.Store.ListUserEnvironmentRoles(ctx, a.org.ID, p.UserID)
+		if err != nil {
+			return nil, "", err
+		}
+		f.IDs = make([]string, 0, len(roles))
+		for id := range roles {
+			f.IDs = append(f.IDs, id)
+		}
+	}
+	envs, next, err := s.Store.ListEnvironments(ctx, f, page)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*EnvironmentView, 0, len(envs))
+	for _, e := range envs {
+		db, err := s.Store.GetEnvironmentDatabase(ctx, e.ID)
+		if err != nil && !IsCode(err, ENOTFOUND) {
+			return nil, "", err
+		}
+		out = append(out, view(e, db))
+	}
+	return out, next, nil
+}
+
+// GetEnvironment returns one environment with its database; ENOTFOUND if p may not see it.
+func (s *Service) GetEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
+	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvRead)
+	if err != nil {
+		return nil, err
+	}
+	return s.withDatabase(ctx, a.env)
+}
+
+func (s *Service) withDatabase(ctx context.Context, env *Environment) (*EnvironmentView, error) {
+	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		return nil, err
+	}
+	return view(env, db), nil
+}
+
+// UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
+func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
+	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvUpdate)
+	if err != nil {
+		return nil, err
+	}
+	env := a.env
+	var fields []FieldError
+	if req.Name != nil {
+		n := strings.TrimSpace(*req.Name)
+		if n == "" || len(n) > 200 {
+			fields = append(fields, FieldError{Field: "name", Message: "must be 1 to 200 characters"})
+		}
+		env.Name = n
+	}
+	if req.Description != nil {
+		if len(*req.Description) > 2000 {
+			fields = append(fields, FieldError{Field: "description", Message: "must be at most 2000 characters"})
+		}
+		env.Description = *req.Description
+	}
+	if len(fields) > 0 {
+		return nil, Invalid(fields...)
+	}
+	details := map[string]any{}
+	if req.IsProtected != nil && *req.IsProtected != env.IsProtected {
+		env.IsProtected = *req.IsProtected
+		details["is_protected"] = env.IsProtected
+	}
+	env.UpdatedAt = s.Now()
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		if err := q.UpdateEnvironment(ctx, env); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.updated", env.ID, details)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.withDatabase(ctx, env)
+}
+
+// DeleteEnvironment starts deprovisioning (owner, admin): credentials
+// revoked, database dropped, environment tombstoned and its slug freed.
+// ECONFLICT for protected or default environments and while another operation runs.
+func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*Operation, <-chan struct{}, error) {
+	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvDelete)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := a.env
+	switch {
+	case env.IsDefault:
+		return nil, nil, Errorf(ECONFLICT, "the default environment is deleted only with its organization")
+	case env.IsProtected:
+		return nil, nil, Errorf(ECONFLICT, "the environment is protected; unprotect it first")
+	case env.Status == StatusDeleting:
+		return nil, nil, Errorf(ECONFLICT, "the environment is already being deleted")
+	}
+	var op *Operation
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		if _, err := q.GetRunningOperation(ctx, env.ID); err == nil {
+			return Errorf(ECONFLICT, "an operation is running on the environment")
+		} else if !IsCode(err, ENOTFOUND) {
+			return err
+		}
+		env.Status = StatusDeleting
+		env.UpdatedAt = s.Now()
+		if err := q.UpdateEnvironment(ctx, env); err != nil {
+			return err
+		}
+		op = s.newOperation(env.OrgID, env.ID, OpDeprovision, stepRevokeAll, nil)
+		if err := q.CreateOperation(ctx, op); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.delete_requested", env.ID, map[string]any{"operation": op.ID})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return op, s.start(op), nil
+}
+
+// SuspendEnvironment suspends an active environment (owner, admin): its
+// connection lookups answer ELOCKED until it is resumed. Idempotent.
+func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
+	return s.setSuspended(ctx, p, orgRef, envRef, StatusActive, StatusSuspended, "environment.suspended")
+}
+
+// ResumeEnvironment resumes a suspended environment (owner, admin). Idempotent.
+func (s *Service) ResumeEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
+	return s.setSuspended(ctx, p, orgRef, envRef, StatusSuspended, StatusActive, "environment.resumed")
+}
+
+func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef string, from, to EnvironmentStatus, action string) (*EnvironmentView, error) {
+	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
+	if err != nil {
+		return nil, err
+	}
+	env := a.env
+	if env.Status != to {
+		if env.Status != from {
+			return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
+		}
+		env.Status = to
+		env.UpdatedAt = s.Now()
+		err = s.Store.WithTx(ctx, func(q Queries) error {
+			if err := q.UpdateEnvironment(ctx, env); err != nil {
+				return err
+			}
+			return s.audit(ctx, q, p, env.OrgID, env.ID, action, env.ID, nil)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s.withDatabase(ctx, env)
+}
+
+// GetOperation returns an operation whose environment p can see; ENOTFOUND otherwise.
+func (s *Service) GetOperation(ctx context.Context, p *Principal, id string) (*Operation, error) {
+	if p == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	orgID := p.OrgID
+	if orgID == "" {
+		o, err := s.Store.OrgOf(ctx, KindOperation, id)
+		if err != nil {
+			return nil, err
+		}
+		orgID = o
+	}
+	op, err := s.Store.GetOperation(ctx, orgID, id)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.orgAccess(ctx, p, orgID, ActOrgRead)
+	if IsCode(err, EFORBIDDEN) {
+		a, err = s.orgVisible(ctx, p, orgID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.UserID != "" && a.subject.OrgRole != "" {
+		m, err := s.Store.GetEnvironmentMember(ctx, op.EnvironmentID, p.UserID)
+		if err == nil {
+			a.subject.EnvRole = m.Role
+		} else if !IsCode(err, ENOTFOUND) {
+			return nil, err
+		}
+	}
+	if err := Authorize(a.subject, ActOperationRead, Resource{OrgID: orgID, EnvironmentID: op.EnvironmentID}); err != nil {
+		return nil, err
+	}
+	return op, nil
+}

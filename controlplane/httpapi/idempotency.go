@@ -1,0 +1,116 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	cp "github.com/envplane/envplane/controlplane"
+)
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 255
+
+// idempotent makes a POST replayable: the first answer to a key (per API
+// key) is stored, the same key with the same body replays it, the same key
+// with another body is 422, and a key whose first request is still running is
+// 409. Answers of 5xx are not stored, so a retry runs again. With redactToken
+// the stored answer's "token" field is blanked: a token is shown once and
+// never kept.
+func (s *Server) idempotent(redactToken bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			key := c.Request().Header.Get("Idempotency-Key")
+			if key == "" {
+				return next(c)
+			}
+			if len(key) > maxIdempotencyKey {
+				return cp.Invalid(cp.FieldError{Field: "Idempotency-Key", Message: "must be at most 255 characters"})
+			}
+			body, err := io.ReadAll(c.Request().Body)
+			if err != nil {
+				return cp.Errorf(cp.EMALFORMED, "cannot read the request body")
+			}
+			c.Request().Body = io.NopCloser(bytes.NewReader(body))
+			sum := sha256.Sum256(append([]byte(c.Request().Method+" "+c.Request().URL.Path+"\n"), body...))
+			hash := hex.EncodeToString(sum[:])
+			owner := principal(c).KeyID
+			ctx := c.Request().Context()
+			store := s.svc.Store
+
+			rec := &cp.IdempotencyRecord{Owner: owner, Key: key, RequestHash: hash, CreatedAt: s.svc.Now()}
+			if err := store.CreateIdempotencyRecord(ctx, rec); err != nil {
+				if !cp.IsCode(err, cp.ECONFLICT) {
+					return err
+				}
+				prev, err := store.GetIdempotencyRecord(ctx, owner, key)
+				if err != nil {
+					return err
+				}
+				switch {
+				case prev.RequestHash != hash:
+					return cp.Errorf(cp.EIDEMPOTENCY, "the Idempotency-Key was used with another request")
+				case prev.StatusCode == 0:
+					return cp.Errorf(cp.ECONFLICT, "a request with this Idempotency-Key is still running")
+				}
+				c.Response().Header().Set("Idempotent-Replayed", "true")
+				return c.Blob(prev.StatusCode, echo.MIMEApplicationJSONCharsetUTF8, prev.Response)
+			}
+
+			rec2 := &recorder{ResponseWriter: c.Response().Writer}
+			c.Response().Writer = rec2
+			err = next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			if status >= 500 || status == 0 {
+				if derr := store.DeleteIdempotencyRecord(ctx, owner, key); derr != nil {
+					s.logger.Error("cannot release idempotency key", "err", derr)
+				}
+				return nil
+			}
+			stored := rec2.body.Bytes()
+			if redactToken {
+				stored = withoutToken(stored)
+			}
+			if cerr := store.CompleteIdempotencyRecord(ctx, owner, key, status, stored); cerr != nil {
+				s.logger.Error("cannot store idempotent answer", "err", cerr)
+			}
+			return nil
+		}
+	}
+}
+
+// withoutToken blanks the "token" field of a JSON object.
+func withoutToken(body []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return body
+	}
+	if _, ok := m["token"]; !ok {
+		return body
+	}
+	m["token"] = json.RawMessage(`""`)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}")
+	}
+	return out
+}
+
+// recorder copies what a handler writes, to store it for replay.
+type recorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}

@@ -1,0 +1,301 @@
+// Package httpapi serves envplane's HTTP API with echo v4 (problem+json
+// errors, bearer keys, idempotent POSTs, Prometheus metrics, the OpenAPI
+// document) and holds the Go client of the same API.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	cp "github.com/envplane/envplane/controlplane"
+)
+
+// Server is the API's HTTP server. Build it with NewServer; it is an http.Handler.
+type Server struct {
+	svc     *cp.Service
+	logger  *slog.Logger
+	echo    *echo.Echo
+	openapi []byte
+	metrics *metrics
+	// maxWait caps the Prefer: wait=N a client may ask for.
+	maxWait time.Duration
+	// defaultWait is how long a create waits without Prefer: wait.
+	defaultWait time.Duration
+}
+
+// Options tunes a Server; zero values take the defaults.
+type Options struct {
+	// BodyLimit caps request bodies (default 1 MiB).
+	BodyLimit string
+	// DefaultWait is how long environment creation waits for provisioning
+	// before answering 202 (default 30s); MaxWait caps Prefer: wait (default 120s).
+	DefaultWait time.Duration
+	MaxWait     time.Duration
+}
+
+type principalKey struct{}
+
+// NewServer returns the API server over svc, logging to logger and registering
+// its metrics with reg. It fails if the route table and the handlers disagree.
+func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, opts Options) (*Server, error) {
+	if opts.BodyLimit == "" {
+		opts.BodyLimit = "1M"
+	}
+	if opts.DefaultWait == 0 {
+		opts.DefaultWait = 30 * time.Second
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = 120 * time.Second
+	}
+	doc, err := OpenAPI(Routes())
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the OpenAPI document: %w", err)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{svc: svc, logger: logger, echo: echo.New(), openapi: doc, metrics: m, maxWait: opts.MaxWait, defaultWait: opts.DefaultWait}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(s.logRequests)
+	e.Use(s.recoverPanics)
+	e.Use(middleware.BodyLimit(opts.BodyLimit))
+
+	handlers := s.handlers(reg)
+	for _, r := range Routes() {
+		h, ok := handlers[r.OperationID]
+		if !ok {
+			return nil, fmt.Errorf("route %s %s has no handler", r.Method, r.Path)
+		}
+		delete(handlers, r.OperationID)
+		var mw []echo.MiddlewareFunc
+		if !r.Public {
+			mw = append(mw, s.authenticate)
+			if r.Method == http.MethodPost {
+				mw = append(mw, s.idempotent(r.OperationID == "createAPIKey"))
+			}
+		}
+		e.Add(r.Method, r.Path, h, mw...)
+	}
+	for id := range handlers {
+		return nil, fmt.Errorf("handler %s has no route", id)
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// requestContext returns the request's context carrying its request id, for the service's audit events.
+func requestContext(c echo.Context) context.Context {
+	return cp.WithRequestID(c.Request().Context(), c.Response().Header().Get(echo.HeaderXRequestID))
+}
+
+// principal returns the authenticated caller.
+func principal(c echo.Context) *cp.Principal {
+	p, _ := c.Get("principal").(*cp.Principal)
+	return p
+}
+
+// authenticate resolves the bearer key; no key or a bad one is 401.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || token == "" {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="envplane"`)
+			return cp.Errorf(cp.EUNAUTHORIZED, "invalid or missing API key")
+		}
+		p, err := s.svc.Authenticate(requestContext(c), strings.TrimSpace(token))
+		if err != nil {
+			if cp.IsCode(err, cp.EUNAUTHORIZED) {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="envplane"`)
+			}
+			return err
+		}
+		c.Set("principal", p)
+		return next(c)
+	}
+}
+
+// handleError answers every error as application/problem+json.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		err = fromEcho(he)
+	}
+	p := ProblemFor(err)
+	if p.Status >= 500 {
+		s.logger.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
+	}
+	body, mErr := json.Marshal(p)
+	if mErr != nil {
+		body = []byte(`{"title":"Internal Server Error","status":500,"code":"internal","detail":"internal error"}`)
+	}
+	c.Response().Header().Set(echo.HeaderContentType, ProblemContentType)
+	c.Response().WriteHeader(p.Status)
+	if c.Request().Method != http.MethodHead {
+		_, _ = c.Response().Write(body)
+	}
+}
+
+// fromEcho turns echo's own errors (no route, wrong method, body too large) into domain errors.
+func fromEcho(he *echo.HTTPError) error {
+	switch he.Code {
+	case http.StatusNotFound:
+		return cp.Errorf(cp.ENOTFOUND, "no such route")
+	case http.StatusMethodNotAllowed:
+		return cp.Errorf(cp.EMALFORMED, "method not allowed on this route")
+	case http.StatusRequestEntityTooLarge:
+		return cp.Errorf(cp.EMALFORMED, "request body too large")
+	case http.StatusUnauthorized:
+		return cp.Errorf(cp.EUNAUTHORIZED, "invalid or missing API key")
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return cp.Errorf(cp.EMALFORMED, "%s", http.StatusText(he.Code))
+	}
+	return he
+}
+
+// recoverPanics turns a panic into a 500 without echoing its value: a panic
+// value may hold anything, secrets included, so only its type is logged.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.logger.Error("handler panicked", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "panic_type", fmt.Sprintf("%T", r))
+				err = cp.Errorf(cp.EINTERNAL, "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// logRequests writes one JSON line per request: method, route, status,
+// latency, request id. Never headers, bodies or query strings.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		s.metrics.observe(c.Request().Method, route, status, elapsed)
+		s.logger.Info("request",
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+			"method", c.Request().Method,
+			"route", route,
+			"status", status,
+			"duration_ms", float64(elapsed.Microseconds())/1000,
+		)
+		return nil
+	}
+}
+
+// bind decodes the JSON body into v strictly: malformed JSON is 400, an
+// unknown field or a field of the wrong type 422 naming the field.
+func bind(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr):
+			return cp.Invalid(cp.FieldError{Field: typeErr.Field, Message: "must be a " + typeErr.Type.String()})
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return cp.Invalid(cp.FieldError{Field: field, Message: "unknown field"})
+		case errors.As(err, &syntaxErr):
+			return cp.Errorf(cp.EMALFORMED, "malformed JSON at byte %d", syntaxErr.Offset)
+		case err.Error() == "EOF":
+			return cp.Errorf(cp.EMALFORMED, "a JSON body is required")
+		default:
+			return cp.Errorf(cp.EMALFORMED, "malformed JSON body")
+		}
+	}
+	if dec.More() {
+		return cp.Errorf(cp.EMALFORMED, "the body must hold one JSON value")
+	}
+	return nil
+}
+
+// page reads ?limit= and ?cursor=.
+func page(c echo.Context) (cp.Page, error) {
+	p := cp.Page{Cursor: c.QueryParam("cursor")}
+	if raw := c.QueryParam("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > cp.MaxPageLimit {
+			return p, cp.Invalid(cp.FieldError{Field: "limit", Message: fmt.Sprintf("must be a whole number from 1 to %d", cp.MaxPageLimit)})
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// wait returns how long the request may wait for a long operation: Prefer:
+// wait=N (RFC 7240) or the default, capped.
+func (s *Server) wait(c echo.Context) (time.Duration, error) {
+	for _, v := range c.Request().Header.Values("Prefer") {
+		for _, pref := range strings.Split(v, ",") {
+			raw, ok := strings.CutPrefix(strings.TrimSpace(pref), "wait=")
+			if !ok {
+				continue
+			}
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 0 {
+				return 0, cp.Invalid(cp.FieldError{Field: "Prefer", Message: "wait must be a whole number of seconds"})
+			}
+			return min(time.Duration(n)*time.Second, s.maxWait), nil
+		}
+	}
+	return s.defaultWait, nil
+}
+
+// awaitDone waits for done up to d, or until the request ends.
+func awaitDone(c echo.Context, done <-chan struct{}, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-c.Request().Context().Done():
+	}
+}
+
+// list answers a list endpoint.
+func list[T any](c echo.Context, items []T, next string) error {
+	if items == nil {
+		items = []T{}
+	}
+	return c.JSON(http.StatusOK, cp.List[T]{Items: items, Next: next})
+}

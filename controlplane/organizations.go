@@ -1,0 +1,397 @@
+package controlplane
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// CreateOrganization creates an organization and reserves its default
+// environment, whose provisioning starts at once; the returned channel closes
+// when it finishes here. A caller with a user becomes the owner. Only the
+// platform admin may do it (EFORBIDDEN otherwise); a taken slug is ECONFLICT.
+func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req CreateOrganizationRequest) (*CreateOrganizationResponse, <-chan struct{}, error) {
+	if p == nil {
+		return nil, nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if err := Authorize(Subject{Principal: p}, ActOrgCreate, Resource{}); err != nil {
+		return nil, nil, err
+	}
+	var fields []FieldError
+	if !ValidSlug(req.Slug) {
+		fields = append(fields, FieldError{Field: "slug", Message: "must match ^[a-z0-9][a-z0-9-]{0,62}$"})
+	}
+	name := strings.TrimSpace(req.Name)
+	if name == "" {
+		name = req.Slug
+	}
+	if len(name) > 200 {
+		fields = append(fields, FieldError{Field: "name", Message: "must be at most 200 characters"})
+	}
+	maxEnv := s.DefaultMaxEnvironments
+	if req.MaxEnvironments != nil {
+		maxEnv = *req.MaxEnvironments
+		if maxEnv < 1 || maxEnv > 100000 {
+			fields = append(fields, FieldError{Field: "max_environments", Message: "must be between 1 and 100000"})
+		}
+	}
+	if len(fields) > 0 {
+		return nil, nil, Invalid(fields...)
+	}
+	t, err := s.place("", "")
+	if err != nil {
+		return nil, nil, err
+	}
+	now := s.Now()
+	org := &Organization{ID: s.NewID("org"), Slug: req.Slug, Name: name, MaxEnvironments: maxEnv, CreatedAt: now, UpdatedAt: now}
+	if req.Require2FA != nil {
+		org.Require2FA = *req.Require2FA
+	}
+	var res *reservation
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		if err := q.CreateOrganization(ctx, org); err != nil {
+			if IsCode(err, ECONFLICT) {
+				return Invalid(FieldError{Field: "slug", Message: "is taken"}).withCode(ECONFLICT)
+			}
+			return err
+		}
+		if p.UserID != "" {
+			if err := q.PutOrgMembership(ctx, &OrgMembership{OrgID: org.ID, UserID: p.UserID, Role: OrgOwner, CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		if err := s.audit(ctx, q, p, org.ID, "", "organization.created", org.ID, map[string]any{"slug": org.Slug}); err != nil {
+			return err
+		}
+		r, err := s.reserve(ctx, q, p, org, t, CreateEnvironmentRequest{Slug: "default", Name: "Default", Type: TypeDefault}, true)
+		res = r
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	done := s.start(res.op)
+	return &CreateOrganizationResponse{Organization: org, DefaultEnvironment: view(res.env, res.db), Operation: res.op}, done, nil
+}
+
+// ListOrganizations lists the organizations p may see: every one for the
+// platform admin, the key's own otherwise.
+func (s *Service) ListOrganizations(ctx context.Context, p *Principal, page Page) ([]*Organization, string, error) {
+	if p == nil {
+		return nil, "", Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if p.OrgID == "" && p.PlatformAdmin {
+		return s.Store.ListOrganizations(ctx, nil, page)
+	}
+	if p.OrgID == "" {
+		return nil, "", nil
+	}
+	if _, err := s.orgAccess(ctx, p, p.OrgID, ActOrgRead); err != nil {
+		if IsCode(err, ENOTFOUND) {
+			return nil, "", nil
+		}
+		return nil, "", err
+	}
+	return s.Store.ListOrganizations(ctx, []string{p.OrgID}, page)
+}
+
+// GetOrganization returns the organization named by ref (slug or id), ENOTFOUND if p may not see it.
+func (s *Service) GetOrganization(ctx context.Context, p *Principal, ref string) (*Organization, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	if err != nil {
+		return nil, err
+	}
+	return a.org, nil
+}
+
+// UpdateOrganization changes an organization's name, 2FA requirement or quota (owner).
+func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref string, req UpdateOrganizationRequest) (*Organization, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActOrgUpdate)
+	if err != nil {
+		return nil, err
+	}
+	org := a.org
+	var fields []FieldError
+	if req.Name != nil {
+		n := strings.TrimSpace(*req.Name)
+		if n == "" || len(n) > 200 {
+			fields = append(fields, FieldError{Field: "name", Message: "must be 1 to 200 characters"})
+		}
+		org.Name = n
+	}
+	if req.MaxEnvironments != nil {
+		if *req.MaxEnvironments < 1 || *req.MaxEnvironments > 100000 {
+			fields = append(fields, FieldError{Field: "max_environments", Message: "must be between 1 and 100000"})
+		}
+		org.MaxEnvironments = *req.MaxEnvironments
+	}
+	if req.Require2FA != nil {
+		org.Require2FA = *req.Require2FA
+	}
+	if len(fields) > 0 {
+		return nil, Invalid(fields...)
+	}
+	org.UpdatedAt = s.Now()
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		if err := q.UpdateOrganization(ctx, org); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, org.ID, "", "organization.updated", org.ID, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return org, nil
+}
+
+// DeleteOrganization drops the default environment's database and deletes
+// the organization (owner). ECONFLICT while environments other than the
+// default exist, or while an operation runs.
+func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref string) error {
+	a, err := s.orgAccess(ctx, p, ref, ActOrgDelete)
+	if err != nil {
+		return err
+	}
+	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: a.org.ID}, Page{Limit: MaxPageLimit})
+	if err != nil {
+		return err
+	}
+	for _, e := range envs {
+		if !e.IsDefault {
+			return Errorf(ECONFLICT, "organization still has environments other than default")
+		}
+		if _, err := s.Store.GetRunningOperation(ctx, e.ID); err == nil {
+			return Errorf(ECONFLICT, "an operation is running on the default environment")
+		} else if !IsCode(err, ENOTFOUND) {
+			return err
+		}
+		db, err := s.Store.GetEnvironmentDatabase(ctx, e.ID)
+		if err != nil {
+			return err
+		}
+		if t, ok := s.Targets[db.Target]; ok {
+			if err := s.revokeAll(ctx, db, t); err != nil {
+				return err
+			}
+			if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
+				return Errorf(EUNAVAILABLE, "cannot drop the default environment's database").Wrap(err)
+			}
+		}
+	}
+	return s.Store.WithTx(ctx, func(q Queries) error {
+		if err := q.DeleteOrganization(ctx, a.org.ID); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, a.org.ID, "", "organization.deleted", a.org.ID, map[string]any{"slug": a.org.Slug})
+	})
+}
+
+// Me describes p: its user, and the organizations it may act in with its role in each.
+func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
+	if p == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	me := &Me{KeyID: p.KeyID, PlatformAdmin: p.PlatformAdmin, EnvironmentID: p.EnvironmentID, MaxScope: p.MaxScope, Organizations: []MeMembership{}}
+	if p.UserID != "" {
+		u, err := s.Store.GetUser(ctx, p.UserID)
+		if err != nil {
+			return nil, err
+		}
+		me.User = u
+	}
+	if p.OrgID == "" {
+		return me, nil
+	}
+	org, err := s.Store.GetOrganization(ctx, p.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	mm := MeMembership{ID: org.ID, Slug: org.Slug, Name: org.Name}
+	if p.UserID != "" {
+		m, err := s.Store.GetOrgMembership(ctx, org.ID, p.UserID)
+		if err != nil && !IsCode(err, ENOTFOUND) {
+			return nil, err
+		}
+		if m != nil {
+			mm.Role = m.Role
+		}
+	}
+	me.Organizations = append(me.Organizations, mm)
+	return me, nil
+}
+
+// ListMembers lists the organization's members (owner, admin).
+func (s *Service) ListMembers(ctx context.Context, p *Principal, ref string, page Page) ([]*OrgMembership, string, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActMemberRead)
+	if err != nil {
+		return nil, "", err
+	}
+	return s.Store.ListOrgMemberships(ctx, a.org.ID, page)
+}
+
+// AddMember gives a user a role in the organization, creating the user for a
+// new email (owner, admin). An existing member is ECONFLICT.
+func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req AddMemberRequest) (*OrgMembership, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	if err != nil {
+		return nil, err
+	}
+	email := strings.ToLower(strings.TrimSpace(req.Email))
+	var fields []FieldError
+	if !validEmail(email) {
+		fields = append(fields, FieldError{Field: "email", Message: "must be an email address"})
+	}
+	if !req.Role.Valid() {
+		fields = append(fields, FieldError{Field: "role", Message: "must be owner, admin or member"})
+	}
+	if len(fields) > 0 {
+		return nil, Invalid(fields...)
+	}
+	if req.Role == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
+		return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may add an owner")
+	}
+	var m *OrgMembership
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		u, err := s.ensureUser(ctx, q, email, req.Name)
+		if err != nil {
+			return err
+		}
+		if _, err := q.GetOrgMembership(ctx, a.org.ID, u.ID); err == nil {
+			return Errorf(ECONFLICT, "user is already a member")
+		} else if !IsCode(err, ENOTFOUND) {
+			return err
+		}
+		m = &OrgMembership{OrgID: a.org.ID, UserID: u.ID, Email: u.Email, Name: u.Name, Role: req.Role, CreatedAt: s.Now()}
+		if err := q.PutOrgMembership(ctx, m); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, a.org.ID, "", "member.added", u.ID, map[string]any{"role": string(req.Role)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ensureUser finds the user with the email or creates one.
+func (s *Service) ensureUser(ctx context.Context, q Queries, email, name string) (*User, error) {
+	u, err := q.GetUserByEmail(ctx, email)
+	if err == nil {
+		return u, nil
+	}
+	if !IsCode(err, ENOTFOUND) {
+		return nil, err
+	}
+	u = &User{ID: s.NewID("usr"), Email: email, Name: strings.TrimSpace(name), CreatedAt: s.Now()}
+	if err := q.CreateUser(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// validEmail is a deliberately small check: one @, something on both sides, no spaces.
+func validEmail(e string) bool {
+	at := strings.IndexByte(e, '@')
+	return at > 0 && at == strings.LastIndexByte(e, '@') && at < len(e)-1 && !strings.ContainsAny(e, " \t\r\n") && len(e) <= 254
+}
+
+// member resolves a {user} path parameter (id or email) to a membership of the org.
+func (s *Service) member(ctx context.Context, q Queries, orgID, ref string) (*OrgMembership, error) {
+	userID := ref
+	if strings.Contains(ref, "@") {
+		u, err := q.GetUserByEmail(ctx, strings.ToLower(ref))
+		if err != nil {
+			return nil, err
+		}
+		userID = u.ID
+	}
+	return q.GetOrgMembership(ctx, orgID, userID)
+}
+
+// UpdateMember changes a member's role (owner, admin). Demoting the last
+// owner is ECONFLICT; only owners change owners.
+func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef string, req UpdateMemberRequest) (*OrgMembership, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	if err != nil {
+		return nil, err
+	}
+	if !req.Role.Valid() {
+		return nil, Invalid(FieldError{Field: "role", Message: "must be owner, admin or member"})
+	}
+	var m *OrgMembership
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		var err error
+		m, err = s.member(ctx, q, a.org.ID, userRef)
+		if err != nil {
+			return err
+		}
+		if (m.Role == OrgOwner || req.Role == OrgOwner) && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
+			return Errorf(EFORBIDDEN, "forbidden: only an owner may change an owner")
+		}
+		if m.Role == OrgOwner && req.Role != OrgOwner {
+			if err := s.keepAnOwner(ctx, q, a.org.ID); err != nil {
+				return err
+			}
+		}
+		m.Role = req.Role
+		if err := q.PutOrgMembership(ctx, m); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, a.org.ID, "", "member.updated", m.UserID, map[string]any{"role": string(req.Role)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// RemoveMember removes a member and their environment roles (owner, admin).
+// Removing the last owner is ECONFLICT.
+func (s *Service) RemoveMember(ctx context.Context, p *Principal, ref, userRef string) error {
+	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	if err != nil {
+		return err
+	}
+	return s.Store.WithTx(ctx, func(q Queries) error {
+		m, err := s.member(ctx, q, a.org.ID, userRef)
+		if err != nil {
+			return err
+		}
+		if m.Role == OrgOwner {
+			if a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
+				return Errorf(EFORBIDDEN, "forbidden: only an owner may remove an owner")
+			}
+			if err := s.keepAnOwner(ctx, q, a.org.ID); err != nil {
+				return err
+			}
+		}
+		if err := q.DeleteOrgMembership(ctx, a.org.ID, m.UserID); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, a.org.ID, "", "member.removed", m.UserID, nil)
+	})
+}
+
+// keepAnOwner refuses a change that would leave the organization without an owner.
+func (s *Service) keepAnOwner(ctx context.Context, q Queries, orgID string) error {
+	n, err := q.CountOrgOwners(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return Errorf(ECONFLICT, "the organization must keep at least one owner")
+	}
+	return nil
+}
+
+// ListAuditEvents lists the organization's audit events, newest first (owner, admin).
+func (s *Service) ListAuditEvents(ctx context.Context, p *Principal, ref string, page Page) ([]*AuditEvent, string, error) {
+	a, err := s.orgAccess(ctx, p, ref, ActAuditRead)
+	if err != nil {
+		return nil, "", err
+	}
+	return s.Store.ListAuditEvents(ctx, a.org.ID, page)
+}
+
+// timePtr returns a pointer to t.
+func timePtr(t time.Time) *time.Time { return &t }

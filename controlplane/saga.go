@@ -1,0 +1,390 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/envplane/envplane/drivers"
+)
+
+// Saga steps, recorded on the operation as they are reached. A resumed
+// operation starts again at its recorded step; every step is idempotent.
+const (
+	stepCreateDatabase   = "create_database"
+	stepIssueCredentials = "issue_credentials"
+	stepInitSchema       = "initialize_schema"
+	stepActivate         = "activate"
+	stepRevokeAll        = "revoke_credentials"
+	stepDropDatabase     = "drop_database"
+	stepTombstone        = "tombstone"
+	stepRotate           = "rotate"
+	stepCompensate       = "compensate"
+	stepDone             = "done"
+)
+
+// runner tracks the operations this process is executing, so requests can
+// wait for them and shutdown can let them finish.
+type runner struct {
+	mu   sync.Mutex
+	done map[string]chan struct{}
+	wg   sync.WaitGroup
+}
+
+// start executes op in the background (detached from the request that made
+// it) and returns a channel closed when it finishes here.
+func (s *Service) start(op *Operation) <-chan struct{} {
+	s.ops.mu.Lock()
+	defer s.ops.mu.Unlock()
+	if s.ops.done == nil {
+		s.ops.done = map[string]chan struct{}{}
+	}
+	if ch, ok := s.ops.done[op.ID]; ok {
+		return ch
+	}
+	ch := make(chan struct{})
+	s.ops.done[op.ID] = ch
+	s.ops.wg.Add(1)
+	go func() {
+		defer s.ops.wg.Done()
+		defer func() {
+			s.ops.mu.Lock()
+			delete(s.ops.done, op.ID)
+			s.ops.mu.Unlock()
+			close(ch)
+		}()
+		if err := s.execute(context.Background(), op); err != nil {
+			s.Logger.Error("operation stopped", "operation", op.ID, "kind", op.Kind, "step", op.Step, "err", err)
+		}
+	}()
+	return ch
+}
+
+// Wait blocks until the background work started by this process finishes.
+// Operations leased here and not finished are resumed by any replica's
+// reconciler once their lease expires.
+func (s *Service) Wait() { s.ops.wg.Wait() }
+
+// await waits up to d for op to finish here and returns the operation as
+// stored. It returns early when ctx ends.
+func (s *Service) await(ctx context.Context, done <-chan struct{}, op *Operation, d time.Duration) (*Operation, error) {
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return s.Store.GetOperation(ctx, op.OrgID, op.ID)
+}
+
+// newOperation returns an operation leased to this replica, ready to insert.
+func (s *Service) newOperation(orgID, envID string, kind OperationKind, step string, params []byte) *Operation {
+	now := s.Now()
+	until := now.Add(s.Lease)
+	return &Operation{
+		ID:             s.NewID("op"),
+		OrgID:          orgID,
+		EnvironmentID:  envID,
+		Kind:           kind,
+		Status:         OpRunning,
+		Step:           step,
+		Params:         params,
+		LeaseOwner:     s.LeaseOwner,
+		LeaseExpiresAt: &until,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+	}
+}
+
+// save records op's progress and renews its lease. It fails with ECONFLICT
+// when another replica took the operation over.
+func (s *Service) save(ctx context.Context, q Queries, op *Operation) error {
+	now := s.Now()
+	until := now.Add(s.Lease)
+	op.UpdatedAt = now
+	if !op.Status.Done() {
+		op.LeaseExpiresAt = &until
+	}
+	return q.UpdateOperation(ctx, op)
+}
+
+// execute runs op from its recorded step to the end, retrying a failing step
+// with backoff and compensating once attempts run out.
+func (s *Service) execute(ctx context.Context, op *Operation) error {
+	for !op.Status.Done() {
+		var err error
+		if op.Step == stepCompensate {
+			err = s.compensate(ctx, op)
+			if err == nil {
+				continue
+			}
+		} else {
+			err = s.step(ctx, op)
+			if err == nil {
+				op.Attempts = 0
+				if err := s.save(ctx, s.Store, op); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		op.Attempts++
+		op.Error = publicError(op.Step, err)
+		s.Logger.Warn("operation step failed", "operation", op.ID, "kind", op.Kind, "step", op.Step, "attempt", op.Attempts, "err", err)
+		if op.Attempts >= s.Attempts && op.Step != stepCompensate {
+			op.Step = stepCompensate
+			op.Attempts = 0
+		}
+		if err := s.save(ctx, s.Store, op); err != nil {
+			return err
+		}
+		if err := s.Sleep(ctx, s.Backoff(op.Attempts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publicError turns a step's failure into the text stored on the operation
+// and the environment: the step and the error's class, never a driver's
+// internal detail.
+func publicError(step string, err error) string {
+	switch {
+	case errors.Is(err, drivers.ErrUnavailable):
+		return step + ": target unavailable"
+	case errors.Is(err, drivers.ErrExists):
+		return step + ": a database of that name exists and was not made by envplane"
+	case errors.Is(err, drivers.ErrDenied):
+		return step + ": credential rejected"
+	case errors.Is(err, drivers.ErrUnsupported):
+		return step + ": not supported by the target"
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return step + ": " + e.Message
+	}
+	return step + ": failed"
+}
+
+// step runs op's current step and advances op.Step (not yet saved).
+func (s *Service) step(ctx context.Context, op *Operation) error {
+	switch op.Kind {
+	case OpProvision:
+		return s.provisionStep(ctx, op)
+	case OpDeprovision:
+		return s.deprovisionStep(ctx, op)
+	case OpRotate:
+		return s.rotateStep(ctx, op)
+	}
+	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
+}
+
+// envAndDatabase loads the operation's environment (deleted or not) and its database.
+func (s *Service) envAndDatabase(ctx context.Context, op *Operation) (*Environment, *Database, *Target, error) {
+	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: op.OrgID, IDs: []string{op.EnvironmentID}, IncludeDeleted: true}, Page{Limit: 1})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(envs) == 0 {
+		return nil, nil, nil, Errorf(ENOTFOUND, "environment not found")
+	}
+	db, err := s.Store.GetEnvironmentDatabase(ctx, op.EnvironmentID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t, ok := s.Targets[db.Target]
+	if !ok {
+		return nil, nil, nil, Errorf(EUNAVAILABLE, "target %q is not configured", db.Target)
+	}
+	return envs[0], db, t, nil
+}
+
+func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
+	env, db, t, err := s.envAndDatabase(ctx, op)
+	if err != nil {
+		return err
+	}
+	switch op.Step {
+	case stepCreateDatabase:
+		resp, err := t.Driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: db.Name, Region: db.Region, StorageLimitMB: db.StorageLimitMB})
+		if err != nil {
+			return fmt.Errorf("cannot create database: %w", err)
+		}
+		db.URL = resp.Database.URL
+		db.Metadata = resp.Database.Metadata
+		if resp.Database.Region != "" {
+			db.Region = resp.Database.Region
+		}
+		if err := s.Store.UpdateDatabase(ctx, db); err != nil {
+			return err
+		}
+		op.Step = stepIssueCredentials
+	case stepIssueCredentials:
+		for _, scope := range drivers.Scopes() {
+			active, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Scope: scope, Statuses: []CredentialStatus{CredentialActive}})
+			if err != nil {
+				return err
+			}
+			if len(active) > 0 {
+				continue
+			}
+			if _, err := s.issue(ctx, env, db, t, scope, drivers.SlotA, ""); err != nil {
+				return err
+			}
+		}
+		op.Step = stepInitSchema
+	case stepInitSchema:
+		version, err := s.initializeSchema(ctx, env, db, t)
+		if err != nil {
+			return err
+		}
+		db.SchemaVersion = version
+		if err := s.Store.UpdateDatabase(ctx, db); err != nil {
+			return err
+		}
+		op.Step = stepActivate
+	case stepActivate:
+		return s.Store.WithTx(ctx, func(q Queries) error {
+			now := s.Now()
+			env.Status = StatusActive
+			env.Error = ""
+			env.UpdatedAt = now
+			if err := q.UpdateEnvironment(ctx, env); err != nil {
+				return err
+			}
+			db.ProvisionedAt = &now
+			if err := q.UpdateDatabase(ctx, db); err != nil {
+				return err
+			}
+			op.Step = stepDone
+			op.Status = OpSucceeded
+			op.Error = ""
+			if err := s.save(ctx, q, op); err != nil {
+				return err
+			}
+			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.provisioned", env.ID, map[string]any{"operation": op.ID, "database": db.Name, "target": db.Target})
+		})
+	default:
+		return Errorf(EINTERNAL, "unknown provisioning step %q", op.Step)
+	}
+	return nil
+}
+
+func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
+	env, db, t, err := s.envAndDatabase(ctx, op)
+	if err != nil {
+		return err
+	}
+	switch op.Step {
+	case stepRevokeAll:
+		if err := s.revokeAll(ctx, db, t); err != nil {
+			return err
+		}
+		op.Step = stepDropDatabase
+	case stepDropDatabase:
+		if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
+			return fmt.Errorf("cannot drop database: %w", err)
+		}
+		op.Step = stepTombstone
+	case stepTombstone:
+		return s.Store.WithTx(ctx, func(q Queries) error {
+			now := s.Now()
+			env.Status = StatusDeleted
+			env.DeletedAt = &now
+			env.UpdatedAt = now
+			if err := q.UpdateEnvironment(ctx, env); err != nil {
+				return err
+			}
+			op.Step = stepDone
+			op.Status = OpSucceeded
+			op.Error = ""
+			if err := s.save(ctx, q, op); err != nil {
+				return err
+			}
+			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.deleted", env.ID, map[string]any{"operation": op.ID, "database": db.Name})
+		})
+	default:
+		return Errorf(EINTERNAL, "unknown deprovisioning step %q", op.Step)
+	}
+	return nil
+}
+
+// compensate undoes a provisioning that ran out of attempts (revoke, drop),
+// and ends the environment failed. Other kinds have nothing to undo: they end failed.
+func (s *Service) compensate(ctx context.Context, op *Operation) error {
+	env, db, t, err := s.envAndDatabase(ctx, op)
+	if err != nil {
+		return err
+	}
+	if op.Kind == OpProvision {
+		if err := s.revokeAll(ctx, db, t); err != nil {
+			return err
+		}
+		if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
+			return fmt.Errorf("cannot drop database: %w", err)
+		}
+	}
+	return s.Store.WithTx(ctx, func(q Queries) error {
+		now := s.Now()
+		if op.Kind == OpProvision || op.Kind == OpDeprovision {
+			if op.Kind == OpProvision {
+				env.Status = StatusFailed
+			} else {
+				env.Status = StatusActive
+			}
+			env.Error = op.Error
+			env.UpdatedAt = now
+			if err := q.UpdateEnvironment(ctx, env); err != nil {
+				return err
+			}
+		}
+		op.Status = OpFailed
+		op.Step = stepDone
+		if err := s.save(ctx, q, op); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, nil, env.OrgID, env.ID, "operation.failed", op.ID, map[string]any{"kind": string(op.Kind), "error": op.Error})
+	})
+}
+
+// Reconcile claims unfinished operations whose lease expired (their process
+// died) and runs them to the end. Every replica runs it; the store's leases
+// make sure one replica works on an operation at a time. It returns how many
+// operations it claimed.
+func (s *Service) Reconcile(ctx context.Context) (int, error) {
+	now := s.Now()
+	ops, err := s.Store.ClaimOperations(ctx, s.LeaseOwner, now, now.Add(s.Lease), 10)
+	if err != nil {
+		return 0, fmt.Errorf("cannot claim operations: %w", err)
+	}
+	for _, op := range ops {
+		s.Logger.Info("resuming operation", "operation", op.ID, "kind", op.Kind, "step", op.Step)
+		<-s.start(op)
+	}
+	return len(ops), nil
+}
+
+// Run does the background work of one replica until ctx ends: it resumes
+// abandoned operations and revokes credentials whose grace has ended, every interval.
+func (s *Service) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Reconcile(ctx); err != nil {
+			s.Logger.Error("reconcile failed", "err", err)
+		}
+		if _, err := s.RevokeDue(ctx); err != nil {
+			s.Logger.Error("revoking expired credentials failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/envplane/envplane/dataplane"
+	"github.com/envplane/envplane/drivers"
+)
+
+// Target is a configured place where databases are created.
+type Target struct {
+	Name   string
+	Region string
+	Driver drivers.Driver
+	// Capacity is the most databases the target takes; 0 means no limit.
+	Capacity int
+}
+
+// Service orchestrates the control plane: it authorizes every call with
+// Authorize, keeps the registry in the Store, seals credentials with the
+// Keyring and drives databases through the targets' drivers. Dependencies are
+// exported fields; New sets defaults for the optional ones.
+type Service struct {
+	Store   Store
+	Keyring Keyring
+	// Targets are the configured targets, by name.
+	Targets map[string]*Target
+	// DefaultTarget is used when a request names neither target nor region.
+	DefaultTarget string
+	// Schema initializes every new database.
+	Schema *dataplane.Initializer
+	Logger *slog.Logger
+
+	// Now and NewID are injected so state machines test deterministically.
+	Now   func() time.Time
+	NewID func(prefix string) string
+	// Sleep waits between provisioning attempts; it returns early with the context's error.
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	// Grace is how long a rotated credential keeps working (default 15m).
+	Grace time.Duration
+	// CredentialTTL gives the expiry of new credentials per environment type; 0 means none.
+	CredentialTTL map[EnvironmentType]time.Duration
+	// Attempts is how many times a failing saga step is tried before compensation (default 3).
+	Attempts int
+	// Backoff is the wait before attempt n+1 (default 200ms × 2^n, capped at 10s).
+	Backoff func(attempt int) time.Duration
+	// LeaseOwner names this replica in operation leases; Lease is how long a lease lasts.
+	LeaseOwner string
+	Lease      time.Duration
+	// DefaultMaxEnvironments is the quota of organizations created without one.
+	DefaultMaxEnvironments int
+
+	ops runner
+}
+
+// New returns a Service with defaults set for every optional dependency.
+func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) *Service {
+	m := make(map[string]*Target, len(targets))
+	for _, t := range targets {
+		m[t.Name] = t
+	}
+	return &Service{
+		Store:                  store,
+		Keyring:                keyring,
+		Targets:                m,
+		DefaultTarget:          defaultTarget,
+		Logger:                 slog.New(slog.DiscardHandler),
+		Now:                    func() time.Time { return time.Now().UTC() },
+		NewID:                  NewID,
+		Sleep:                  sleepContext,
+		Grace:                  15 * time.Minute,
+		CredentialTTL:          map[EnvironmentType]time.Duration{},
+		Attempts:               3,
+		Backoff:                defaultBackoff,
+		LeaseOwner:             "replica-" + strings.ToLower(ulid.Make().String()),
+		Lease:                  time.Minute,
+		DefaultMaxEnvironments: 100,
+	}
+}
+
+// NewID returns a new id: the prefix, an underscore and a lowercase ULID, so
+// ids sort by creation time and never look like a slug.
+func NewID(prefix string) string {
+	return prefix + "_" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+}
+
+// newDatabaseName returns a generated database name: "env_" and 26 lowercase characters.
+func newDatabaseName() string {
+	return "env_" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func defaultBackoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt, 6)
+	return min(d, 10*time.Second)
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context carrying the request id that audit events record.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// actor names a principal in audit events: the user, or the app key.
+func actor(p *Principal) string {
+	switch {
+	case p == nil:
+		return "system"
+	case p.UserID != "":
+		return "user:" + p.UserID
+	default:
+		return "key:" + p.KeyID
+	}
+}
+
+// audit appends an audit event through q (inside the mutation's transaction).
+func (s *Service) audit(ctx context.Context, q Queries, p *Principal, orgID, envID, action, target string, details map[string]any) error {
+	e := &AuditEvent{
+		ID:            s.NewID("evt"),
+		OrgID:         orgID,
+		EnvironmentID: envID,
+		Actor:         actor(p),
+		Action:        action,
+		Target:        target,
+		Details:       details,
+		RequestID:     RequestID(ctx),
+		CreatedAt:     s.Now(),
+	}
+	if err := q.AppendAuditEvent(ctx, e); err != nil {
+		return fmt.Errorf("cannot append audit event: %w", err)
+	}
+	return nil
+}
+
+// target returns the named target, or ENOTFOUND-as-EINVALID for the field.
+func (s *Service) target(name string) (*Target, error) {
+	t, ok := s.Targets[name]
+	if !ok {
+		return nil, Invalid(FieldError{Field: "target", Message: "unknown target"})
+	}
+	return t, nil
+}

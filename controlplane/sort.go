@@ -1,0 +1,5 @@
+package controlplane
+
+import "slices"
+
+func slicesSort(s []string) { slices.Sort(s) }
