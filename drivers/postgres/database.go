@@ -1,0 +1,217 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/envplane/envplane/drivers"
+)
+
+// createStrategy is how CREATE DATABASE copies its template; see
+// adr/0004-postgres-create-database-strategy.md for the measurement.
+const createStrategy = "TEMPLATE template0 STRATEGY WAL_LOG"
+
+// state is what the cluster holds of one database: whether the database
+// exists and which of its roles do.
+type state struct {
+	database bool
+	roles    []string
+}
+
+func (s state) ours(db string) bool { return slices.Contains(s.roles, ownerRole(db)) }
+
+func (d *Driver) state(ctx context.Context, db string) (state, error) {
+	var s state
+	err := d.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
+		       ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($2))`,
+		db, allRoles(db)).Scan(&s.database, &s.roles)
+	if err != nil {
+		return s, wrap("cannot read cluster state", err)
+	}
+	return s, nil
+}
+
+// CreateDatabase creates the database, its owner role and its six login roles
+// (NOLOGIN until IssueCredential), and grants each scope its privileges. It is
+// idempotent: each step tolerates the previous steps' work, so rerunning after
+// a crash at any point finishes the job. A database of that name whose owner
+// role is not ours returns ErrExists; an invalid name is an error.
+func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseRequest) (drivers.CreateDatabaseResponse, error) {
+	if err := d.create(ctx, req.Name, func(ctx context.Context) error {
+		_, err := d.pool.Exec(ctx, "CREATE DATABASE "+ident(req.Name)+" "+createStrategy)
+		return err
+	}, ""); err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	}
+	return drivers.CreateDatabaseResponse{Database: d.database(req.Name, req.Region)}, nil
+}
+
+func (d *Driver) database(name, region string) drivers.Database {
+	return drivers.Database{
+		Name:     name,
+		URL:      d.appURL(name, "").String(),
+		Region:   region,
+		Metadata: map[string]string{"owner_role": ownerRole(name)},
+	}
+}
+
+// create runs the provisioning steps around makeDatabase, which issues the
+// CREATE DATABASE statement (plain, or from a template for clones), and runs
+// prepare (idempotent SQL, possibly empty) inside the new database before
+// the grants. The owner role is created before the database, so a database
+// that exists without it was not made by envplane.
+func (d *Driver) create(ctx context.Context, name string, makeDatabase func(context.Context) error, prepare string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	s, err := d.state(ctx, name)
+	if err != nil {
+		return err
+	}
+	if s.database && !s.ours(name) {
+		return fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
+	}
+	if err := d.ensureRoles(ctx, name, s.roles); err != nil {
+		return err
+	}
+	if !s.database {
+		err := makeDatabase(ctx)
+		var pe *pgconn.PgError
+		// 42P04: a concurrent create won the race; the rest is idempotent.
+		if err != nil && !(errors.As(err, &pe) && pe.Code == "42P04") {
+			return wrap("cannot create database "+name, err)
+		}
+	}
+	return d.inDatabase(ctx, name, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, prepare+grantStatements(name)); err != nil {
+			return wrap("cannot grant privileges in "+name, err)
+		}
+		return nil
+	})
+}
+
+// ensureRoles creates the roles that are missing and (re)applies the
+// memberships, in one implicit transaction. Every login role starts NOLOGIN:
+// a role only logs in once a credential is issued for it.
+func (d *Driver) ensureRoles(ctx context.Context, db string, existing []string) error {
+	owner := ownerRole(db)
+	admins := slotRoles(db, drivers.ScopeAdmin)
+	var b strings.Builder
+	for _, r := range allRoles(db) {
+		if !slices.Contains(existing, r) {
+			fmt.Fprintf(&b, "CREATE ROLE %s NOLOGIN;\n", ident(r))
+		}
+	}
+	// The admin role that runs the driver needs membership to hand the
+	// schema to the owner and to set default privileges for it (a superuser
+	// does not, but the grant costs nothing and keeps one code path).
+	fmt.Fprintf(&b, "GRANT %s TO CURRENT_USER;\n", idents(owner, admins[0], admins[1]))
+	// Admin logins act as the owner, so objects their migrations create
+	// belong to the owner whichever slot is active, and the owner's default
+	// privileges below apply to them.
+	fmt.Fprintf(&b, "GRANT %s TO %s;\n", ident(owner), idents(admins...))
+	for _, a := range admins {
+		fmt.Fprintf(&b, "ALTER ROLE %s SET role = %s;\n", ident(a), ident(owner))
+	}
+	if _, err := d.pool.Exec(ctx, b.String()); err != nil {
+		return wrap("cannot create roles of "+db, err)
+	}
+	return nil
+}
+
+// grantStatements returns the statements, run inside the database, that
+// close it to everyone else and give each scope its privileges. Each one is
+// idempotent.
+func grantStatements(db string) string {
+	owner := ownerRole(db)
+	admins := slotRoles(db, drivers.ScopeAdmin)
+	rw := idents(slotRoles(db, drivers.ScopeReadWrite)...)
+	ro := idents(slotRoles(db, drivers.ScopeReadOnly)...)
+	creators := idents(owner, admins[0], admins[1])
+	all := idents(allRoles(db)[:6]...)
+	q := ident(db)
+	return strings.Join([]string{
+		"REVOKE ALL ON DATABASE " + q + " FROM PUBLIC",
+		"GRANT CONNECT ON DATABASE " + q + " TO " + all,
+		"GRANT TEMPORARY ON DATABASE " + q + " TO " + idents(admins...) + ", " + rw,
+		"ALTER SCHEMA public OWNER TO " + ident(owner),
+		"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + rw + ", " + ro,
+		// Objects that already exist (a clone's) ...
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + rw,
+		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + rw,
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + ro,
+		// ... and those migrations will create, as the owner or, after a
+		// RESET ROLE, as an admin login itself.
+		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO " + rw,
+		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO " + rw,
+		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT ON TABLES TO " + ro,
+	}, ";\n") + ";"
+}
+
+// inDatabase runs fn on a new admin connection to the named database.
+func (d *Driver) inDatabase(ctx context.Context, db string, fn func(*pgx.Conn) error) error {
+	cfg := d.pool.Config().ConnConfig.Copy()
+	cfg.Database = db
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return wrap("cannot connect to "+db, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return fn(conn)
+}
+
+// DropDatabase ends the database's sessions, drops it and drops its roles.
+// Absent is success, and so is a half-dropped database (roles left after a
+// crash). A database of that name not made by envplane returns ErrExists and
+// is left alone.
+func (d *Driver) DropDatabase(ctx context.Context, req drivers.DropDatabaseRequest) (drivers.DropDatabaseResponse, error) {
+	name := req.Database.Name
+	if err := checkName(name); err != nil {
+		return drivers.DropDatabaseResponse{}, err
+	}
+	s, err := d.state(ctx, name)
+	if err != nil {
+		return drivers.DropDatabaseResponse{}, err
+	}
+	if s.database && !s.ours(name) {
+		return drivers.DropDatabaseResponse{}, fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
+	}
+	if s.database {
+		// FORCE terminates the database's sessions first.
+		if _, err := d.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
+			return drivers.DropDatabaseResponse{}, wrap("cannot drop database "+name, err)
+		}
+	}
+	if len(s.roles) == 0 {
+		return drivers.DropDatabaseResponse{}, nil
+	}
+	// Sessions the roles hold in other databases (PUBLIC may connect to
+	// "postgres") end too, so nothing outlives the environment.
+	if err := d.terminate(ctx, allRoles(name)...); err != nil {
+		return drivers.DropDatabaseResponse{}, err
+	}
+	if _, err := d.pool.Exec(ctx, "DROP ROLE IF EXISTS "+idents(allRoles(name)...)); err != nil {
+		return drivers.DropDatabaseResponse{}, wrap("cannot drop roles of "+name, err)
+	}
+	return drivers.DropDatabaseResponse{}, nil
+}
+
+// terminate ends every session whose login is one of roles and waits up to
+// five seconds for each to be gone.
+func (d *Driver) terminate(ctx context.Context, roles ...string) error {
+	_, err := d.pool.Exec(ctx, `
+		SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+		WHERE usename = ANY($1) AND pid <> pg_backend_pid()`, roles)
+	if err != nil {
+		return wrap("cannot terminate sessions", err)
+	}
+	return nil
+}
