@@ -1,0 +1,121 @@
+package dataplane
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/envplane/envplane/drivers"
+)
+
+// ledgerSchema is portable across SQLite, libSQL and PostgreSQL. applied_at is
+// RFC 3339 text, which every engine stores and returns unchanged.
+const ledgerSchema = `CREATE TABLE IF NOT EXISTS ` + LedgerTable + ` (
+	namespace  TEXT   NOT NULL,
+	version    BIGINT NOT NULL,
+	name       TEXT   NOT NULL,
+	checksum   TEXT   NOT NULL,
+	applied_at TEXT   NOT NULL,
+	PRIMARY KEY (namespace, version)
+)`
+
+// placeholder returns the n-th (1-based) bind parameter in d's syntax.
+func placeholder(d drivers.Dialect, n int) string {
+	if d == drivers.DialectPostgres {
+		return fmt.Sprintf("$%d", n)
+	}
+	return "?"
+}
+
+// insertLedgerSQL records one applied migration; its arguments are
+// ledgerArgs(m).
+func insertLedgerSQL(d drivers.Dialect) string {
+	return fmt.Sprintf("INSERT INTO %s (namespace, version, name, checksum, applied_at) VALUES (%s, %s, %s, %s, %s)",
+		LedgerTable, placeholder(d, 1), placeholder(d, 2), placeholder(d, 3), placeholder(d, 4), placeholder(d, 5))
+}
+
+func ledgerArgs(m Migration) []any {
+	return []any{m.Namespace, m.Version, m.Name, m.Checksum, m.AppliedAt.UTC().Format(time.RFC3339Nano)}
+}
+
+// readLedger returns every ledger row by namespace and version.
+func readLedger(ctx context.Context, db *sql.DB) (map[key]Migration, error) {
+	rows, err := db.QueryContext(ctx, `SELECT namespace, version, name, checksum, applied_at FROM `+LedgerTable)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read migration ledger: %w", err)
+	}
+	defer rows.Close()
+	out := map[key]Migration{}
+	for rows.Next() {
+		var (
+			m  Migration
+			at string
+		)
+		if err := rows.Scan(&m.Namespace, &m.Version, &m.Name, &m.Checksum, &at); err != nil {
+			return nil, fmt.Errorf("cannot read migration ledger: %w", err)
+		}
+		if m.AppliedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return nil, fmt.Errorf("migration ledger: %s/%d has a malformed applied_at: %w", m.Namespace, m.Version, err)
+		}
+		m.File = fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)
+		out[keyOf(m)] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read migration ledger: %w", err)
+	}
+	return out, nil
+}
+
+// tableExists reports whether the table is visible on the connection.
+func tableExists(ctx context.Context, db *sql.DB, d drivers.Dialect, table string) (bool, error) {
+	q := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	if d == drivers.DialectPostgres {
+		q = `SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = ANY (current_schemas(false))`
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, q, table).Scan(&n); err != nil {
+		return false, fmt.Errorf("cannot look for table %s: %w", table, err)
+	}
+	return n > 0, nil
+}
+
+// readOwner returns the meta row's owner; ok is false when the meta table or
+// its row does not exist yet.
+func readOwner(ctx context.Context, db *sql.DB, d drivers.Dialect) (owner Owner, ok bool, err error) {
+	exists, err := tableExists(ctx, db, d, MetaTable)
+	if err != nil || !exists {
+		return Owner{}, false, err
+	}
+	err = db.QueryRowContext(ctx, `SELECT environment_id, org_id FROM `+MetaTable+` WHERE id = 1`).
+		Scan(&owner.EnvironmentID, &owner.OrgID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Owner{}, false, nil
+	}
+	if err != nil {
+		return Owner{}, false, fmt.Errorf("cannot read %s: %w", MetaTable, err)
+	}
+	return owner, true, nil
+}
+
+// claimOwner writes the meta row when it is absent and checks, after, that it
+// names owner: two runners racing for one database cannot both win.
+func claimOwner(ctx context.Context, db *sql.DB, d drivers.Dialect, owner Owner, now time.Time) error {
+	q := fmt.Sprintf(`INSERT INTO %s (id, environment_id, org_id, created_at) VALUES (1, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
+		MetaTable, placeholder(d, 1), placeholder(d, 2), placeholder(d, 3))
+	if _, err := db.ExecContext(ctx, q, owner.EnvironmentID, owner.OrgID, now.Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("cannot record the database's owner: %w", err)
+	}
+	got, ok, err := readOwner(ctx, db, d)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("cannot record the database's owner: %s has no row after the insert", MetaTable)
+	}
+	if got != owner {
+		return &OwnerMismatchError{Want: owner, Got: got}
+	}
+	return nil
+}
