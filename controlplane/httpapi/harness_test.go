@@ -1,0 +1,242 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/httpapi"
+	"github.com/envplane/envplane/controlplane/keyring/local"
+	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
+	"github.com/envplane/envplane/dataplane"
+	"github.com/envplane/envplane/drivers"
+	sqlitedriver "github.com/envplane/envplane/drivers/sqlite"
+	"github.com/envplane/envplane/migrations"
+)
+
+// clock is a test clock the service reads; tests move it forward.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// harness is a whole envplane on its embedded default: SQLite store, local
+// keyring, SQLite target, real schema initializer, the real echo server.
+type harness struct {
+	svc     *cp.Service
+	srv     *httptest.Server
+	clock   *clock
+	logs    *syncBuffer
+	dataDir string
+	admin   string
+}
+
+type harnessOption func(*harnessConfig)
+
+type harnessConfig struct {
+	wrap func(drivers.Driver) drivers.Driver
+}
+
+// withDriver wraps the SQLite target's driver (fault injection).
+func withDriver(wrap func(drivers.Driver) drivers.Driver) harnessOption {
+	return func(c *harnessConfig) { c.wrap = wrap }
+}
+
+func newHarness(tb testing.TB, opts ...harnessOption) *harness {
+	tb.Helper()
+	var hc harnessConfig
+	for _, o := range opts {
+		o(&hc)
+	}
+	ctx := context.Background()
+	dir := tb.TempDir()
+	store, err := sqlitestore.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	kr, _, err := local.EnsureFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		tb.Fatalf("keyring: %v", err)
+	}
+	var d drivers.Driver
+	d, err = sqlitedriver.New(sqlitedriver.Config{Dir: filepath.Join(dir, "databases")})
+	if err != nil {
+		tb.Fatalf("driver: %v", err)
+	}
+	if hc.wrap != nil {
+		d = hc.wrap(d)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	clk := &clock{now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	svc := cp.New(store, kr, []*cp.Target{{Name: "local", Region: "local", Driver: d}}, "local")
+	svc.Logger = logger
+	svc.Now = clk.Now
+	svc.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane(), Now: clk.Now}
+	srv, err := httpapi.NewServer(svc, logger, prometheus.NewRegistry(), httpapi.Options{})
+	if err != nil {
+		tb.Fatalf("server: %v", err)
+	}
+	ts := httptest.NewServer(srv)
+	h := &harness{svc: svc, srv: ts, clock: clk, logs: logs, dataDir: dir}
+	tb.Cleanup(func() {
+		ts.Close()
+		svc.Wait()
+		if err := store.Close(); err != nil {
+			tb.Errorf("close store: %v", err)
+		}
+	})
+	token, err := svc.Bootstrap(ctx, cp.BootstrapRequest{Email: "ops@example.com"})
+	if err != nil || token == "" {
+		tb.Fatalf("bootstrap: token issued=%v err=%v", token != "", err)
+	}
+	h.admin = token
+	return h
+}
+
+// response is one API answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// decode unmarshals the body into v.
+func (r response) decode(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		tb.Fatalf("decode %d answer: %v", r.status, err)
+	}
+}
+
+// problem decodes a problem+json answer.
+func (r response) problem(tb testing.TB) httpapi.Problem {
+	tb.Helper()
+	if ct := r.header.Get("Content-Type"); ct != httpapi.ProblemContentType {
+		tb.Fatalf("content type %q, want %q (status %d)", ct, httpapi.ProblemContentType, r.status)
+	}
+	var p httpapi.Problem
+	r.decode(tb, &p)
+	return p
+}
+
+// do sends a request with token (none if empty) and a raw or JSON body.
+func (h *harness) do(tb testing.TB, token, method, path string, body any, headers ...string) response {
+	tb.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			tb.Fatalf("marshal: %v", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, h.srv.URL+path, rd)
+	if err != nil {
+		tb.Fatalf("request: %v", err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+// must sends a request and fails the test unless the status is want.
+func (h *harness) must(tb testing.TB, want int, token, method, path string, body any, headers ...string) response {
+	tb.Helper()
+	r := h.do(tb, token, method, path, body, headers...)
+	if r.status != want {
+		tb.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+// org creates an organization as the platform admin and returns its slug.
+func (h *harness) org(tb testing.TB, slug string) cp.CreateOrganizationResponse {
+	tb.Helper()
+	var resp cp.CreateOrganizationResponse
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations", map[string]any{"slug": slug, "name": slug}).decode(tb, &resp)
+	return resp
+}
+
+// env creates an environment and waits for it to be active.
+func (h *harness) env(tb testing.TB, token, org, slug, typ string) cp.EnvironmentView {
+	tb.Helper()
+	var v cp.EnvironmentView
+	h.must(tb, http.StatusCreated, token, "POST", "/v1/organizations/"+org+"/environments", map[string]any{"slug": slug, "type": typ}).decode(tb, &v)
+	if v.Status != cp.StatusActive {
+		tb.Fatalf("environment %s is %s, want active", slug, v.Status)
+	}
+	return v
+}
+
+// member adds a user to an org and returns a user key for them.
+func (h *harness) member(tb testing.TB, org, email string, role cp.OrgRole) string {
+	tb.Helper()
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/members", map[string]any{"email": email, "role": role})
+	var key cp.CreateAPIKeyResponse
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/api-keys", map[string]any{"name": email, "user": email}).decode(tb, &key)
+	return key.Token
+}
