@@ -1,0 +1,35 @@
+# envplane: `make run` serves the embedded default; `make test` runs the full suite.
+GO      ?= go
+BENCH_COUNT ?= 5
+
+.PHONY: run test build bench lint tools clean
+
+## run: serve on 127.0.0.1:8080 with everything under ./data (SQLite store, SQLite target, local keyring)
+run:
+	$(GO) run ./cmd/envplane serve
+
+## test: the full suite; PostgreSQL at 127.0.0.1:5432 and tursodb (installed into .tools) are used when present
+test: tools
+	$(GO) test -count=1 ./...
+
+## build: bin/envplane and bin/envctl
+build:
+	$(GO) build -o bin/envplane ./cmd/envplane
+	$(GO) build -o bin/envctl ./cmd/envctl
+
+## bench: every benchmark, BENCH_COUNT runs each, summarised as medians by benchstat
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bench.out
+	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bench.out
+
+## lint: gofmt and go vet
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## tools: tursodb for the Turso data-plane tests (a failure is fatal only under CI=true, where those tests must run)
+tools:
+	@bash .ci/install-tursodb >/dev/null || [ "$$CI" != "true" ]
+
+clean:
+	rm -rf bin bench.out
