@@ -1,0 +1,127 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const credColumns = `id, database_id, scope, slot, username, secret_cipher, dek_cipher, kms_key_id, status,
+	issued_at, expires_at, rotated_from, revoked_at`
+
+func scanCredential(s scanner) (*controlplane.Credential, error) {
+	var c controlplane.Credential
+	var issued int64
+	var expires, revoked sql.NullInt64
+	var rotatedFrom sql.NullString
+	if err := s.Scan(&c.ID, &c.DatabaseID, &c.Scope, &c.Slot, &c.Username, &c.SecretCipher, &c.DEKCipher, &c.KMSKeyID,
+		&c.Status, &issued, &expires, &rotatedFrom, &revoked); err != nil {
+		return nil, err
+	}
+	c.IssuedAt, c.ExpiresAt, c.RevokedAt = fromMicros(issued), fromNullMicros(expires), fromNullMicros(revoked)
+	c.RotatedFrom = rotatedFrom.String
+	return &c, nil
+}
+
+// CreateCredential inserts c, truncating its times to microseconds.
+// ECONFLICT if the id exists; ENOTFOUND if the database is absent; EINVALID
+// for an unknown scope or status.
+func (q *queries) CreateCredential(ctx context.Context, c *controlplane.Credential) error {
+	c.IssuedAt, c.ExpiresAt, c.RevokedAt = utc(c.IssuedAt), utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	_, err := q.db.ExecContext(ctx, `INSERT INTO database_credentials (`+credColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.DatabaseID, string(c.Scope), string(c.Slot), c.Username, c.SecretCipher, c.DEKCipher, c.KMSKeyID,
+		string(c.Status), micros(c.IssuedAt), nullMicros(c.ExpiresAt), nullString(c.RotatedFrom), nullMicros(c.RevokedAt))
+	if err != nil {
+		return writeErr(err, "create credential", "credential exists", "database not found")
+	}
+	return nil
+}
+
+// GetCredential finds a credential of the database. ENOTFOUND if absent or another database's.
+func (q *queries) GetCredential(ctx context.Context, databaseID, id string) (*controlplane.Credential, error) {
+	c, err := scanCredential(q.db.QueryRowContext(ctx, `SELECT `+credColumns+` FROM database_credentials
+		WHERE database_id = ? AND id = ?`, databaseID, id))
+	if err != nil {
+		return nil, readErr(err, "get credential", "credential not found")
+	}
+	return c, nil
+}
+
+// ListCredentials lists the database's credentials, newest issued first.
+func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return []*controlplane.Credential{}, nil
+	}
+	where, args := "database_id = ?", []any{f.DatabaseID}
+	if f.Scope != "" {
+		where += " AND scope = ?"
+		args = append(args, string(f.Scope))
+	}
+	if f.Statuses != nil {
+		statuses := make([]string, len(f.Statuses))
+		for i, s := range f.Statuses {
+			statuses[i] = string(s)
+		}
+		list, statusArgs := inList(statuses)
+		where += " AND status IN " + list
+		args = append(args, statusArgs...)
+	}
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials WHERE `+where+`
+		ORDER BY issued_at DESC, id DESC`, args, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// UpdateCredential saves c's status, expires_at, revoked_at, kms_key_id and
+// ciphers. ENOTFOUND if absent or another database's.
+func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
+	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET status = ?, expires_at = ?, revoked_at = ?,
+		kms_key_id = ?, secret_cipher = ?, dek_cipher = ? WHERE database_id = ? AND id = ?`,
+		string(c.Status), nullMicros(c.ExpiresAt), nullMicros(c.RevokedAt), c.KMSKeyID, c.SecretCipher, c.DEKCipher,
+		c.DatabaseID, c.ID)
+	if err != nil {
+		return writeErr(err, "update credential", "credential conflicts", "credential not found")
+	}
+	return mustAffect(res, "update credential", "credential not found")
+}
+
+// ListCredentialsDue lists up to limit rotating credentials whose grace ended
+// at or before now, the longest overdue first.
+func (q *queries) ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*controlplane.Credential, error) {
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
+		WHERE status = 'rotating' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
+		[]any{micros(utc(now)), pageLimit(limit)}, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list due credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// ListCredentialsByKey lists up to limit credentials, revoked ones excepted,
+// whose data key is wrapped under a key other than notKeyID, by id.
+func (q *queries) ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*controlplane.Credential, error) {
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
+		WHERE status <> 'revoked' AND kms_key_id <> ? ORDER BY id LIMIT ?`,
+		[]any{notKeyID, pageLimit(limit)}, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list credentials by key: %w", err)
+	}
+	return creds, nil
+}
+
+// CountCredentialsByKey counts the credentials that are not revoked per kms_key_id.
+func (q *queries) CountCredentialsByKey(ctx context.Context) (map[string]int, error) {
+	rows, err := q.db.QueryContext(ctx, `SELECT kms_key_id, count(*) FROM database_credentials
+		WHERE status <> 'revoked' GROUP BY kms_key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot count credentials: %w", err)
+	}
+	return scanCounts(rows, "count credentials")
+}

@@ -1,0 +1,119 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const envColumns = `id, org_id, slug, name, description, type, region, target, is_default, is_protected,
+	status, error, created_by, metadata, created_at, updated_at, deleted_at`
+
+func scanEnv(s scanner) (*controlplane.Environment, error) {
+	var e controlplane.Environment
+	var metadata sql.NullString
+	var created, updated int64
+	var deleted sql.NullInt64
+	if err := s.Scan(&e.ID, &e.OrgID, &e.Slug, &e.Name, &e.Description, &e.Type, &e.Region, &e.Target,
+		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &created, &updated, &deleted); err != nil {
+		return nil, err
+	}
+	m, err := decodeJSON[map[string]string](metadata)
+	if err != nil {
+		return nil, err
+	}
+	e.Metadata = m
+	e.CreatedAt, e.UpdatedAt, e.DeletedAt = fromMicros(created), fromMicros(updated), fromNullMicros(deleted)
+	return &e, nil
+}
+
+// CreateEnvironment inserts e, truncating its times to microseconds.
+// ECONFLICT if a live environment of the organization has the slug, or e is
+// a second live default; ENOTFOUND if the organization is absent.
+func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environment) error {
+	e.CreatedAt, e.UpdatedAt, e.DeletedAt = utc(e.CreatedAt), utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	metadata, err := encodeJSON(e.Metadata)
+	if err != nil {
+		return err
+	}
+	_, err = q.db.ExecContext(ctx, `INSERT INTO environments (`+envColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.OrgID, e.Slug, e.Name, e.Description, string(e.Type), e.Region, e.Target, e.IsDefault, e.IsProtected,
+		string(e.Status), e.Error, e.CreatedBy, metadata, micros(e.CreatedAt), micros(e.UpdatedAt), nullMicros(e.DeletedAt))
+	if err != nil {
+		return writeErr(err, "create environment",
+			"environment slug is taken, or the organization already has a default environment", "organization not found")
+	}
+	return nil
+}
+
+// GetEnvironment finds a live environment of the organization by id or slug.
+// ENOTFOUND if absent, deleted or another organization's.
+func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*controlplane.Environment, error) {
+	e, err := scanEnv(q.db.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments
+		WHERE org_id = ? AND (id = ? OR slug = ?) AND deleted_at IS NULL ORDER BY id = ? DESC LIMIT 1`,
+		orgID, idOrSlug, idOrSlug, idOrSlug))
+	if err != nil {
+		return nil, readErr(err, "get environment", "environment not found")
+	}
+	return e, nil
+}
+
+// ListEnvironments lists one organization's environments by id. EINVALID if
+// f.OrgID is empty.
+func (q *queries) ListEnvironments(ctx context.Context, f controlplane.EnvironmentFilter, p controlplane.Page) ([]*controlplane.Environment, string, error) {
+	if f.OrgID == "" {
+		return nil, "", controlplane.Errorf(controlplane.EINVALID, "environment filter needs an organization")
+	}
+	if f.IDs != nil && len(f.IDs) == 0 {
+		return []*controlplane.Environment{}, "", nil
+	}
+	n := pageLimit(p.Limit)
+	where, args := "org_id = ? AND id > ?", []any{f.OrgID, p.Cursor}
+	if f.IDs != nil {
+		list, idArgs := inList(f.IDs)
+		where += " AND id IN " + list
+		args = append(args, idArgs...)
+	}
+	if !f.IncludeDeleted {
+		where += " AND deleted_at IS NULL"
+	}
+	args = append(args, n+1)
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments WHERE `+where+` ORDER BY id LIMIT ?`, args, scanEnv)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list environments: %w", err)
+	}
+	envs, next := cutPage(envs, n, func(e *controlplane.Environment) string { return e.ID })
+	return envs, next, nil
+}
+
+// UpdateEnvironment saves e's name, description, is_protected, status, error,
+// metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
+// or another organization's; ECONFLICT if un-deleting it would take a live slug.
+func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
+	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	metadata, err := encodeJSON(e.Metadata)
+	if err != nil {
+		return err
+	}
+	res, err := q.db.ExecContext(ctx, `UPDATE environments SET name = ?, description = ?, is_protected = ?, status = ?,
+		error = ?, metadata = ?, updated_at = ?, deleted_at = ? WHERE org_id = ? AND id = ?`,
+		e.Name, e.Description, e.IsProtected, string(e.Status), e.Error, metadata, micros(e.UpdatedAt), nullMicros(e.DeletedAt),
+		e.OrgID, e.ID)
+	if err != nil {
+		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
+	}
+	return mustAffect(res, "update environment", "environment not found")
+}
+
+// CountEnvironments counts the organization's live environments.
+func (q *queries) CountEnvironments(ctx context.Context, orgID string) (int, error) {
+	var n int
+	err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM environments WHERE org_id = ? AND deleted_at IS NULL`, orgID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("cannot count environments: %w", err)
+	}
+	return n, nil
+}

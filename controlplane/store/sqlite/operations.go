@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const opColumns = `id, org_id, environment_id, kind, status, step, attempts, error, idempotency_key, request_hash,
+	params, response, lease_owner, lease_expires_at, not_before, created_at, updated_at`
+
+func scanOperation(s scanner) (*controlplane.Operation, error) {
+	var op controlplane.Operation
+	var envID, leaseOwner sql.NullString
+	var leaseExpires, notBefore sql.NullInt64
+	var created, updated int64
+	if err := s.Scan(&op.ID, &op.OrgID, &envID, &op.Kind, &op.Status, &op.Step, &op.Attempts, &op.Error,
+		&op.IdempotencyKey, &op.RequestHash, &op.Params, &op.Response, &leaseOwner, &leaseExpires, &notBefore,
+		&created, &updated); err != nil {
+		return nil, err
+	}
+	op.EnvironmentID, op.LeaseOwner = envID.String, leaseOwner.String
+	op.LeaseExpiresAt, op.NotBefore = fromNullMicros(leaseExpires), fromNullMicros(notBefore)
+	op.CreatedAt, op.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return &op, nil
+}
+
+// CreateOperation inserts op, truncating its times to microseconds.
+// ECONFLICT if the id exists; ENOTFOUND if the organization is absent or the
+// environment is not the organization's.
+func (q *queries) CreateOperation(ctx context.Context, op *controlplane.Operation) error {
+	op.LeaseExpiresAt, op.NotBefore = utcPtr(op.LeaseExpiresAt), utcPtr(op.NotBefore)
+	op.CreatedAt, op.UpdatedAt = utc(op.CreatedAt), utc(op.UpdatedAt)
+	_, err := q.db.ExecContext(ctx, `INSERT INTO operations (`+opColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		op.ID, op.OrgID, nullString(op.EnvironmentID), string(op.Kind), string(op.Status), op.Step, op.Attempts, op.Error,
+		op.IdempotencyKey, op.RequestHash, nullBytes(op.Params), nullBytes(op.Response), nullString(op.LeaseOwner),
+		nullMicros(op.LeaseExpiresAt), nullMicros(op.NotBefore), micros(op.CreatedAt), micros(op.UpdatedAt))
+	if err != nil {
+		return writeErr(err, "create operation", "operation exists", "organization or environment not found")
+	}
+	return nil
+}
+
+// GetOperation finds an operation of the organization. ENOTFOUND if absent or another organization's.
+func (q *queries) GetOperation(ctx context.Context, orgID, id string) (*controlplane.Operation, error) {
+	op, err := scanOperation(q.db.QueryRowContext(ctx, `SELECT `+opColumns+` FROM operations WHERE org_id = ? AND id = ?`, orgID, id))
+	if err != nil {
+		return nil, readErr(err, "get operation", "operation not found")
+	}
+	return op, nil
+}
+
+// GetRunningOperation finds the environment's oldest unfinished operation.
+// ENOTFOUND if none.
+func (q *queries) GetRunningOperation(ctx context.Context, environmentID string) (*controlplane.Operation, error) {
+	op, err := scanOperation(q.db.QueryRowContext(ctx, `SELECT `+opColumns+` FROM operations
+		WHERE environment_id = ? AND status IN ('pending', 'running') ORDER BY id LIMIT 1`, environmentID))
+	if err != nil {
+		return nil, readErr(err, "get running operation", "no running operation")
+	}
+	return op, nil
+}
+
+// ClaimOperations leases to owner, until until, up to limit unfinished
+// operations (oldest first) whose lease is free or expired at now and whose
+// not_before has passed, and returns them by id. One UPDATE statement takes
+// SQLite's single write lock, so concurrent claimers are serialized and
+// never get the same operation.
+func (q *queries) ClaimOperations(ctx context.Context, owner string, now, until time.Time, limit int) ([]*controlplane.Operation, error) {
+	nowMicros := micros(utc(now))
+	ops, err := queryAll(ctx, q.db, `UPDATE operations SET lease_owner = ?, lease_expires_at = ?
+		WHERE id IN (
+			SELECT id FROM operations
+			WHERE status IN ('pending', 'running')
+				AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?)
+				AND (not_before IS NULL OR not_before <= ?)
+			ORDER BY id LIMIT ?)
+		RETURNING `+opColumns, []any{owner, micros(utc(until)), nowMicros, nowMicros, pageLimit(limit)}, scanOperation)
+	if err != nil {
+		return nil, fmt.Errorf("cannot claim operations: %w", err)
+	}
+	slices.SortFunc(ops, func(a, b *controlplane.Operation) int { return strings.Compare(a.ID, b.ID) })
+	return ops, nil
+}
+
+// UpdateOperation saves op's status, step, attempts, error, response,
+// not_before, lease and updated_at, only while op.LeaseOwner holds the lease
+// or nobody does. ENOTFOUND if absent or another organization's; ECONFLICT
+// if another owner holds the lease.
+func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operation) error {
+	op.LeaseExpiresAt, op.NotBefore, op.UpdatedAt = utcPtr(op.LeaseExpiresAt), utcPtr(op.NotBefore), utc(op.UpdatedAt)
+	res, err := q.db.ExecContext(ctx, `UPDATE operations SET status = ?, step = ?, attempts = ?, error = ?, response = ?,
+		not_before = ?, lease_owner = ?, lease_expires_at = ?, updated_at = ?
+		WHERE org_id = ? AND id = ? AND (lease_owner IS NULL OR lease_owner = ?)`,
+		string(op.Status), op.Step, op.Attempts, op.Error, nullBytes(op.Response), nullMicros(op.NotBefore),
+		nullString(op.LeaseOwner), nullMicros(op.LeaseExpiresAt), micros(op.UpdatedAt), op.OrgID, op.ID, op.LeaseOwner)
+	if err != nil {
+		return writeErr(err, "update operation", "operation conflicts", "operation not found")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("cannot update operation: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := q.GetOperation(ctx, op.OrgID, op.ID); err != nil {
+		return err
+	}
+	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+}
