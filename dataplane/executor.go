@@ -44,10 +44,8 @@ func (txExecutor) apply(ctx context.Context, db *sql.DB, d drivers.Dialect, m mi
 	}
 	defer tx.Rollback()
 	if d == drivers.DialectPostgres {
-		// Serialize runners on one database (a fleet upgrade meeting a
-		// provisioning retry); the lock ends with the transaction.
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, LedgerTable); err != nil {
-			return false, fmt.Errorf("cannot lock the migration ledger: %w", err)
+		if err := lockLedger(ctx, tx); err != nil {
+			return false, err
 		}
 	}
 	var n int

@@ -66,8 +66,8 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 	if err != nil {
 		return Result{}, err
 	}
-	if _, err := db.ExecContext(ctx, ledgerSchema); err != nil {
-		return Result{}, fmt.Errorf("cannot create migration ledger: %w", err)
+	if err := createLedger(ctx, db, dialect); err != nil {
+		return Result{}, err
 	}
 	applied, err := readLedger(ctx, db)
 	if err != nil {

@@ -32,6 +32,10 @@ func engines() []engine {
 	return []engine{
 		{"sqlite", drivers.DialectSQLite, openSQLite},
 		{"postgres", drivers.DialectPostgres, openPostgres},
+		// The libSQL executor's statement batch, run by a real SQLite engine:
+		// libSQL speaks SQLite's SQL, so this checks the batch itself; the
+		// Turso driver's tests cover the wire.
+		{"libsql-batch-on-sqlite", drivers.DialectLibSQL, openSQLite},
 	}
 }
 
@@ -438,5 +442,67 @@ func BenchmarkApplySQLite(b *testing.B) {
 			b.Fatal(err)
 		}
 		db.Close()
+	}
+}
+
+// TestConcurrentApplyRunsEachMigrationOnce: a fleet upgrade can meet a
+// provisioning retry on one database; both must succeed without running a
+// migration twice.
+func TestConcurrentApplyRunsEachMigrationOnce(t *testing.T) {
+	ctx := context.Background()
+	d, err := sqlite.New(sqlite.Config{Dir: filepath.Join(t.TempDir(), "databases")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := d.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: drivertest.NewDatabaseName(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.IssueCredential(ctx, drivers.IssueCredentialRequest{Database: created.Database, Scope: drivers.ScopeAdmin, Slot: drivers.SlotA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := engines()[1]
+	for _, tc := range []struct {
+		name    string
+		dialect drivers.Dialect
+		open    func(tb testing.TB) *sql.DB
+	}{
+		{"sqlite-driver-pools", drivers.DialectSQLite, func(tb testing.TB) *sql.DB {
+			conn, err := d.Open(ctx, drivers.OpenRequest{Database: created.Database, Credential: c.Credential})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() { conn.DB.Close() })
+			return conn.DB
+		}},
+		{"postgres", pg.dialect, pg.open},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newAppDir(t, map[string]string{
+				"0001_a.sql": "CREATE TABLE a (x INTEGER);",
+				"0002_b.sql": "INSERT INTO a (x) VALUES (1);",
+			}).initializer()
+			first := tc.open(t)
+			pools := []*sql.DB{first, first, first, first}
+			if tc.dialect == drivers.DialectSQLite {
+				pools[2], pools[3] = tc.open(t), tc.open(t)
+			}
+			errs := make(chan error, len(pools))
+			for _, db := range pools {
+				go func() {
+					_, err := in.Apply(ctx, db, tc.dialect, ownerA)
+					errs <- err
+				}()
+			}
+			for range pools {
+				if err := <-errs; err != nil {
+					t.Errorf("concurrent apply: %v", err)
+				}
+			}
+			if n := count(t, first, "SELECT count(*) FROM a"); n != 1 {
+				t.Fatalf("a holds %d rows, want 1: a migration ran twice", n)
+			}
+		})
 	}
 }

@@ -21,6 +21,42 @@ const ledgerSchema = `CREATE TABLE IF NOT EXISTS ` + LedgerTable + ` (
 	PRIMARY KEY (namespace, version)
 )`
 
+// createLedger creates the ledger when absent. PostgreSQL's CREATE TABLE IF
+// NOT EXISTS is not safe against a concurrent twin, so there it runs under the
+// same advisory lock that serializes migrations.
+func createLedger(ctx context.Context, db *sql.DB, d drivers.Dialect) error {
+	if d != drivers.DialectPostgres {
+		if _, err := db.ExecContext(ctx, ledgerSchema); err != nil {
+			return fmt.Errorf("cannot create migration ledger: %w", err)
+		}
+		return nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot create migration ledger: %w", err)
+	}
+	defer tx.Rollback()
+	if err := lockLedger(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, ledgerSchema); err != nil {
+		return fmt.Errorf("cannot create migration ledger: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cannot create migration ledger: %w", err)
+	}
+	return nil
+}
+
+// lockLedger serializes PostgreSQL runners on one database (a fleet upgrade
+// meeting a provisioning retry) until tx ends.
+func lockLedger(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, LedgerTable); err != nil {
+		return fmt.Errorf("cannot lock the migration ledger: %w", err)
+	}
+	return nil
+}
+
 // placeholder returns the n-th (1-based) bind parameter in d's syntax.
 func placeholder(d drivers.Dialect, n int) string {
 	if d == drivers.DialectPostgres {

@@ -31,7 +31,19 @@ func (libsqlExecutor) apply(ctx context.Context, db *sql.DB, _ drivers.Dialect, 
 	if n > 0 {
 		return false, nil
 	}
-	if _, err := db.ExecContext(ctx, libsqlBatch(m)); err != nil {
+	// One pinned connection, so that the ROLLBACK below reaches the session
+	// that ran the batch.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("cannot connect: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, libsqlBatch(m)); err != nil {
+		// libsql-client-go's batch has rolled back already; a client that
+		// stops at the failing statement instead leaves the transaction
+		// open. Either way nothing of the migration may stay, and a
+		// "no transaction is active" answer is fine to ignore.
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return false, err
 	}
 	return true, nil

@@ -179,7 +179,13 @@ func (d *Driver) Open(ctx context.Context, req drivers.OpenRequest) (drivers.Ope
 	if err := d.verify(ctx, p, req.Credential); err != nil {
 		return drivers.OpenResponse{}, err
 	}
-	db, err := sql.Open("sqlite", dsn(p.db, req.Credential.Scope))
+	source := dsn(p.db, req.Credential.Scope)
+	if req.Credential.Scope != drivers.ScopeReadOnly {
+		// Writers take the write lock at BEGIN and wait for it there (busy
+		// timeout), instead of failing when a read lock cannot be upgraded.
+		source += "&_txlock=immediate"
+	}
+	db, err := sql.Open("sqlite", source)
 	if err != nil {
 		return drivers.OpenResponse{}, fmt.Errorf("cannot open database %s: %w", p.name, err)
 	}
