@@ -179,7 +179,7 @@ func (s *suite) create(tb testing.TB) drivers.Database {
 		_, err := s.h.Driver.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: resp.Database})
 		if err != nil {
 			s.check(tb, "drop database at cleanup", err)
-			tb.Errorf("drop database at cleanup: %v", redactedErr(s, err))
+			tb.Errorf("drop database at cleanup: %v", s.redacted(err))
 		}
 	})
 	return resp.Database
@@ -252,7 +252,7 @@ func (s *suite) denied(tb testing.TB, db drivers.Database, c drivers.Credential,
 	if _, err := s.tryOpen(tb, db, c); err == nil {
 		tb.Fatalf("%s: Open succeeded, want ErrDenied", why)
 	} else if !errors.Is(err, drivers.ErrDenied) {
-		tb.Errorf("%s: Open error does not wrap ErrDenied: %v", why, redactedErr(s, err))
+		tb.Errorf("%s: Open error does not wrap ErrDenied: %v", why, s.redacted(err))
 	}
 }
 
@@ -326,9 +326,9 @@ func (s *suite) noSecretInFmt(tb testing.TB, what string, v any, secrets ...driv
 	}
 }
 
-// redactedErr returns err, or a stand-in when its message holds a secret, so
+// redacted returns err, or a stand-in when its message holds a secret, so
 // failure messages can include driver errors safely.
-func redactedErr(s *suite, err error) any {
+func (s *suite) redacted(err error) any {
 	if err != nil && s.leaks(err.Error()) {
 		return "(message withheld: it contains a credential secret)"
 	}
@@ -445,7 +445,7 @@ func (s *suite) testIssueMissing(t *testing.T) {
 	}
 	s.check(t, "issue on missing database", err)
 	if !errors.Is(err, drivers.ErrNotFound) {
-		t.Errorf("IssueCredential on a missing database: %v, want ErrNotFound", redactedErr(s, err))
+		t.Errorf("IssueCredential on a missing database: %v, want ErrNotFound", s.redacted(err))
 	}
 }
 

@@ -106,7 +106,7 @@ func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseR
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
-	if err := d.create(ctx, p, func(tmp string) error { return createEmpty(tmp) }); err != nil {
+	if err := d.create(ctx, p, createEmpty); err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	return drivers.CreateDatabaseResponse{Database: d.database(p, req.Region)}, nil
@@ -155,7 +155,8 @@ func (d *Driver) DropDatabase(_ context.Context, req drivers.DropDatabaseRequest
 	}
 	// The registry goes last: until then a retry still recognizes the
 	// remains as ours.
-	for _, f := range append(sqliteFiles(p.db), sqliteFiles(p.registry)...) {
+	files := append(sqliteFiles(p.db), p.db+".tmp")
+	for _, f := range append(files, sqliteFiles(p.registry)...) {
 		if err := removeIfExists(f); err != nil {
 			return drivers.DropDatabaseResponse{}, fmt.Errorf("cannot drop database %s: %w", p.name, err)
 		}
