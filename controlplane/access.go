@@ -67,7 +67,9 @@ func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef st
 		return nil, err
 	}
 	a.env = env
-	if p.UserID != "" && a.subject.OrgRole != "" {
+	// Owners, admins and the platform admin see every environment: only a
+	// member's environment role can change the decision.
+	if p.UserID != "" && a.subject.OrgRole == OrgMember && !p.PlatformAdmin {
 		m, err := s.Store.GetEnvironmentMember(ctx, env.ID, p.UserID)
 		switch {
 		case err == nil:
