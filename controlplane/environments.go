@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/envplane/envplane/drivers"
@@ -28,32 +29,48 @@ func dropRequest(db *Database) drivers.DropDatabaseRequest {
 	return drivers.DropDatabaseRequest{Database: db.DriverDatabase()}
 }
 
-// place picks the target for a new database: the named one, or else the
-// default when it serves the region, or else a target of the region with room.
-// A full or unknown target is an error naming the field; no room anywhere is EUNAVAILABLE.
-func (s *Service) place(name, region string) (*Target, error) {
+// place picks the target for a new database, inside the reserving
+// transaction so counts and the insert agree: the named target, or else the
+// default when it serves the region and has room, or else the first target
+// (by name) of the region with room. A full target is skipped; an unknown
+// target or region is EINVALID naming the field; no room anywhere is EUNAVAILABLE.
+func (s *Service) place(ctx context.Context, q Queries, name, region string) (*Target, error) {
+	counts, err := q.CountDatabasesByTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hasRoom := func(t *Target) bool { return t.Capacity <= 0 || counts[t.Name] < t.Capacity }
 	if name != "" {
 		t, err := s.target(name)
 		if err != nil {
 			return nil, err
 		}
-		if region != "" && t.Region != "" && t.Region != region {
+		if region != "" && t.Region != region {
 			return nil, Invalid(FieldError{Field: "region", Message: "the target is in another region"})
+		}
+		if !hasRoom(t) {
+			return nil, Errorf(EUNAVAILABLE, "target %s has no room for another database", t.Name)
 		}
 		return t, nil
 	}
-	if t, ok := s.Targets[s.DefaultTarget]; ok && (region == "" || t.Region == region) {
-		return t, nil
+	candidates := s.sortedTargets()
+	if t, ok := s.Targets[s.DefaultTarget]; ok {
+		candidates = append([]*Target{t}, candidates...)
 	}
-	for _, t := range s.sortedTargets() {
-		if region == "" || t.Region == region {
+	served := false
+	for _, t := range candidates {
+		if region != "" && t.Region != region {
+			continue
+		}
+		served = true
+		if hasRoom(t) {
 			return t, nil
 		}
 	}
-	if region != "" {
+	if region != "" && !served {
 		return nil, Invalid(FieldError{Field: "region", Message: "no target serves this region"})
 	}
-	return nil, Errorf(EUNAVAILABLE, "no target is configured")
+	return nil, Errorf(EUNAVAILABLE, "no target has room for another database")
 }
 
 // sortedTargets returns the targets in name order, for deterministic placement.
@@ -62,27 +79,12 @@ func (s *Service) sortedTargets() []*Target {
 	for n := range s.Targets {
 		names = append(names, n)
 	}
-	slicesSort(names)
+	slices.Sort(names)
 	out := make([]*Target, len(names))
 	for i, n := range names {
 		out[i] = s.Targets[n]
 	}
 	return out
-}
-
-// checkCapacity refuses a target that is full.
-func (s *Service) checkCapacity(ctx context.Context, q Queries, t *Target) error {
-	if t.Capacity <= 0 {
-		return nil
-	}
-	counts, err := q.CountDatabasesByTarget(ctx)
-	if err != nil {
-		return err
-	}
-	if counts[t.Name] >= t.Capacity {
-		return Errorf(EUNAVAILABLE, "target %s has no room for another database", t.Name)
-	}
-	return nil
 }
 
 // validateEnvironment checks a create request's fields.
@@ -110,16 +112,17 @@ func validateEnvironment(req CreateEnvironmentRequest, allowDefault bool) []Fiel
 
 // reserve writes an environment and its database in status provisioning, and
 // the provisioning operation, through q (inside the caller's transaction).
-func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Organization, t *Target, req CreateEnvironmentRequest, isDefault bool) (*reservation, error) {
-	if err := s.checkCapacity(ctx, q, t); err != nil {
-		return nil, err
-	}
+func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Organization, req CreateEnvironmentRequest, isDefault bool) (*reservation, error) {
 	n, err := q.CountEnvironments(ctx, org.ID)
 	if err != nil {
 		return nil, err
 	}
 	if org.MaxEnvironments > 0 && n >= org.MaxEnvironments {
 		return nil, Errorf(ETOOMANY, "the organization has reached its quota of %d environments", org.MaxEnvironments)
+	}
+	t, err := s.place(ctx, q, req.Target, req.Region)
+	if err != nil {
+		return nil, err
 	}
 	now := s.Now()
 	name := strings.TrimSpace(req.Name)
@@ -184,14 +187,10 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 	if fields := validateEnvironment(req, false); len(fields) > 0 {
 		return nil, nil, nil, Invalid(fields...)
 	}
-	t, err := s.place(req.Target, req.Region)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	var res *reservation
 	err = s.Store.WithTx(ctx, func(q Queries) error {
 		var err error
-		res, err = s.reserve(ctx, q, p, a.org, t, req, false)
+		res, err = s.reserve(ctx, q, p, a.org, req, false)
 		return err
 	})
 	if err != nil {

@@ -38,17 +38,13 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 	if len(fields) > 0 {
 		return nil, nil, Invalid(fields...)
 	}
-	t, err := s.place("", "")
-	if err != nil {
-		return nil, nil, err
-	}
 	now := s.Now()
 	org := &Organization{ID: s.NewID("org"), Slug: req.Slug, Name: name, MaxEnvironments: maxEnv, CreatedAt: now, UpdatedAt: now}
 	if req.Require2FA != nil {
 		org.Require2FA = *req.Require2FA
 	}
 	var res *reservation
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err := s.Store.WithTx(ctx, func(q Queries) error {
 		if err := q.CreateOrganization(ctx, org); err != nil {
 			if IsCode(err, ECONFLICT) {
 				return Invalid(FieldError{Field: "slug", Message: "is taken"}).withCode(ECONFLICT)
@@ -63,7 +59,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 		if err := s.audit(ctx, q, p, org.ID, "", "organization.created", org.ID, map[string]any{"slug": org.Slug}); err != nil {
 			return err
 		}
-		r, err := s.reserve(ctx, q, p, org, t, CreateEnvironmentRequest{Slug: "default", Name: "Default", Type: TypeDefault}, true)
+		r, err := s.reserve(ctx, q, p, org, CreateEnvironmentRequest{Slug: "default", Name: "Default", Type: TypeDefault}, true)
 		res = r
 		return err
 	})

@@ -1,5 +1,0 @@
-package controlplane
-
-import "slices"
-
-func slicesSort(s []string) { slices.Sort(s) }
