@@ -87,9 +87,11 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 }
 
 // NewID returns a new id: the prefix, an underscore and a lowercase ULID, so
-// ids sort by creation time and never look like a slug.
+// ids sort by creation time and never look like a slug. The ULID's entropy is
+// monotonic within a millisecond (ulid.Make), so ids made in the same
+// millisecond still sort in the order they were made.
 func NewID(prefix string) string {
-	return prefix + "_" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+	return prefix + "_" + strings.ToLower(ulid.Make().String())
 }
 
 // newDatabaseName returns a generated database name: "env_" and 26 lowercase characters.
