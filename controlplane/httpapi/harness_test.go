@@ -76,7 +76,13 @@ type harness struct {
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	wrap func(drivers.Driver) drivers.Driver
+	wrap    func(drivers.Driver) drivers.Driver
+	targets []*cp.Target
+}
+
+// withTargets adds targets beside the SQLite target "local".
+func withTargets(ts ...*cp.Target) harnessOption {
+	return func(c *harnessConfig) { c.targets = append(c.targets, ts...) }
 }
 
 // withDriver wraps the SQLite target's driver (fault injection).
@@ -111,7 +117,7 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clk := &clock{now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	svc := cp.New(store, kr, []*cp.Target{{Name: "local", Region: "local", Driver: d}}, "local")
+	svc := cp.New(store, kr, append([]*cp.Target{{Name: "local", Region: "local", Driver: d}}, hc.targets...), "local")
 	svc.Logger = logger
 	svc.Now = clk.Now
 	svc.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
