@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is envplane's configuration: a YAML file, overridden by ENVPLANE_*
+// environment variables, overridden by flags. Unknown keys are an error.
+type Config struct {
+	// DataDir holds everything of the embedded default: the SQLite store,
+	// the key file, the SQLite target's databases and admin.token.
+	DataDir string `mapstructure:"data_dir"`
+	Listen  string `mapstructure:"listen"`
+	// StoreURL is empty for SQLite at <data_dir>/controlplane.db, a
+	// postgres:// URL for PostgreSQL, or a path to an SQLite file.
+	StoreURL string `mapstructure:"store_url"`
+	// StoreURLFile reads StoreURL from a file (it may hold a password).
+	StoreURLFile string `mapstructure:"store_url_file"`
+	LogLevel     string `mapstructure:"log_level"`
+	// AutoBootstrap makes `serve` create the platform admin on an empty
+	// store and write its token to <data_dir>/admin.token.
+	AutoBootstrap bool `mapstructure:"auto_bootstrap"`
+
+	Keyring KeyringConfig `mapstructure:"keyring"`
+
+	DefaultTarget string         `mapstructure:"default_target"`
+	Targets       []TargetConfig `mapstructure:"targets"`
+
+	// AppMigrations is a directory of NNNN_name.sql migrations applied to
+	// every environment database after envplane's own.
+	AppMigrations string `mapstructure:"app_migrations"`
+
+	Rotation RotationConfig `mapstructure:"rotation"`
+	// ReconcileInterval is how often each replica resumes abandoned
+	// operations and revokes credentials whose grace ended.
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	// MaxEnvironments is the quota of organizations created without one.
+	MaxEnvironments int `mapstructure:"max_environments"`
+}
+
+// KeyringConfig chooses the key-encryption keyring.
+type KeyringConfig struct {
+	// Kind is "local" (the default).
+	Kind string `mapstructure:"kind"`
+	// KeyFile is the local keyring's file (default <data_dir>/master.key),
+	// generated with mode 0600 on first start. ENVPLANE_MASTER_KEY, when
+	// set, holds the keys instead.
+	KeyFile string `mapstructure:"key_file"`
+}
+
+// RotationConfig is the credential policy.
+type RotationConfig struct {
+	Grace time.Duration `mapstructure:"grace"`
+	// CredentialTTL maps an environment type to the lifetime of its credentials.
+	CredentialTTL map[string]time.Duration `mapstructure:"credential_ttl"`
+}
+
+// TargetConfig is one place where databases are created.
+type TargetConfig struct {
+	Name     string `mapstructure:"name"`
+	Driver   string `mapstructure:"driver"`
+	Region   string `mapstructure:"region"`
+	Capacity int    `mapstructure:"capacity"`
+
+	SQLite   SQLiteTargetConfig   `mapstructure:"sqlite"`
+	Postgres PostgresTargetConfig `mapstructure:"postgres"`
+	Turso    TursoTargetConfig    `mapstructure:"turso"`
+}
+
+// SQLiteTargetConfig configures a sqlite target.
+type SQLiteTargetConfig struct {
+	// Dir holds the databases (default <data_dir>/databases/<target>).
+	Dir string `mapstructure:"dir"`
+}
+
+// PostgresTargetConfig configures a postgres target. The admin URL holds a
+// password, so it comes from a file or an environment variable, never the YAML.
+type PostgresTargetConfig struct {
+	AdminURLFile string `mapstructure:"admin_url_file"`
+	AdminURLEnv  string `mapstructure:"admin_url_env"`
+	AppHost      string `mapstructure:"app_host"`
+	AppPort      int    `mapstructure:"app_port"`
+	AppSSLMode   string `mapstructure:"app_sslmode"`
+}
+
+// TursoTargetConfig configures a turso target; the API token comes from a
+// file or an environment variable.
+type TursoTargetConfig struct {
+	Organization string `mapstructure:"organization"`
+	Group        string `mapstructure:"group"`
+	BaseURL      string `mapstructure:"base_url"`
+	Location     string `mapstructure:"location"`
+	TokenFile    string `mapstructure:"token_file"`
+	TokenEnv     string `mapstructure:"token_env"`
+}
+
+// defaults are the embedded default: everything under ./data, one SQLite target.
+func setDefaults(v *viper.Viper) {
+	v.SetDefault("data_dir", "./data")
+	v.SetDefault("listen", "127.0.0.1:8080")
+	v.SetDefault("store_url", "")
+	v.SetDefault("store_url_file", "")
+	v.SetDefault("log_level", "info")
+	v.SetDefault("auto_bootstrap", true)
+	v.SetDefault("keyring.kind", "local")
+	v.SetDefault("keyring.key_file", "")
+	v.SetDefault("default_target", "local")
+	v.SetDefault("app_migrations", "")
+	v.SetDefault("rotation.grace", 15*time.Minute)
+	v.SetDefault("reconcile_interval", 5*time.Second)
+	v.SetDefault("max_environments", 100)
+}
+
+// loadConfig reads the configuration: the file named by --config or
+// ENVPLANE_CONFIG (if any), then ENVPLANE_* variables, then flags.
+func loadConfig(flags *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	setDefaults(v)
+	v.SetEnvPrefix("ENVPLANE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for _, name := range []string{"data_dir", "listen", "store_url", "log_level"} {
+		if f := flags.Lookup(strings.ReplaceAll(name, "_", "-")); f != nil {
+			if err := v.BindPFlag(name, f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	path, _ := flags.GetString("config")
+	if path == "" {
+		path = os.Getenv("ENVPLANE_CONFIG")
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("cannot read config %s: %w", path, err)
+		}
+	}
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if len(cfg.Targets) == 0 {
+		cfg.Targets = []TargetConfig{{Name: "local", Driver: "sqlite", Region: "local"}}
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = abs
+	if cfg.Keyring.KeyFile == "" {
+		cfg.Keyring.KeyFile = filepath.Join(cfg.DataDir, "master.key")
+	}
+	return &cfg, nil
+}
+
+// readSecret returns a secret from a file or an environment variable, trimmed.
+func readSecret(file, env, what string) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("cannot read %s file: %w", what, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case env != "":
+		s := os.Getenv(env)
+		if s == "" {
+			return "", fmt.Errorf("%s: environment variable %s is empty", what, env)
+		}
+		return s, nil
+	}
+	return "", fmt.Errorf("%s: set a file or an environment variable", what)
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/keyring/local"
+	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
+	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
+	"github.com/envplane/envplane/dataplane"
+	"github.com/envplane/envplane/drivers"
+	pgdriver "github.com/envplane/envplane/drivers/postgres"
+	sqlitedriver "github.com/envplane/envplane/drivers/sqlite"
+	tursodriver "github.com/envplane/envplane/drivers/turso"
+	"github.com/envplane/envplane/migrations"
+)
+
+// app is everything a command needs, built from the configuration.
+type app struct {
+	cfg      *Config
+	logger   *slog.Logger
+	store    cp.Store
+	svc      *cp.Service
+	embedded bool
+}
+
+// closer is implemented by drivers that hold connections (the PostgreSQL admin pool).
+type closer interface{ Close() }
+
+// newLogger returns the JSON logger at the configured level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid log_level %q", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// openStore opens the configured control-plane store, applying its migrations.
+func openStore(ctx context.Context, cfg *Config) (cp.Store, bool, error) {
+	url := cfg.StoreURL
+	if cfg.StoreURLFile != "" {
+		s, err := readSecret(cfg.StoreURLFile, "", "store_url_file")
+		if err != nil {
+			return nil, false, err
+		}
+		url = s
+	}
+	switch {
+	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://"):
+		s, err := pgstore.Open(ctx, url)
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot open the PostgreSQL store: %w", err)
+		}
+		return s, false, nil
+	case url == "":
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, false, fmt.Errorf("cannot create data_dir: %w", err)
+		}
+		s, err := sqlitestore.Open(ctx, filepath.Join(cfg.DataDir, "controlplane.db"))
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot open the SQLite store: %w", err)
+		}
+		return s, true, nil
+	default:
+		s, err := sqlitestore.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot open the SQLite store: %w", err)
+		}
+		return s, false, nil
+	}
+}
+
+// openKeyring returns the configured keyring: ENVPLANE_MASTER_KEY when set,
+// else the key file, generated on first start.
+func openKeyring(cfg *Config, logger *slog.Logger) (cp.Keyring, error) {
+	if cfg.Keyring.Kind != "local" {
+		return nil, fmt.Errorf("keyring.kind %q is not supported (use local)", cfg.Keyring.Kind)
+	}
+	if spec := os.Getenv("ENVPLANE_MASTER_KEY"); spec != "" {
+		return local.Parse(spec)
+	}
+	kr, created, err := local.EnsureFile(cfg.Keyring.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		logger.Info("generated a master key file", "path", cfg.Keyring.KeyFile)
+	}
+	return kr, nil
+}
+
+// buildTargets constructs each configured target's driver.
+func buildTargets(ctx context.Context, cfg *Config) ([]*cp.Target, error) {
+	var out []*cp.Target
+	seen := map[string]bool{}
+	for i, tc := range cfg.Targets {
+		if tc.Name == "" || seen[tc.Name] {
+			return nil, fmt.Errorf("targets[%d]: name is required and must be unique", i)
+		}
+		seen[tc.Name] = true
+		d, err := buildDriver(ctx, cfg, tc)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+		}
+		out = append(out, &cp.Target{Name: tc.Name, Region: tc.Region, Driver: d, Capacity: tc.Capacity})
+	}
+	return out, nil
+}
+
+func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig) (drivers.Driver, error) {
+	switch tc.Driver {
+	case "sqlite":
+		dir := tc.SQLite.Dir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "databases", tc.Name)
+		}
+		return sqlitedriver.New(sqlitedriver.Config{Dir: dir})
+	case "postgres":
+		pc := tc.Postgres
+		url, err := readSecret(pc.AdminURLFile, pc.AdminURLEnv, "postgres.admin_url")
+		if err != nil {
+			return nil, err
+		}
+		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode})
+	case "turso":
+		tc := tc.Turso
+		token, err := readSecret(tc.TokenFile, tc.TokenEnv, "turso.token")
+		if err != nil {
+			return nil, err
+		}
+		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token)})
+	}
+	return nil, fmt.Errorf("unknown driver %q", tc.Driver)
+}
+
+// newApp builds the store, keyring, targets and service from cfg.
+func newApp(ctx context.Context, cfg *Config, logOut io.Writer) (*app, error) {
+	logger, err := newLogger(logOut, cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	store, embedded, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a, err := assemble(ctx, cfg, logger, store)
+	if err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
+	a.embedded = embedded
+	return a, nil
+}
+
+func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store) (*app, error) {
+	kr, err := openKeyring(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := buildTargets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	svc := cp.New(store, kr, targets, cfg.DefaultTarget)
+	if _, ok := svc.Targets[cfg.DefaultTarget]; !ok {
+		return nil, fmt.Errorf("default_target %q is not among the targets", cfg.DefaultTarget)
+	}
+	svc.Logger = logger
+	svc.Grace = cfg.Rotation.Grace
+	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
+	for typ, ttl := range cfg.Rotation.CredentialTTL {
+		t := cp.EnvironmentType(typ)
+		if !t.Valid() {
+			return nil, fmt.Errorf("rotation.credential_ttl: unknown environment type %q", typ)
+		}
+		svc.CredentialTTL[t] = ttl
+	}
+	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane()}
+	if cfg.AppMigrations != "" {
+		if _, err := os.Stat(cfg.AppMigrations); err != nil {
+			return nil, fmt.Errorf("app_migrations: %w", err)
+		}
+		svc.Schema.App = os.DirFS(cfg.AppMigrations)
+	}
+	return &app{cfg: cfg, logger: logger, store: store, svc: svc}, nil
+}
+
+func (a *app) close() error {
+	a.svc.Wait()
+	for _, t := range a.svc.Targets {
+		if c, ok := t.Driver.(closer); ok {
+			c.Close()
+		}
+	}
+	return a.store.Close()
+}
