@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -227,8 +228,10 @@ func bind(c echo.Context, v any) error {
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
 		switch {
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return cp.Errorf(cp.EMALFORMED, "the body must be a JSON object")
 		case errors.As(err, &typeErr):
-			return cp.Invalid(cp.FieldError{Field: typeErr.Field, Message: "must be a " + typeErr.Type.String()})
+			return cp.Invalid(cp.FieldError{Field: typeErr.Field, Message: "must be " + jsonKind(typeErr.Type)})
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return cp.Invalid(cp.FieldError{Field: field, Message: "unknown field"})
@@ -244,6 +247,28 @@ func bind(c echo.Context, v any) error {
 		return cp.Errorf(cp.EMALFORMED, "the body must hold one JSON value")
 	}
 	return nil
+}
+
+// jsonKind names the JSON type a Go type decodes from, for field errors:
+// clients know JSON's types, not the server's Go type names.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
 }
 
 // page reads ?limit= and ?cursor=.
