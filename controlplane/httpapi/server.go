@@ -115,9 +115,9 @@ func principal(c echo.Context) *cp.Principal {
 // authenticate resolves the bearer key; no key or a bad one is 401.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		token, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || token == "" {
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="envplane"`)
 			return cp.Errorf(cp.EUNAUTHORIZED, "invalid or missing API key")
 		}
