@@ -57,7 +57,7 @@ func TestProblemForHidesInternalCauses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := httpapi.ProblemFor(err)
 			if p.Status != http.StatusInternalServerError || p.Code != cp.EINTERNAL || p.Detail != "internal error" {
-				t.Fatalf("ProblemFor = %+v, want a 500 internal error", p)
+				t.Fatalf("ProblemFor: status %d code %q, want a 500 internal error", p.Status, p.Code)
 			}
 			b, _ := json.Marshal(p)
 			if strings.Contains(string(b), "hunter2") || strings.Contains(p.Error(), "hunter2") {

@@ -1,0 +1,619 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/httpapi"
+	"github.com/envplane/envplane/drivers"
+)
+
+func envTable(w *tabwriter.Writer, e *cp.EnvironmentView) {
+	if e.Environment != nil {
+		field(w, "id", e.ID)
+		field(w, "slug", e.Slug)
+		field(w, "name", e.Name)
+		field(w, "type", string(e.Type))
+		field(w, "status", string(e.Status))
+		field(w, "error", e.Error)
+		field(w, "protected", yesNo(e.IsProtected))
+		field(w, "default", yesNo(e.IsDefault))
+		field(w, "region", e.Region)
+		field(w, "target", e.Target)
+		field(w, "description", e.Description)
+		field(w, "created", when(e.CreatedAt))
+		field(w, "updated", when(e.UpdatedAt))
+	}
+	if d := e.Database; d != nil {
+		field(w, "database", d.DatabaseName)
+		field(w, "driver", d.Driver)
+		field(w, "schema version", strconv.FormatInt(d.SchemaVersion, 10))
+		field(w, "provisioned", whenPtr(d.ProvisionedAt))
+	}
+}
+
+func opTable(w *tabwriter.Writer, op *cp.Operation) {
+	field(w, "id", op.ID)
+	field(w, "kind", string(op.Kind))
+	field(w, "status", string(op.Status))
+	field(w, "step", op.Step)
+	field(w, "attempts", itoa(op.Attempts))
+	field(w, "error", op.Error)
+	field(w, "environment", op.EnvironmentID)
+	field(w, "created", when(op.CreatedAt))
+	field(w, "updated", when(op.UpdatedAt))
+}
+
+// envArg returns the organization (--org) and the environment named by the
+// command's one argument.
+func (a *app) envArg(argv []string) (org, env string, err error) {
+	org, err = a.needOrg()
+	if err != nil {
+		return "", "", err
+	}
+	return org, argv[0], nil
+}
+
+// showEnvOperation prints an environment change and its operation: the API's
+// 202 body.
+func (a *app) showEnvOperation(env *cp.EnvironmentView, op *cp.Operation) error {
+	body := cp.EnvironmentOperationResponse{Environment: env, Operation: op}
+	return a.show(body, func(w *tabwriter.Writer) {
+		if env != nil {
+			envTable(w, env)
+		}
+		if op != nil {
+			field(w, "operation", op.ID+" ("+string(op.Status)+")")
+		}
+	})
+}
+
+func (a *app) envCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "env", Short: "Manage environments and their databases (--org)"}
+
+	var create cp.CreateEnvironmentRequest
+	var envType string
+	var protected bool
+	var wait time.Duration
+	var noWait bool
+	var createKey string
+	createCmd := &cobra.Command{
+		Use:   "create SLUG",
+		Short: "Create an environment and provision its database",
+		Long: `Create an environment and provision its database. The server holds the
+answer up to --wait; when provisioning takes longer envctl follows the
+operation, showing progress on stderr, unless --no-wait.`,
+		Args: args("SLUG"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, err := a.needOrg()
+			if err != nil {
+				return err
+			}
+			create.Slug, create.Type = argv[0], cp.EnvironmentType(envType)
+			if cmd.Flags().Changed("protected") {
+				create.IsProtected = &protected
+			}
+			if wait < 0 {
+				return usageError{errors.New("--wait must not be negative")}
+			}
+			opts := append(idempotency(createKey), httpapi.WithWait(wait))
+			ctx := cmd.Context()
+			env, op, err := a.client.CreateEnvironment(ctx, org, create, opts...)
+			if err != nil {
+				return err
+			}
+			if op != nil && !op.Status.Done() {
+				if noWait {
+					return a.showEnvOperation(env, op)
+				}
+				if _, err := a.follow(ctx, op); err != nil {
+					return err
+				}
+				if env, err = a.client.GetEnvironment(ctx, org, create.Slug); err != nil {
+					return err
+				}
+			}
+			return a.show(env, func(w *tabwriter.Writer) { envTable(w, env) })
+		},
+	}
+	createCmd.Flags().StringVar(&envType, "type", string(cp.TypeDevelopment), "development, test, staging, production, sandbox, preview or trial")
+	createCmd.Flags().StringVar(&create.Name, "name", "", "display name")
+	createCmd.Flags().StringVar(&create.Region, "region", "", "region to place the database in")
+	createCmd.Flags().StringVar(&create.Target, "target", "", "target to create the database on")
+	createCmd.Flags().StringVar(&create.Description, "description", "", "description")
+	createCmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (default: true for production)")
+	createCmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
+	createCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not follow provisioning past --wait")
+	idempotencyFlag(createCmd, &createKey)
+
+	var page pageFlags
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the environments you can see",
+		Args:  args(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			org, err := a.needOrg()
+			if err != nil {
+				return err
+			}
+			envs, err := list(page, func(o httpapi.ListOptions) (*cp.List[*cp.EnvironmentView], error) {
+				return a.client.ListEnvironments(cmd.Context(), org, o)
+			})
+			if err != nil {
+				return err
+			}
+			defer a.more(envs.Next)
+			return a.show(envs, func(w *tabwriter.Writer) {
+				row(w, "SLUG", "TYPE", "STATUS", "PROTECTED", "DRIVER", "REGION", "DATABASE", "ID")
+				for _, e := range envs.Items {
+					if e.Environment == nil {
+						continue
+					}
+					driver, db := "-", "-"
+					if e.Database != nil {
+						driver, db = dash(e.Database.Driver), dash(e.Database.DatabaseName)
+					}
+					row(w, e.Slug, string(e.Type), string(e.Status), yesNo(e.IsProtected), driver, dash(e.Region), db, e.ID)
+				}
+			})
+		},
+	}
+	page.add(listCmd)
+
+	getCmd := &cobra.Command{
+		Use:   "get ENV",
+		Short: "Show an environment and its database",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			e, err := a.client.GetEnvironment(cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
+		},
+	}
+
+	var name, description string
+	updateCmd := &cobra.Command{
+		Use:   "update ENV",
+		Short: "Change an environment's name, description or protection",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			var req cp.UpdateEnvironmentRequest
+			if cmd.Flags().Changed("name") {
+				req.Name = &name
+			}
+			if cmd.Flags().Changed("description") {
+				req.Description = &description
+			}
+			if cmd.Flags().Changed("protected") {
+				req.IsProtected = &protected
+			}
+			if req == (cp.UpdateEnvironmentRequest{}) {
+				return usageError{errors.New("nothing to update: pass --name, --description or --protected")}
+			}
+			e, err := a.client.UpdateEnvironment(cmd.Context(), org, env, req)
+			if err != nil {
+				return err
+			}
+			return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
+		},
+	}
+	updateCmd.Flags().StringVar(&name, "name", "", "new display name")
+	updateCmd.Flags().StringVar(&description, "description", "", "new description")
+	updateCmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect)")
+
+	deleteCmd := &cobra.Command{
+		Use:   "delete ENV",
+		Short: "Delete an environment and drop its database (not protected or default ones)",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			e, op, err := a.client.DeleteEnvironment(ctx, org, env)
+			if err != nil {
+				return err
+			}
+			if op == nil || op.Status.Done() || noWait {
+				return a.showDeletion(e, op, env)
+			}
+			final, err := a.follow(ctx, op)
+			if err != nil {
+				return err
+			}
+			return a.showDeletion(e, final, env)
+		},
+	}
+	deleteCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the database to be dropped")
+
+	stateCmd := func(use, short string, call func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " ENV",
+			Short: short,
+			Args:  args("ENV"),
+			RunE: func(cmd *cobra.Command, argv []string) error {
+				org, env, err := a.envArg(argv)
+				if err != nil {
+					return err
+				}
+				e, err := call(cmd, org, env)
+				if err != nil {
+					return err
+				}
+				return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
+			},
+		}
+	}
+	suspendCmd := stateCmd("suspend", "Suspend an environment: connection lookups answer 423 until resumed",
+		func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error) {
+			return a.client.SuspendEnvironment(cmd.Context(), org, env)
+		})
+	resumeCmd := stateCmd("resume", "Resume a suspended environment",
+		func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error) {
+			return a.client.ResumeEnvironment(cmd.Context(), org, env)
+		})
+	cmd.AddCommand(createCmd, listCmd, getCmd, updateCmd, deleteCmd, suspendCmd, resumeCmd)
+	return cmd
+}
+
+// showDeletion prints a deletion: the API's body for scripts, and for people
+// either the running operation or a confirmation.
+func (a *app) showDeletion(env *cp.EnvironmentView, op *cp.Operation, name string) error {
+	if a.output == "table" && (op == nil || op.Status.Done()) {
+		return a.done("deleted environment " + name)
+	}
+	return a.showEnvOperation(env, op)
+}
+
+func (a *app) connectionCommand() *cobra.Command {
+	var scope, envID string
+	var dsnOnly bool
+	cmd := &cobra.Command{
+		Use:   "connection [ORG] ENV",
+		Short: "Resolve an environment's connection (the router)",
+		Long: `Resolve the connection an application would use. The table shows the
+connection without its secret; --dsn prints only the DSN, secret included,
+for scripts:
+
+  sqlite3 "$(envctl connection acme dev --dsn)"
+
+-o json prints the API's whole answer, secret included. ORG defaults to
+--org; --env-id resolves by environment id instead.`,
+		Args: func(_ *cobra.Command, argv []string) error {
+			if envID != "" && len(argv) == 0 || envID == "" && (len(argv) == 1 || len(argv) == 2) {
+				return nil
+			}
+			return usageError{errors.New("want [ORG] ENV, or --env-id ID alone")}
+		},
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var conn *cp.Connection
+			var err error
+			if envID != "" {
+				conn, err = a.client.GetConnectionByID(cmd.Context(), envID, cp.Scope(scope))
+			} else {
+				org, env := a.org, argv[len(argv)-1]
+				if len(argv) == 2 {
+					org = argv[0]
+				} else if org, err = a.needOrg(); err != nil {
+					return err
+				}
+				conn, err = a.client.GetConnection(cmd.Context(), org, env, cp.Scope(scope))
+			}
+			if err != nil {
+				return err
+			}
+			if dsnOnly {
+				if _, err := fmt.Fprintln(a.stdout, conn.DSN); err != nil {
+					return fmt.Errorf("cannot write output: %w", err)
+				}
+				return nil
+			}
+			return a.show(conn, func(w *tabwriter.Writer) {
+				field(w, "organization", conn.Organization)
+				field(w, "environment", conn.Environment)
+				field(w, "environment id", conn.EnvironmentID)
+				field(w, "driver", conn.Driver)
+				field(w, "scope", string(conn.Scope))
+				field(w, "host", conn.Host)
+				if conn.Port != 0 {
+					field(w, "port", itoa(conn.Port))
+				}
+				field(w, "database", conn.Database)
+				field(w, "username", conn.Username)
+				field(w, "credential", conn.CredentialID)
+				field(w, "expires", whenPtr(conn.ExpiresAt))
+				field(w, "refresh after", when(conn.RefreshAfter))
+				field(w, "secret", "hidden (--dsn or -o json to show)")
+			})
+		},
+	}
+	cmd.Flags().StringVar(&scope, "scope", string(drivers.ScopeReadWrite), "admin, readwrite or readonly")
+	cmd.Flags().StringVar(&envID, "env-id", "", "resolve by environment id")
+	cmd.Flags().BoolVar(&dsnOnly, "dsn", false, "print only the DSN (it includes the secret)")
+	return cmd
+}
+
+func credTable(w *tabwriter.Writer, creds []*cp.Credential) {
+	row(w, "ID", "SCOPE", "SLOT", "USERNAME", "STATUS", "ISSUED", "EXPIRES", "ROTATED FROM")
+	for _, c := range creds {
+		row(w, c.ID, string(c.Scope), string(c.Slot), dash(c.Username), string(c.Status), when(c.IssuedAt), dash(whenPtr(c.ExpiresAt)), dash(c.RotatedFrom))
+	}
+}
+
+func (a *app) credCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cred", Short: "Manage an environment's database credentials (--org)"}
+
+	listCmd := &cobra.Command{
+		Use:   "list ENV",
+		Short: "List credentials (metadata only, never secrets)",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			creds, err := a.client.ListCredentials(cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			return a.show(creds, func(w *tabwriter.Writer) { credTable(w, creds.Items) })
+		},
+	}
+
+	// answer shows a rotate or revoke answer, after following its operation
+	// unless --no-wait.
+	var noWait bool
+	answer := func(cmd *cobra.Command, org, env string, res *cp.CredentialsResponse) error {
+		if op := res.Operation; op != nil && !op.Status.Done() && !noWait {
+			final, err := a.follow(cmd.Context(), op)
+			if err != nil {
+				return err
+			}
+			creds, err := a.client.ListCredentials(cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			res = &cp.CredentialsResponse{Operation: final, Credentials: creds.Items}
+		}
+		return a.show(res, func(w *tabwriter.Writer) {
+			if res.Operation != nil {
+				row(w, "operation: "+res.Operation.ID+" ("+string(res.Operation.Status)+")")
+			}
+			credTable(w, res.Credentials)
+		})
+	}
+
+	var rotate cp.RotateCredentialsRequest
+	var grace time.Duration
+	var rotateKey string
+	rotateCmd := &cobra.Command{
+		Use:   "rotate ENV",
+		Short: "Rotate credentials; the old ones keep working for the grace period",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("grace") {
+				if grace < 0 {
+					return usageError{errors.New("--grace must not be negative")}
+				}
+				secs := int(grace / time.Second)
+				rotate.GraceSeconds = &secs
+			}
+			res, err := a.client.RotateCredentials(cmd.Context(), org, env, rotate, idempotency(rotateKey)...)
+			if err != nil {
+				return err
+			}
+			return answer(cmd, org, env, res)
+		},
+	}
+	rotateCmd.Flags().StringVar(&rotate.Scope, "scope", "all", "all, admin, readwrite or readonly")
+	rotateCmd.Flags().DurationVar(&grace, "grace", 0, "how long the old credentials keep working (default: the server's, 15m)")
+	rotateCmd.Flags().StringVar(&rotate.Reason, "reason", "", "why, for the audit log")
+	rotateCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the rotation to finish")
+	idempotencyFlag(rotateCmd, &rotateKey)
+
+	var revoke cp.RevokeCredentialsRequest
+	var revokeKey string
+	revokeCmd := &cobra.Command{
+		Use:   "revoke ENV",
+		Short: "Emergency: revoke credentials now (one, or all) and issue new ones",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			res, err := a.client.RevokeCredentials(cmd.Context(), org, env, revoke, idempotency(revokeKey)...)
+			if err != nil {
+				return err
+			}
+			return answer(cmd, org, env, res)
+		},
+	}
+	revokeCmd.Flags().StringVar(&revoke.CredentialID, "credential", "", "revoke only this credential (default: all of the environment's)")
+	revokeCmd.Flags().StringVar(&revoke.Reason, "reason", "", "why, for the audit log")
+	_ = revokeCmd.MarkFlagRequired("reason")
+	revokeCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the new credentials")
+	idempotencyFlag(revokeCmd, &revokeKey)
+
+	cmd.AddCommand(listCmd, rotateCmd, revokeCmd)
+	return cmd
+}
+
+func envMemberRow(w *tabwriter.Writer, m *cp.EnvironmentMember) {
+	row(w, dash(m.Email), string(m.Role), m.UserID)
+}
+
+func (a *app) envMemberCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "env-member", Short: "Manage users' roles on an environment (--org)"}
+	header := func(w *tabwriter.Writer) { row(w, "EMAIL", "ROLE", "USER ID") }
+
+	listCmd := &cobra.Command{
+		Use:   "list ENV",
+		Short: "List the users holding a role on an environment",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			ms, err := a.client.ListEnvironmentMembers(cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			return a.show(ms, func(w *tabwriter.Writer) {
+				header(w)
+				for _, m := range ms.Items {
+					envMemberRow(w, m)
+				}
+			})
+		},
+	}
+
+	var role string
+	setCmd := &cobra.Command{
+		Use:   "set ENV USER",
+		Short: "Give a user (id or email) a role on an environment, replacing any other",
+		Args:  args("ENV", "USER"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			m, err := a.client.PutEnvironmentMember(cmd.Context(), org, env, argv[1], cp.PutEnvironmentMemberRequest{Role: cp.EnvRole(role)})
+			if err != nil {
+				return err
+			}
+			return a.show(m, func(w *tabwriter.Writer) { header(w); envMemberRow(w, m) })
+		},
+	}
+	setCmd.Flags().StringVar(&role, "role", "", "env_admin, env_maker, env_user or env_viewer")
+	_ = setCmd.MarkFlagRequired("role")
+
+	removeCmd := &cobra.Command{
+		Use:   "remove ENV USER",
+		Short: "Remove a user's role on an environment",
+		Args:  args("ENV", "USER"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			if err := a.client.RemoveEnvironmentMember(cmd.Context(), org, env, argv[1]); err != nil {
+				return err
+			}
+			return a.done("removed " + argv[1] + " from " + env)
+		},
+	}
+	cmd.AddCommand(listCmd, setCmd, removeCmd)
+	return cmd
+}
+
+func schemaTable(w *tabwriter.Writer, s *cp.SchemaStatus) {
+	row(w, "schema version: "+strconv.FormatInt(s.SchemaVersion, 10))
+	if len(s.Applied)+len(s.Pending)+len(s.Drift) == 0 {
+		return
+	}
+	row(w)
+	row(w, "STATE", "NAMESPACE", "VERSION", "NAME", "APPLIED")
+	for _, group := range []struct {
+		state string
+		ms    []cp.SchemaMigration
+	}{{"applied", s.Applied}, {"pending", s.Pending}, {"DRIFT", s.Drift}} {
+		for _, m := range group.ms {
+			row(w, group.state, dash(m.Namespace), strconv.FormatInt(m.Version, 10), m.Name, dash(whenPtr(m.AppliedAt)))
+		}
+	}
+}
+
+func (a *app) schemaCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "schema", Short: "Inspect and apply an environment's migrations (--org)"}
+	statusCmd := &cobra.Command{
+		Use:   "status ENV",
+		Short: "Show applied and pending migrations, and drift",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			s, err := a.client.GetSchema(cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			return a.show(s, func(w *tabwriter.Writer) { schemaTable(w, s) })
+		},
+	}
+	var migrateKey string
+	migrateCmd := &cobra.Command{
+		Use:   "migrate ENV",
+		Short: "Apply pending migrations",
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			s, err := a.client.MigrateSchema(cmd.Context(), org, env, idempotency(migrateKey)...)
+			if err != nil {
+				return err
+			}
+			return a.show(s, func(w *tabwriter.Writer) { schemaTable(w, s) })
+		},
+	}
+	idempotencyFlag(migrateCmd, &migrateKey)
+	cmd.AddCommand(statusCmd, migrateCmd)
+	return cmd
+}
+
+func (a *app) opCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "op", Short: "Inspect long-running operations"}
+	getCmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show an operation",
+		Args:  args("ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			op, err := a.client.GetOperation(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			return a.show(op, func(w *tabwriter.Writer) { opTable(w, op) })
+		},
+	}
+	waitCmd := &cobra.Command{
+		Use:   "wait ID",
+		Short: "Wait for an operation to finish; exit status 1 when it failed",
+		Args:  args("ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			op, err := a.follow(cmd.Context(), &cp.Operation{ID: argv[0]})
+			if op != nil {
+				if showErr := a.show(op, func(w *tabwriter.Writer) { opTable(w, op) }); showErr != nil {
+					return showErr
+				}
+			}
+			return err
+		},
+	}
+	cmd.AddCommand(getCmd, waitCmd)
+	return cmd
+}
