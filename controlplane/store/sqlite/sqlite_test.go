@@ -2,10 +2,10 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	"github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/store/sqlite"
 	"github.com/envplane/envplane/controlplane/store/storetest"
+	"github.com/envplane/envplane/migrations"
 )
 
 // openStore opens a store on a new file in a temporary directory and closes
@@ -43,7 +44,7 @@ func TestFilesArePrivate(t *testing.T) {
 	s := openStore(t, path)
 	// A write makes sure the WAL file exists too.
 	must(t, s.CreateUser(t.Context(), &controlplane.User{ID: "usr_1", Email: "a@example.com", Name: "A", CreatedAt: time.Now()}))
-	for _, p := range []string{path, path + "-wal"} {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		info, err := os.Stat(p)
 		if err != nil {
 			t.Fatalf("stat %s: %v", filepath.Base(p), err)
@@ -79,19 +80,13 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 	}
 
 	// Reopening applied no migration twice.
-	db := openRaw(t, path)
-	var applied int
-	must(t, db.QueryRow(`SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&applied))
-	var files int
-	entries, err := os.ReadDir(filepath.Join("..", "..", "..", "migrations", "controlplane", "sqlite"))
+	files, err := fs.Glob(migrations.ControlPlaneSQLite(), "*.sql")
 	must(t, err)
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".sql") {
-			files++
-		}
-	}
-	if applied != files {
-		t.Errorf("goose recorded %d applied migrations, want one per file (%d)", applied, files)
+	var applied, distinct int
+	must(t, openRaw(t, path).QueryRow(`SELECT count(*), count(DISTINCT version_id) FROM goose_db_version
+		WHERE version_id > 0`).Scan(&applied, &distinct))
+	if applied != len(files) || distinct != len(files) {
+		t.Errorf("goose recorded %d migrations for %d versions, want each of the %d files once", applied, distinct, len(files))
 	}
 }
 

@@ -1,0 +1,121 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const credColumns = `id, database_id, scope, slot, username, secret_cipher, dek_cipher, kms_key_id, status,
+	issued_at, expires_at, rotated_from, revoked_at`
+
+func scanCredential(s scanner) (*controlplane.Credential, error) {
+	var c controlplane.Credential
+	var rotatedFrom *string
+	if err := s.Scan(&c.ID, &c.DatabaseID, &c.Scope, &c.Slot, &c.Username, &c.SecretCipher, &c.DEKCipher, &c.KMSKeyID,
+		&c.Status, &c.IssuedAt, &c.ExpiresAt, &rotatedFrom, &c.RevokedAt); err != nil {
+		return nil, err
+	}
+	c.IssuedAt, c.ExpiresAt, c.RevokedAt = c.IssuedAt.UTC(), fromDBPtr(c.ExpiresAt), fromDBPtr(c.RevokedAt)
+	c.RotatedFrom = deref(rotatedFrom)
+	return &c, nil
+}
+
+// CreateCredential inserts c, truncating its times to microseconds.
+// ECONFLICT if the id exists; ENOTFOUND if the database is absent; EINVALID
+// for an unknown scope or status.
+func (q *queries) CreateCredential(ctx context.Context, c *controlplane.Credential) error {
+	c.IssuedAt, c.ExpiresAt, c.RevokedAt = utc(c.IssuedAt), utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	_, err := q.db.Exec(ctx, `INSERT INTO database_credentials (`+credColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		c.ID, c.DatabaseID, string(c.Scope), string(c.Slot), c.Username, c.SecretCipher, c.DEKCipher, c.KMSKeyID,
+		string(c.Status), c.IssuedAt, c.ExpiresAt, nullString(c.RotatedFrom), c.RevokedAt)
+	if err != nil {
+		return writeErr(err, "create credential", "credential exists", "database not found")
+	}
+	return nil
+}
+
+// GetCredential finds a credential of the database. ENOTFOUND if absent or another database's.
+func (q *queries) GetCredential(ctx context.Context, databaseID, id string) (*controlplane.Credential, error) {
+	c, err := scanCredential(q.db.QueryRow(ctx, `SELECT `+credColumns+` FROM database_credentials
+		WHERE database_id = $1 AND id = $2`, databaseID, id))
+	if err != nil {
+		return nil, readErr(err, "get credential", "credential not found")
+	}
+	return c, nil
+}
+
+// ListCredentials lists the database's credentials, newest issued first.
+func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return []*controlplane.Credential{}, nil
+	}
+	var a args
+	where := "database_id = " + a.add(f.DatabaseID)
+	if f.Scope != "" {
+		where += " AND scope = " + a.add(string(f.Scope))
+	}
+	if f.Statuses != nil {
+		statuses := make([]string, len(f.Statuses))
+		for i, s := range f.Statuses {
+			statuses[i] = string(s)
+		}
+		where += " AND status = ANY(" + a.add(statuses) + ")"
+	}
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials WHERE `+where+`
+		ORDER BY issued_at DESC, id DESC`, a, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// UpdateCredential saves c's status, expires_at, revoked_at, kms_key_id and
+// ciphers. ENOTFOUND if absent or another database's.
+func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
+	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET status = $1, expires_at = $2, revoked_at = $3,
+		kms_key_id = $4, secret_cipher = $5, dek_cipher = $6 WHERE database_id = $7 AND id = $8`,
+		string(c.Status), c.ExpiresAt, c.RevokedAt, c.KMSKeyID, c.SecretCipher, c.DEKCipher, c.DatabaseID, c.ID)
+	if err != nil {
+		return writeErr(err, "update credential", "credential conflicts", "credential not found")
+	}
+	return mustAffect(tag, "credential not found")
+}
+
+// ListCredentialsDue lists up to limit rotating credentials whose grace ended
+// at or before now, the longest overdue first.
+func (q *queries) ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*controlplane.Credential, error) {
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
+		WHERE status = 'rotating' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2`,
+		[]any{utc(now), pageLimit(limit)}, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list due credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// ListCredentialsByKey lists up to limit credentials, revoked ones excepted,
+// whose data key is wrapped under a key other than notKeyID, by id.
+func (q *queries) ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*controlplane.Credential, error) {
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
+		WHERE status <> 'revoked' AND kms_key_id <> $1 ORDER BY id LIMIT $2`,
+		[]any{notKeyID, pageLimit(limit)}, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list credentials by key: %w", err)
+	}
+	return creds, nil
+}
+
+// CountCredentialsByKey counts the credentials that are not revoked per kms_key_id.
+func (q *queries) CountCredentialsByKey(ctx context.Context) (map[string]int, error) {
+	counts, err := queryCounts(ctx, q.db, `SELECT kms_key_id, count(*) FROM database_credentials
+		WHERE status <> 'revoked' GROUP BY kms_key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot count credentials: %w", err)
+	}
+	return counts, nil
+}

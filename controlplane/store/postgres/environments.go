@@ -1,0 +1,112 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const envColumns = `id, org_id, slug, name, description, type, region, target, is_default, is_protected,
+	status, error, created_by, metadata, created_at, updated_at, deleted_at`
+
+func scanEnv(s scanner) (*controlplane.Environment, error) {
+	var e controlplane.Environment
+	var metadata []byte
+	if err := s.Scan(&e.ID, &e.OrgID, &e.Slug, &e.Name, &e.Description, &e.Type, &e.Region, &e.Target,
+		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &e.CreatedAt, &e.UpdatedAt, &e.DeletedAt); err != nil {
+		return nil, err
+	}
+	m, err := decodeJSON[map[string]string](metadata)
+	if err != nil {
+		return nil, err
+	}
+	e.Metadata = m
+	e.CreatedAt, e.UpdatedAt, e.DeletedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC(), fromDBPtr(e.DeletedAt)
+	return &e, nil
+}
+
+// CreateEnvironment inserts e, truncating its times to microseconds.
+// ECONFLICT if a live environment of the organization has the slug, or e is
+// a second live default; ENOTFOUND if the organization is absent.
+func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environment) error {
+	e.CreatedAt, e.UpdatedAt, e.DeletedAt = utc(e.CreatedAt), utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	metadata, err := encodeJSON(e.Metadata)
+	if err != nil {
+		return err
+	}
+	_, err = q.db.Exec(ctx, `INSERT INTO environments (`+envColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		e.ID, e.OrgID, e.Slug, e.Name, e.Description, string(e.Type), e.Region, e.Target, e.IsDefault, e.IsProtected,
+		string(e.Status), e.Error, e.CreatedBy, metadata, e.CreatedAt, e.UpdatedAt, e.DeletedAt)
+	if err != nil {
+		return writeErr(err, "create environment",
+			"environment slug is taken, or the organization already has a default environment", "organization not found")
+	}
+	return nil
+}
+
+// GetEnvironment finds a live environment of the organization by id or slug.
+// ENOTFOUND if absent, deleted or another organization's.
+func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*controlplane.Environment, error) {
+	e, err := scanEnv(q.db.QueryRow(ctx, `SELECT `+envColumns+` FROM environments
+		WHERE org_id = $1 AND (id = $2 OR slug = $2) AND deleted_at IS NULL ORDER BY id = $2 DESC LIMIT 1`, orgID, idOrSlug))
+	if err != nil {
+		return nil, readErr(err, "get environment", "environment not found")
+	}
+	return e, nil
+}
+
+// ListEnvironments lists one organization's environments by id. EINVALID if
+// f.OrgID is empty.
+func (q *queries) ListEnvironments(ctx context.Context, f controlplane.EnvironmentFilter, p controlplane.Page) ([]*controlplane.Environment, string, error) {
+	if f.OrgID == "" {
+		return nil, "", controlplane.Errorf(controlplane.EINVALID, "environment filter needs an organization")
+	}
+	if f.IDs != nil && len(f.IDs) == 0 {
+		return []*controlplane.Environment{}, "", nil
+	}
+	n := pageLimit(p.Limit)
+	var a args
+	where := "org_id = " + a.add(f.OrgID) + " AND id > " + a.add(p.Cursor)
+	if f.IDs != nil {
+		where += " AND id = ANY(" + a.add(f.IDs) + ")"
+	}
+	if !f.IncludeDeleted {
+		where += " AND deleted_at IS NULL"
+	}
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments WHERE `+where+` ORDER BY id LIMIT `+a.add(n+1), a, scanEnv)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list environments: %w", err)
+	}
+	envs, next := cutPage(envs, n, func(e *controlplane.Environment) string { return e.ID })
+	return envs, next, nil
+}
+
+// UpdateEnvironment saves e's name, description, is_protected, status, error,
+// metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
+// or another organization's; ECONFLICT if un-deleting it would take a live slug.
+func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
+	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	metadata, err := encodeJSON(e.Metadata)
+	if err != nil {
+		return err
+	}
+	tag, err := q.db.Exec(ctx, `UPDATE environments SET name = $1, description = $2, is_protected = $3, status = $4,
+		error = $5, metadata = $6, updated_at = $7, deleted_at = $8 WHERE org_id = $9 AND id = $10`,
+		e.Name, e.Description, e.IsProtected, string(e.Status), e.Error, metadata, e.UpdatedAt, e.DeletedAt, e.OrgID, e.ID)
+	if err != nil {
+		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
+	}
+	return mustAffect(tag, "environment not found")
+}
+
+// CountEnvironments counts the organization's live environments.
+func (q *queries) CountEnvironments(ctx context.Context, orgID string) (int, error) {
+	var n int
+	err := q.db.QueryRow(ctx, `SELECT count(*) FROM environments WHERE org_id = $1 AND deleted_at IS NULL`, orgID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("cannot count environments: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,110 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const opColumns = `id, org_id, environment_id, kind, status, step, attempts, error, idempotency_key, request_hash,
+	params, response, lease_owner, lease_expires_at, not_before, created_at, updated_at`
+
+func scanOperation(s scanner) (*controlplane.Operation, error) {
+	var op controlplane.Operation
+	var envID, leaseOwner *string
+	if err := s.Scan(&op.ID, &op.OrgID, &envID, &op.Kind, &op.Status, &op.Step, &op.Attempts, &op.Error,
+		&op.IdempotencyKey, &op.RequestHash, &op.Params, &op.Response, &leaseOwner, &op.LeaseExpiresAt, &op.NotBefore,
+		&op.CreatedAt, &op.UpdatedAt); err != nil {
+		return nil, err
+	}
+	op.EnvironmentID, op.LeaseOwner = deref(envID), deref(leaseOwner)
+	op.LeaseExpiresAt, op.NotBefore = fromDBPtr(op.LeaseExpiresAt), fromDBPtr(op.NotBefore)
+	op.CreatedAt, op.UpdatedAt = op.CreatedAt.UTC(), op.UpdatedAt.UTC()
+	return &op, nil
+}
+
+// CreateOperation inserts op, truncating its times to microseconds.
+// ECONFLICT if the id exists; ENOTFOUND if the organization is absent or the
+// environment is not the organization's.
+func (q *queries) CreateOperation(ctx context.Context, op *controlplane.Operation) error {
+	op.LeaseExpiresAt, op.NotBefore = utcPtr(op.LeaseExpiresAt), utcPtr(op.NotBefore)
+	op.CreatedAt, op.UpdatedAt = utc(op.CreatedAt), utc(op.UpdatedAt)
+	_, err := q.db.Exec(ctx, `INSERT INTO operations (`+opColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		op.ID, op.OrgID, nullString(op.EnvironmentID), string(op.Kind), string(op.Status), op.Step, op.Attempts, op.Error,
+		op.IdempotencyKey, op.RequestHash, nullBytes(op.Params), nullBytes(op.Response), nullString(op.LeaseOwner),
+		op.LeaseExpiresAt, op.NotBefore, op.CreatedAt, op.UpdatedAt)
+	if err != nil {
+		return writeErr(err, "create operation", "operation exists", "organization or environment not found")
+	}
+	return nil
+}
+
+// GetOperation finds an operation of the organization. ENOTFOUND if absent or another organization's.
+func (q *queries) GetOperation(ctx context.Context, orgID, id string) (*controlplane.Operation, error) {
+	op, err := scanOperation(q.db.QueryRow(ctx, `SELECT `+opColumns+` FROM operations WHERE org_id = $1 AND id = $2`, orgID, id))
+	if err != nil {
+		return nil, readErr(err, "get operation", "operation not found")
+	}
+	return op, nil
+}
+
+// GetRunningOperation finds the environment's oldest unfinished operation.
+// ENOTFOUND if none.
+func (q *queries) GetRunningOperation(ctx context.Context, environmentID string) (*controlplane.Operation, error) {
+	op, err := scanOperation(q.db.QueryRow(ctx, `SELECT `+opColumns+` FROM operations
+		WHERE environment_id = $1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1`, environmentID))
+	if err != nil {
+		return nil, readErr(err, "get running operation", "no running operation")
+	}
+	return op, nil
+}
+
+// ClaimOperations leases to owner, until until, up to limit unfinished
+// operations (oldest first) whose lease is free or expired at now and whose
+// not_before has passed, and returns them by id. The candidates are locked
+// FOR UPDATE SKIP LOCKED, so concurrent claimers, in this process or another
+// replica, pass over each other's rows instead of waiting or sharing them.
+func (q *queries) ClaimOperations(ctx context.Context, owner string, now, until time.Time, limit int) ([]*controlplane.Operation, error) {
+	ops, err := queryAll(ctx, q.db, `UPDATE operations SET lease_owner = $1, lease_expires_at = $2
+		WHERE id IN (
+			SELECT id FROM operations
+			WHERE status IN ('pending', 'running')
+				AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $3)
+				AND (not_before IS NULL OR not_before <= $3)
+			ORDER BY id LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		RETURNING `+opColumns, []any{owner, utc(until), utc(now), pageLimit(limit)}, scanOperation)
+	if err != nil {
+		return nil, fmt.Errorf("cannot claim operations: %w", err)
+	}
+	slices.SortFunc(ops, func(a, b *controlplane.Operation) int { return strings.Compare(a.ID, b.ID) })
+	return ops, nil
+}
+
+// UpdateOperation saves op's status, step, attempts, error, response,
+// not_before, lease and updated_at, only while op.LeaseOwner holds the lease
+// or nobody does. ENOTFOUND if absent or another organization's; ECONFLICT
+// if another owner holds the lease.
+func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operation) error {
+	op.LeaseExpiresAt, op.NotBefore, op.UpdatedAt = utcPtr(op.LeaseExpiresAt), utcPtr(op.NotBefore), utc(op.UpdatedAt)
+	tag, err := q.db.Exec(ctx, `UPDATE operations SET status = $1, step = $2, attempts = $3, error = $4, response = $5,
+		not_before = $6, lease_owner = $7, lease_expires_at = $8, updated_at = $9
+		WHERE org_id = $10 AND id = $11 AND (lease_owner IS NULL OR lease_owner = $12)`,
+		string(op.Status), op.Step, op.Attempts, op.Error, nullBytes(op.Response), op.NotBefore,
+		nullString(op.LeaseOwner), op.LeaseExpiresAt, op.UpdatedAt, op.OrgID, op.ID, op.LeaseOwner)
+	if err != nil {
+		return writeErr(err, "update operation", "operation conflicts", "operation not found")
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	if _, err := q.GetOperation(ctx, op.OrgID, op.ID); err != nil {
+		return err
+	}
+	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+}
