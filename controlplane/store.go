@@ -31,6 +31,7 @@ const (
 
 // EnvironmentFilter selects environments of one organization.
 type EnvironmentFilter struct {
+	// OrgID is required: an empty one is EINVALID.
 	OrgID string
 	// IDs restricts the list to these environments; nil means all of the org's.
 	IDs []string
@@ -50,7 +51,16 @@ type CredentialFilter struct {
 // Store is the control plane's persistence. Every method returns *Error values
 // with ENOTFOUND for absent rows and ECONFLICT for unique violations; other
 // failures are wrapped as they come. Lookups of org-owned rows take the org id
-// that authorization resolved, and a row of another org is ENOTFOUND.
+// that authorization resolved, and a row of another org is ENOTFOUND. A write
+// that references an absent row (an organization, user, environment, database,
+// or for an environment role the user's org membership) is ENOTFOUND, and a
+// value outside a fixed set (role, scope, status) is EINVALID.
+//
+// Times are kept in UTC at microsecond precision: the methods that write a
+// value truncate its times in place, so the value equals what a later read
+// returns. Empty maps and byte slices are stored as absent and read back nil.
+// A limit argument, like Page.Limit, means DefaultPageLimit when 0 and is
+// capped at MaxPageLimit.
 //
 // Implementations: store/sqlite (embedded default) and store/postgres; both
 // pass store/storetest.
@@ -163,6 +173,8 @@ type Queries interface {
 	CountCredentialsByKey(ctx context.Context) (map[string]int, error)
 
 	// PutEnvironmentMember inserts or updates the user's role on the environment.
+	// ENOTFOUND if the environment is not m.OrgID's or the user is not a member
+	// of that organization.
 	PutEnvironmentMember(ctx context.Context, m *EnvironmentMember) error
 	// GetEnvironmentMember finds the user's role on the environment. ENOTFOUND if none.
 	GetEnvironmentMember(ctx context.Context, environmentID, userID string) (*EnvironmentMember, error)
@@ -181,11 +193,13 @@ type Queries interface {
 	GetRunningOperation(ctx context.Context, environmentID string) (*Operation, error)
 	// ClaimOperations leases up to limit unfinished operations whose lease is
 	// free or expired and whose not_before has passed, to owner until until.
-	// Concurrent claimers never get the same operation.
+	// Concurrent claimers never get the same operation. The result is ordered by id.
 	ClaimOperations(ctx context.Context, owner string, now, until time.Time, limit int) ([]*Operation, error)
 	// UpdateOperation saves status, step, attempts, error, response,
 	// not_before, lease and updated_at, only while op.LeaseOwner still holds
 	// the lease (or the operation has no owner). ECONFLICT if the lease was lost.
+	// A holder hands an operation back by keeping LeaseOwner and setting
+	// LeaseExpiresAt to now; a finished (Done) operation is never claimed.
 	UpdateOperation(ctx context.Context, op *Operation) error
 
 	// AppendAuditEvent inserts e. Audit events are never updated or deleted.

@@ -133,6 +133,9 @@ func testClaimOperations(t *testing.T, s controlplane.Store) {
 	claimed, err = s.ClaimOperations(ctx, "w4", at(4*time.Hour), at(5*time.Hour), 2)
 	must(t, err)
 	same(t, "claimed with limit 2, oldest first", []string{pending.ID, running.ID}, ids(claimed, opID))
+	claimed, err = s.ClaimOperations(ctx, "w5", at(6*time.Hour), at(7*time.Hour), 0)
+	must(t, err)
+	same(t, "claimed with limit 0, the default", []string{pending.ID, running.ID, later.ID, held.ID}, ids(claimed, opID))
 }
 
 // testClaimOperationsConcurrently races claimers over many operations and
