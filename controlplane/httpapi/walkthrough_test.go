@@ -48,6 +48,9 @@ func TestWalkthrough(t *testing.T) {
 	}
 	r.decode(t, &conn)
 	secrets = append(secrets, conn.Secret, conn.DSN)
+	if !strings.Contains(string(r.body), `"dsn":"`+conn.DSN+`"`) {
+		t.Errorf("the DSN is escaped in the answer, so it cannot be copied verbatim: %s", r.body)
+	}
 	if conn.EnvironmentID != dev.ID || conn.Scope != "readwrite" || conn.CredentialID == "" || conn.Secret == "" {
 		t.Fatalf("connection incomplete: env=%s scope=%s cred=%s", conn.EnvironmentID, conn.Scope, conn.CredentialID)
 	}
