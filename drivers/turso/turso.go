@@ -320,6 +320,14 @@ func (d *Driver) RevokeCredential(ctx context.Context, req drivers.RevokeCredent
 	return drivers.RevokeCredentialResponse{}, nil
 }
 
+// RevokesAllCredentials reports that RevokeCredential stops every credential
+// of the database, not only the one named, because Turso can only invalidate
+// all tokens of a database. A caller that finds it (by type assertion on an
+// interface of its own) re-issues the credentials that must stay active after
+// a revoke, and lets a rotated-out token age out at its expiry instead of
+// revoking it at the end of the grace period (adr/0005). Always true; no I/O.
+func (d *Driver) RevokesAllCredentials() bool { return true }
+
 // databaseURL is where clients reach the database, without credentials.
 func (d *Driver) databaseURL(db drivers.Database) (string, error) {
 	if db.URL == "" {

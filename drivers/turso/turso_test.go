@@ -177,6 +177,11 @@ func TestRevokeInvalidatesEveryTokenOfTheDatabase(t *testing.T) {
 	if !opens(t, d, a, issue(t, d, a, drivers.ScopeAdmin, time.Time{})) {
 		t.Error("a token issued after the revoke does not work")
 	}
+	// The control plane learns this by type assertion, to re-issue the rest.
+	var driver drivers.Driver = d
+	if rc, ok := driver.(interface{ RevokesAllCredentials() bool }); !ok || !rc.RevokesAllCredentials() {
+		t.Error("the driver does not announce that a revoke stops every credential of the database")
+	}
 }
 
 func TestForgedAndStaleTokensAreDenied(t *testing.T) {
