@@ -215,4 +215,7 @@ type Queries interface {
 	CompleteIdempotencyRecord(ctx context.Context, owner, key string, status int, response []byte) error
 	// DeleteIdempotencyRecord removes a record (a request that failed before answering). Absent is not an error.
 	DeleteIdempotencyRecord(ctx context.Context, owner, key string) error
+	// DeleteIdempotencyRecordsBefore removes the records created before
+	// before, answered or not, and returns how many it removed; for pruning.
+	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -48,4 +49,14 @@ func (q *queries) DeleteIdempotencyRecord(ctx context.Context, owner, key string
 		return fmt.Errorf("cannot delete idempotency record: %w", err)
 	}
 	return nil
+}
+
+// DeleteIdempotencyRecordsBefore removes the records created before before
+// and returns how many it removed.
+func (q *queries) DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error) {
+	tag, err := q.db.Exec(ctx, `DELETE FROM idempotency_records WHERE created_at < $1`, utc(before))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune idempotency records: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }

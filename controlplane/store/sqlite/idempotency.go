@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -49,4 +50,18 @@ func (q *queries) DeleteIdempotencyRecord(ctx context.Context, owner, key string
 		return fmt.Errorf("cannot delete idempotency record: %w", err)
 	}
 	return nil
+}
+
+// DeleteIdempotencyRecordsBefore removes the records created before before
+// and returns how many it removed.
+func (q *queries) DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error) {
+	res, err := q.db.ExecContext(ctx, `DELETE FROM idempotency_records WHERE created_at < ?`, micros(utc(before)))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune idempotency records: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune idempotency records: %w", err)
+	}
+	return int(n), nil
 }
