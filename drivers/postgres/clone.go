@@ -78,13 +78,19 @@ func (d *Driver) copyDatabase(ctx context.Context, name, src string) error {
 }
 
 // disownStatements hands what the source's roles own in a copy to the copy's
-// owner and removes their privileges from it, so the two environments share
-// nothing and the source's roles can later be dropped. Idempotent: once done,
-// the source's roles own nothing here.
+// owner and removes their privileges and default privileges from it, in one
+// transaction, so the two environments share nothing and the source's roles
+// can later be dropped. Idempotent: once done, the source's roles own nothing
+// here. The order matters: on PostgreSQL 15 a DROP OWNED of the grantees
+// after the REASSIGN OWNED fails ("could not find tuple for default ACL").
 func disownStatements(src, name string) string {
 	creators := idents(ownerRole(src), loginRole(src, drivers.ScopeAdmin, drivers.SlotA), loginRole(src, drivers.ScopeAdmin, drivers.SlotB))
-	return "REASSIGN OWNED BY " + creators + " TO " + ident(ownerRole(name)) + ";\n" +
-		"DROP OWNED BY " + idents(allRoles(src)...) + ";\n"
+	users := idents(append(slotRoles(src, drivers.ScopeReadWrite), slotRoles(src, drivers.ScopeReadOnly)...)...)
+	return strings.Join([]string{
+		"DROP OWNED BY " + users,
+		"REASSIGN OWNED BY " + creators + " TO " + ident(ownerRole(name)),
+		"DROP OWNED BY " + creators,
+	}, ";\n")
 }
 
 // cloneSchema creates name like CreateDatabase and restores src's schema
@@ -103,7 +109,7 @@ func (d *Driver) cloneSchema(ctx context.Context, name, src string) error {
 	if err := d.create(ctx, name, func(ctx context.Context) error {
 		_, err := d.pool.Exec(ctx, "CREATE DATABASE "+ident(name)+" "+createStrategy)
 		return err
-	}, ""); err != nil {
+	}); err != nil {
 		return err
 	}
 	mark := "envplane: schema restored from " + src

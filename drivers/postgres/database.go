@@ -47,7 +47,7 @@ func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseR
 	if err := d.create(ctx, req.Name, func(ctx context.Context) error {
 		_, err := d.pool.Exec(ctx, "CREATE DATABASE "+ident(req.Name)+" "+createStrategy)
 		return err
-	}, ""); err != nil {
+	}); err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	return drivers.CreateDatabaseResponse{Database: d.database(req.Name, req.Region)}, nil
@@ -64,10 +64,10 @@ func (d *Driver) database(name, region string) drivers.Database {
 
 // create runs the provisioning steps around makeDatabase, which issues the
 // CREATE DATABASE statement (plain, or from a template for clones), and runs
-// prepare (idempotent SQL, possibly empty) inside the new database before
-// the grants. The owner role is created before the database, so a database
-// that exists without it was not made by envplane.
-func (d *Driver) create(ctx context.Context, name string, makeDatabase func(context.Context) error, prepare string) error {
+// prepare (idempotent statements, each in its own transaction) inside the
+// new database before the grants. The owner role is created before the
+// database, so a database that exists without it was not made by envplane.
+func (d *Driver) create(ctx context.Context, name string, makeDatabase func(context.Context) error, prepare ...string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -90,7 +90,12 @@ func (d *Driver) create(ctx context.Context, name string, makeDatabase func(cont
 		}
 	}
 	return d.inDatabase(ctx, name, func(conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, prepare+grantStatements(name)); err != nil {
+		for _, stmt := range prepare {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				return wrap("cannot prepare "+name, err)
+			}
+		}
+		if _, err := conn.Exec(ctx, grantStatements(name)); err != nil {
 			return wrap("cannot grant privileges in "+name, err)
 		}
 		return nil
