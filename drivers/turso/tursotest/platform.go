@@ -139,12 +139,18 @@ func NewPlatform(tb testing.TB, opts PlatformOptions) *Platform {
 
 func (p *Platform) close() {
 	p.server.Close()
+	// Edges close outside the lock: a request in flight at an edge takes it
+	// to check its token, and closing waits for that request.
+	var edges []*edge
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, db := range p.databases {
 		if db.edge != nil {
-			db.edge.close()
+			edges = append(edges, db.edge)
 		}
+	}
+	p.mu.Unlock()
+	for _, e := range edges {
+		e.close()
 	}
 }
 
