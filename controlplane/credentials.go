@@ -25,14 +25,33 @@ type rotateParams struct {
 	Reason string   `json:"reason,omitempty"`
 }
 
-// credentialExpiry returns when a credential issued now for env expires, or nil.
-func (s *Service) credentialExpiry(env *Environment) *time.Time {
+// allRevoker is implemented by drivers whose RevokeCredential stops every
+// credential of the database, not only the one named (Turso can only
+// invalidate all tokens of a database).
+type allRevoker interface {
+	RevokesAllCredentials() bool
+}
+
+// revokesAll reports whether revoking one credential on t stops them all.
+func revokesAll(t *Target) bool {
+	r, ok := t.Driver.(allRevoker)
+	return ok && r.RevokesAllCredentials()
+}
+
+// credentialExpiry returns when a credential issued now for env on t
+// expires, or nil. On targets that cannot revoke one credential, a rotated
+// credential can only age out, so their credentials always expire: after the
+// type's TTL, or TokenTTL when the type has none.
+func (s *Service) credentialExpiry(env *Environment, t *Target) *time.Time {
 	ttl := s.CredentialTTL[env.Type]
+	if ttl <= 0 && revokesAll(t) {
+		ttl = s.TokenTTL
+	}
 	if ttl <= 0 {
 		return nil
 	}
-	t := s.Now().Add(ttl)
-	return &t
+	e := s.Now().Add(ttl)
+	return &e
 }
 
 // issue makes a new credential for scope in slot through the driver, seals it
@@ -40,7 +59,7 @@ func (s *Service) credentialExpiry(env *Environment) *time.Time {
 // insert (rotation demotes the old credential there, so the store never shows
 // two actives of one scope).
 func (s *Service) issue(ctx context.Context, env *Environment, db *Database, t *Target, scope drivers.Scope, slot drivers.Slot, rotatedFrom string, then ...func(q Queries) error) (*Credential, error) {
-	expires := s.credentialExpiry(env)
+	expires := s.credentialExpiry(env, t)
 	req := drivers.IssueCredentialRequest{Database: db.DriverDatabase(), Scope: scope, Slot: slot}
 	if expires != nil {
 		req.ExpiresAt = *expires
@@ -198,6 +217,13 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 			return err
 		}
 	}
+	if len(params.Revoke) > 0 && revokesAll(t) {
+		// The engine stopped every credential of the database: record them
+		// revoked, so the loop below re-issues every scope.
+		if err := s.markAllRevoked(ctx, db); err != nil {
+			return err
+		}
+	}
 	for _, scope := range params.Scopes {
 		from := params.From[scope]
 		if from == "" {
@@ -252,6 +278,24 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 	})
 }
 
+// markAllRevoked records every live credential of the database revoked,
+// without asking the driver (it already stopped them).
+func (s *Service) markAllRevoked(ctx context.Context, db *Database) error {
+	cs, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Statuses: []CredentialStatus{CredentialActive, CredentialRotating}})
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	for _, c := range cs {
+		c.Status = CredentialRevoked
+		c.RevokedAt = &now
+		if err := s.Store.UpdateCredential(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reissueSlot picks the slot for a scope that has no active credential: the
 // one its newest credential did not use, so a rotating credential in grace
 // keeps its slot.
@@ -288,7 +332,17 @@ func (s *Service) RevokeDue(ctx context.Context) (int, error) {
 			s.Logger.Error("credential on unconfigured target", "credential", c.ID, "target", db.Target)
 			continue
 		}
-		if err := s.revoke(ctx, db, t, c); err != nil {
+		agedOut := revokesAll(t)
+		if agedOut {
+			// Revoking would stop the active credentials too: the rotated
+			// one ages out at its own expiry (adr/0005).
+			now := s.Now()
+			c.Status, c.RevokedAt = CredentialRevoked, &now
+			err = s.Store.UpdateCredential(ctx, c)
+		} else {
+			err = s.revoke(ctx, db, t, c)
+		}
+		if err != nil {
 			s.Logger.Error("cannot revoke credential after grace", "credential", c.ID, "err", err)
 			continue
 		}
@@ -296,7 +350,7 @@ func (s *Service) RevokeDue(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if err := s.audit(ctx, s.Store, nil, orgID, db.EnvironmentID, "credential.grace_ended", c.ID, map[string]any{"scope": string(c.Scope), "slot": string(c.Slot)}); err != nil {
+		if err := s.audit(ctx, s.Store, nil, orgID, db.EnvironmentID, "credential.grace_ended", c.ID, map[string]any{"scope": string(c.Scope), "slot": string(c.Slot), "aged_out": agedOut}); err != nil {
 			return n, err
 		}
 		n++

@@ -48,6 +48,9 @@ type Service struct {
 	Grace time.Duration
 	// CredentialTTL gives the expiry of new credentials per environment type; 0 means none.
 	CredentialTTL map[EnvironmentType]time.Duration
+	// TokenTTL is the expiry of credentials on targets that cannot revoke
+	// one credential (Turso) when the type sets none (default 30 days).
+	TokenTTL time.Duration
 	// Attempts is how many times a failing saga step is tried before compensation (default 3).
 	Attempts int
 	// Backoff is the wait before attempt n+1 (default 200ms × 2^n, capped at 10s).
@@ -78,6 +81,7 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		Sleep:                  sleepContext,
 		Grace:                  15 * time.Minute,
 		CredentialTTL:          map[EnvironmentType]time.Duration{},
+		TokenTTL:               30 * 24 * time.Hour,
 		Attempts:               3,
 		Backoff:                defaultBackoff,
 		LeaseOwner:             "replica-" + strings.ToLower(ulid.Make().String()),

@@ -31,19 +31,8 @@ func TestTargetsSideBySide(t *testing.T) {
 		t.Fatalf("postgres driver: %v", err)
 	}
 	t.Cleanup(pg.Close)
-	platform := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true})
-	tu, err := turso.New(turso.Config{
-		Organization: platform.Organization, Group: platform.Group, Location: platform.Location,
-		BaseURL: platform.URL, Token: platform.Token, DatabaseURL: platform.DatabaseURL,
-		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
-	})
-	if err != nil {
-		t.Fatalf("turso driver: %v", err)
-	}
-	h := newHarness(t, withTargets(
-		&cp.Target{Name: "pg", Region: "local", Driver: pg},
-		&cp.Target{Name: "edge", Region: platform.Location, Driver: tu},
-	))
+	edge, platform := tursoTarget(t)
+	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
 	h.svc.CredentialTTL[cp.TypeDevelopment] = 24 * time.Hour
 	h.org(t, "acme")
 
@@ -101,6 +90,85 @@ func TestTargetsSideBySide(t *testing.T) {
 			if platform.HasDatabase(v.Database.DatabaseName) {
 				t.Error("turso database survives its environment")
 			}
+		}
+	}
+}
+
+// tursoTarget returns a target "edge" on a Turso Platform double whose
+// databases are real tursodb servers.
+func tursoTarget(t *testing.T) (*cp.Target, *tursotest.Platform) {
+	t.Helper()
+	platform := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true})
+	tu, err := turso.New(turso.Config{
+		Organization: platform.Organization, Group: platform.Group, Location: platform.Location,
+		BaseURL: platform.URL, Token: platform.Token, DatabaseURL: platform.DatabaseURL,
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	})
+	if err != nil {
+		t.Fatalf("turso driver: %v", err)
+	}
+	return &cp.Target{Name: "edge", Region: platform.Location, Driver: tu}, platform
+}
+
+// works reports whether a router DSN still reads the database.
+func works(t *testing.T, sqlDriver, dsn string) bool {
+	t.Helper()
+	db, err := sql.Open(sqlDriver, dsn)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+	var n int
+	return db.QueryRowContext(context.Background(), "SELECT count(*) FROM _envplane_meta").Scan(&n) == nil
+}
+
+// TestTursoRotationAndEmergencyRevocation: Turso cannot revoke one token, so
+// a rotated token ages out at its expiry instead of being revoked at the end
+// of the grace (the active ones keep working), and an emergency revocation
+// stops every token of the database and re-issues every scope.
+func TestTursoRotationAndEmergencyRevocation(t *testing.T) {
+	edge, _ := tursoTarget(t)
+	h := newHarness(t, withTargets(edge))
+	h.org(t, "acme")
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "edge", "type": "development", "target": "edge"})
+	resolve := func(scope string) cp.Connection {
+		var c cp.Connection
+		h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/edge/connection?scope="+scope, nil).decode(t, &c)
+		return c
+	}
+	first := resolve("readwrite")
+	ro := resolve("readonly")
+	if first.ExpiresAt == nil {
+		t.Fatal("a Turso credential has no expiry, so a rotated one could never age out")
+	}
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/edge/credentials/rotate", map[string]any{"scope": "readwrite", "grace_seconds": 60})
+	second := resolve("readwrite")
+	if second.CredentialID == first.CredentialID || !works(t, "libsql", second.DSN) || !works(t, "libsql", first.DSN) {
+		t.Fatal("after rotation the new and the old readwrite tokens must both work")
+	}
+	h.clock.Advance(61 * time.Second)
+	if n, err := h.svc.RevokeDue(context.Background()); err != nil || n != 1 {
+		t.Fatalf("grace end: %d, %v", n, err)
+	}
+	if h.credentialStatus(t, "acme", "edge", first.CredentialID) != cp.CredentialRevoked {
+		t.Fatal("the rotated credential is not recorded revoked after its grace")
+	}
+	if !works(t, "libsql", second.DSN) || !works(t, "libsql", ro.DSN) {
+		t.Fatal("ending a grace period on Turso stopped the active tokens")
+	}
+
+	var resp cp.CredentialsResponse
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/edge/credentials/revoke", map[string]any{"credential_id": second.CredentialID, "reason": "leaked"}).decode(t, &resp)
+	if resp.Operation.Status != cp.OpSucceeded {
+		t.Fatalf("emergency revocation: %+v", resp.Operation)
+	}
+	if works(t, "libsql", second.DSN) || works(t, "libsql", ro.DSN) {
+		t.Fatal("tokens issued before an emergency revocation still work")
+	}
+	for _, scope := range []string{"admin", "readwrite", "readonly"} {
+		c := resolve(scope)
+		if c.CredentialID == second.CredentialID || c.CredentialID == ro.CredentialID || !works(t, "libsql", c.DSN) {
+			t.Fatalf("%s was not re-issued with a working token after the emergency revocation", scope)
 		}
 	}
 }
