@@ -439,6 +439,9 @@ func (a *app) credCommand() *cobra.Command {
 		Short: "Emergency: revoke credentials now (one, or all) and issue new ones",
 		Args:  args("ENV"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := required(cmd, "reason"); err != nil {
+				return err
+			}
 			org, env, err := a.envArg(argv)
 			if err != nil {
 				return err
@@ -452,7 +455,6 @@ func (a *app) credCommand() *cobra.Command {
 	}
 	revokeCmd.Flags().StringVar(&revoke.CredentialID, "credential", "", "revoke only this credential (default: all of the environment's)")
 	revokeCmd.Flags().StringVar(&revoke.Reason, "reason", "", "why, for the audit log")
-	_ = revokeCmd.MarkFlagRequired("reason")
 	revokeCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the new credentials")
 	idempotencyFlag(revokeCmd, &revokeKey)
 
@@ -496,6 +498,9 @@ func (a *app) envMemberCommand() *cobra.Command {
 		Short: "Give a user (id or email) a role on an environment, replacing any other",
 		Args:  args("ENV", "USER"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := required(cmd, "role"); err != nil {
+				return err
+			}
 			org, env, err := a.envArg(argv)
 			if err != nil {
 				return err
@@ -508,7 +513,6 @@ func (a *app) envMemberCommand() *cobra.Command {
 		},
 	}
 	setCmd.Flags().StringVar(&role, "role", "", "env_admin, env_maker, env_user or env_viewer")
-	_ = setCmd.MarkFlagRequired("role")
 
 	removeCmd := &cobra.Command{
 		Use:   "remove ENV USER",

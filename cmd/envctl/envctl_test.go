@@ -490,6 +490,10 @@ func TestUsageErrors(t *testing.T) {
 		{"connection"},                                 // no environment
 		{"connection", "acme", "dev", "--env-id", "e"}, // both ways at once
 		{"--poll-interval", "0s", "op", "wait", "x"},
+		{"member", "update", "bob@example.com", "--org", "acme"}, // no --role
+		{"env-member", "set", "dev", "bob", "--org", "acme"},     // no --role
+		{"cred", "revoke", "dev", "--org", "acme"},               // no --reason
+		{"key", "create", "ci", "--org", "acme", "--expires-in", "-1h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, stderr, err := envctl(t, f, args...)
@@ -503,6 +507,18 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if n := len(f.sent()); n != 0 {
 		t.Fatalf("usage errors sent %d requests", n)
+	}
+}
+
+func TestDefaultURL(t *testing.T) {
+	// A cancelled context fails the request before it dials, and the error
+	// names the URL envctl chose with no ENVPLANE_URL set.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	err := run(ctx, []string{"me"}, func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(errOut.String(), `"http://127.0.0.1:8080/v1/me"`) {
+		t.Fatalf("err = %v, stderr %q: want a request to the default URL", err, errOut.String())
 	}
 }
 

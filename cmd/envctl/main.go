@@ -158,6 +158,17 @@ func (a *app) needOrg() (string, error) {
 	return a.org, nil
 }
 
+// required returns a usage error naming the first of the flags that the
+// command line did not set.
+func required(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		if !cmd.Flags().Changed(name) {
+			return usageError{fmt.Errorf("--%s is required", name)}
+		}
+	}
+	return nil
+}
+
 // args checks the number of positional arguments, naming them in the error.
 func args(names ...string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, got []string) error {

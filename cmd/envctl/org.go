@@ -130,7 +130,7 @@ func (a *app) orgCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if res.Operation != nil && !res.Operation.Status.Done() && !noWait {
+			if res.Operation != nil && !res.Operation.Status.Done() && !noWait && res.DefaultEnvironment != nil && res.DefaultEnvironment.Environment != nil {
 				if _, err := a.follow(ctx, res.Operation); err != nil {
 					return err
 				}
@@ -310,6 +310,9 @@ func (a *app) memberCommand() *cobra.Command {
 		Short: "Change a member's role (USER is an id or email)",
 		Args:  args("USER"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := required(cmd, "role"); err != nil {
+				return err
+			}
 			org, err := a.needOrg()
 			if err != nil {
 				return err
@@ -322,7 +325,6 @@ func (a *app) memberCommand() *cobra.Command {
 		},
 	}
 	updateCmd.Flags().StringVar(&role, "role", "", "owner, admin or member")
-	_ = updateCmd.MarkFlagRequired("role")
 
 	removeCmd := &cobra.Command{
 		Use:   "remove USER",

@@ -70,9 +70,10 @@ func WithIdempotencyKey(key string) RequestOption {
 }
 
 // WithWait asks the server to hold the answer up to d for a long change to
-// finish (Prefer: wait=N, in whole seconds, rounded up) before answering 202.
+// finish (Prefer: wait=N, in whole seconds, rounded up) before answering 202;
+// d <= 0 asks for an answer at once.
 func WithWait(d time.Duration) RequestOption {
-	secs := int64(math.Ceil(d.Seconds()))
+	secs := int64(math.Ceil(max(d, 0).Seconds()))
 	return func(r *http.Request) { r.Header.Set("Prefer", "wait="+strconv.FormatInt(secs, 10)) }
 }
 

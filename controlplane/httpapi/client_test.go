@@ -470,3 +470,21 @@ func TestWaitOperationReturnsProblem(t *testing.T) {
 		t.Fatalf("err = %v, want ENOTFOUND", err)
 	}
 }
+
+func TestWithWaitRoundsUpToWholeSeconds(t *testing.T) {
+	srv := newCannedServer(t)
+	srv.answer(http.StatusCreated, cp.EnvironmentView{Environment: &cp.Environment{ID: "env1"}})
+	for d, want := range map[time.Duration]string{
+		30 * time.Second:        "wait=30",
+		1500 * time.Millisecond: "wait=2",
+		0:                       "wait=0",
+		-time.Second:            "wait=0",
+	} {
+		if _, _, err := srv.client().CreateEnvironment(context.Background(), "acme", cp.CreateEnvironmentRequest{}, httpapi.WithWait(d)); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.last(t).Header.Get("Prefer"); got != want {
+			t.Errorf("WithWait(%v) sent Prefer %q, want %q", d, got, want)
+		}
+	}
+}
