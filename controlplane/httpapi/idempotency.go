@@ -59,7 +59,12 @@ func (s *Server) idempotent(redactToken bool) echo.MiddlewareFunc {
 					return cp.Errorf(cp.ECONFLICT, "a request with this Idempotency-Key is still running")
 				}
 				c.Response().Header().Set("Idempotent-Replayed", "true")
-				return c.Blob(prev.StatusCode, echo.MIMEApplicationJSONCharsetUTF8, prev.Response)
+				// Every stored answer is JSON: a problem when it is an error.
+				contentType := echo.MIMEApplicationJSON
+				if prev.StatusCode >= 400 {
+					contentType = ProblemContentType
+				}
+				return c.Blob(prev.StatusCode, contentType, prev.Response)
 			}
 
 			rec2 := &recorder{ResponseWriter: c.Response().Writer}
