@@ -54,17 +54,20 @@ type faultDriver struct {
 	calls map[string]int
 }
 
+// fault counts the call and asks inject what to do with it; inject runs
+// outside the lock, so it may block.
 func (f *faultDriver) fault(method string) fault {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
 	}
 	f.calls[method]++
+	n := f.calls[method]
+	f.mu.Unlock()
 	if f.inject == nil {
 		return fault{}
 	}
-	return f.inject(method, f.calls[method])
+	return f.inject(method, n)
 }
 
 // count returns how many times method was called.
