@@ -52,9 +52,13 @@ func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environ
 // GetEnvironment finds a live environment of the organization by id or slug.
 // ENOTFOUND if absent, deleted or another organization's.
 func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*controlplane.Environment, error) {
+	// Written as two conjunctions so SQLite looks up the primary key and the
+	// live-slug index (a multi-index OR) instead of scanning the
+	// organization's environments.
 	e, err := scanEnv(q.db.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments
-		WHERE org_id = ? AND (id = ? OR slug = ?) AND deleted_at IS NULL ORDER BY id = ? DESC LIMIT 1`,
-		orgID, idOrSlug, idOrSlug, idOrSlug))
+		WHERE (id = ? AND org_id = ? OR org_id = ? AND slug = ?) AND deleted_at IS NULL
+		ORDER BY id = ? DESC LIMIT 1`,
+		idOrSlug, orgID, orgID, idOrSlug, idOrSlug))
 	if err != nil {
 		return nil, readErr(err, "get environment", "environment not found")
 	}

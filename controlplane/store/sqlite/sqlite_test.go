@@ -135,3 +135,9 @@ func must(tb testing.TB, err error) {
 		tb.Fatalf("unexpected error: %v", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(tb testing.TB) controlplane.Store {
+		return openStore(tb, filepath.Join(tb.TempDir(), "controlplane.db"))
+	})
+}
