@@ -2,11 +2,25 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 
 	"github.com/envplane/envplane/drivers"
 )
+
+// cloneParams is the input of a clone operation.
+type cloneParams struct {
+	SourceDatabaseID string `json:"source_database_id"`
+	SchemaOnly       bool   `json:"schema_only"`
+}
+
+// cloneSource is the environment a new one is copied from.
+type cloneSource struct {
+	env        *Environment
+	db         *Database
+	schemaOnly bool
+}
 
 // reservation is what reserving an environment wrote: the rows in status
 // provisioning and the operation that will provision them.
@@ -112,7 +126,7 @@ func validateEnvironment(req CreateEnvironmentRequest, allowDefault bool) []Fiel
 
 // reserve writes an environment and its database in status provisioning, and
 // the provisioning operation, through q (inside the caller's transaction).
-func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Organization, req CreateEnvironmentRequest, isDefault bool) (*reservation, error) {
+func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Organization, req CreateEnvironmentRequest, isDefault bool, src *cloneSource) (*reservation, error) {
 	n, err := q.CountEnvironments(ctx, org.ID)
 	if err != nil {
 		return nil, err
@@ -120,9 +134,26 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if org.MaxEnvironments > 0 && n >= org.MaxEnvironments {
 		return nil, Errorf(ETOOMANY, "the organization has reached its quota of %d environments", org.MaxEnvironments)
 	}
+	if src != nil {
+		if req.Target != "" && req.Target != src.db.Target {
+			return nil, Invalid(FieldError{Field: "target", Message: "a clone is made on its source's target"})
+		}
+		req.Target = src.db.Target
+	}
 	t, err := s.place(ctx, q, req.Target, req.Region)
 	if err != nil {
 		return nil, err
+	}
+	kind, params := OpProvision, []byte(nil)
+	if src != nil {
+		if _, ok := t.Driver.(drivers.Cloner); !ok {
+			return nil, Invalid(FieldError{Field: "clone", Message: "the source's target cannot clone databases"})
+		}
+		kind = OpClone
+		params, err = json.Marshal(cloneParams{SourceDatabaseID: src.db.ID, SchemaOnly: src.schemaOnly})
+		if err != nil {
+			return nil, err
+		}
 	}
 	now := s.Now()
 	name := strings.TrimSpace(req.Name)
@@ -158,11 +189,16 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if err := q.CreateDatabase(ctx, db); err != nil {
 		return nil, err
 	}
-	op := s.newOperation(org.ID, env.ID, OpProvision, stepCreateDatabase, nil)
+	op := s.newOperation(org.ID, env.ID, kind, stepCreateDatabase, params)
 	if err := q.CreateOperation(ctx, op); err != nil {
 		return nil, err
 	}
-	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, map[string]any{"slug": env.Slug, "type": string(env.Type), "target": t.Name, "operation": op.ID}); err != nil {
+	details := map[string]any{"slug": env.Slug, "type": string(env.Type), "target": t.Name, "operation": op.ID}
+	if src != nil {
+		details["from_environment"] = src.env.ID
+		details["schema_only"] = src.schemaOnly
+	}
+	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, details); err != nil {
 		return nil, err
 	}
 	return &reservation{env: env, db: db, op: op}, nil
@@ -187,16 +223,62 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 	if fields := validateEnvironment(req, false); len(fields) > 0 {
 		return nil, nil, nil, Invalid(fields...)
 	}
+	src, err := s.cloneSource(ctx, a, req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var res *reservation
 	err = s.Store.WithTx(ctx, func(q Queries) error {
 		var err error
-		res, err = s.reserve(ctx, q, p, a.org, req, false)
+		res, err = s.reserve(ctx, q, p, a.org, req, false, src)
 		return err
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return view(res.env, res.db), res.op, s.start(res.op), nil
+}
+
+// cloneSource resolves and checks a create request's from_environment and
+// clone fields; nil when the request is not a clone. The source must be
+// visible to the caller and active or suspended; a production environment is
+// never made from a copy.
+func (s *Service) cloneSource(ctx context.Context, a *access, req CreateEnvironmentRequest) (*cloneSource, error) {
+	if req.FromEnvironment == "" && req.Clone == "" {
+		return nil, nil
+	}
+	var fields []FieldError
+	if req.FromEnvironment == "" {
+		fields = append(fields, FieldError{Field: "from_environment", Message: "is required with clone"})
+	}
+	if req.Clone != "schema" && req.Clone != "full" {
+		fields = append(fields, FieldError{Field: "clone", Message: "must be schema or full"})
+	}
+	if req.Type == TypeProduction {
+		fields = append(fields, FieldError{Field: "type", Message: "a production environment cannot be created from a copy"})
+	}
+	if len(fields) > 0 {
+		return nil, Invalid(fields...)
+	}
+	env, err := s.Store.GetEnvironment(ctx, a.org.ID, req.FromEnvironment)
+	if IsCode(err, ENOTFOUND) {
+		return nil, Invalid(FieldError{Field: "from_environment", Message: "no such environment"})
+	}
+	if err != nil {
+		return nil, err
+	}
+	sub := a.subject
+	if err := Authorize(sub, ActEnvRead, Resource{OrgID: a.org.ID, EnvironmentID: env.ID}); err != nil {
+		return nil, Invalid(FieldError{Field: "from_environment", Message: "no such environment"})
+	}
+	if env.Status != StatusActive && env.Status != StatusSuspended {
+		return nil, Errorf(ECONFLICT, "the source environment is %s", env.Status)
+	}
+	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &cloneSource{env: env, db: db, schemaOnly: req.Clone == "schema"}, nil
 }
 
 // Settle returns the environment and operation as stored now, after waiting

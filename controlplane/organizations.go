@@ -59,7 +59,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 		if err := s.audit(ctx, q, p, org.ID, "", "organization.created", org.ID, map[string]any{"slug": org.Slug}); err != nil {
 			return err
 		}
-		r, err := s.reserve(ctx, q, p, org, CreateEnvironmentRequest{Slug: "default", Name: "Default", Type: TypeDefault}, true)
+		r, err := s.reserve(ctx, q, p, org, CreateEnvironmentRequest{Slug: "default", Name: "Default", Type: TypeDefault}, true, nil)
 		res = r
 		return err
 	})

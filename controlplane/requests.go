@@ -80,6 +80,10 @@ type CreateEnvironmentRequest struct {
 	Target       string          `json:"target,omitempty"`
 	IsProtected  *bool           `json:"is_protected,omitempty"`
 	Description  string          `json:"description,omitempty"`
+	// FromEnvironment (slug or id) and Clone ("schema" or "full") create the
+	// database as a copy of another environment's, on the same target.
+	FromEnvironment string `json:"from_environment,omitempty"`
+	Clone           string `json:"clone,omitempty"`
 }
 
 // UpdateEnvironmentRequest is the body of PATCH .../environments/{env}.

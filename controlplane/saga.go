@@ -2,11 +2,13 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/envplane/envplane/dataplane"
 	"github.com/envplane/envplane/drivers"
 )
 
@@ -26,11 +28,13 @@ const (
 )
 
 // runner tracks the operations this process is executing, so requests can
-// wait for them and shutdown can let them finish.
+// wait for them and shutdown can stop them.
 type runner struct {
-	mu   sync.Mutex
-	done map[string]chan struct{}
-	wg   sync.WaitGroup
+	mu     sync.Mutex
+	done   map[string]chan struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // start executes op in the background (detached from the request that made
@@ -40,7 +44,9 @@ func (s *Service) start(op *Operation) <-chan struct{} {
 	defer s.ops.mu.Unlock()
 	if s.ops.done == nil {
 		s.ops.done = map[string]chan struct{}{}
+		s.ops.ctx, s.ops.cancel = context.WithCancel(context.Background())
 	}
+	ctx := s.ops.ctx
 	if ch, ok := s.ops.done[op.ID]; ok {
 		return ch
 	}
@@ -55,17 +61,27 @@ func (s *Service) start(op *Operation) <-chan struct{} {
 			s.ops.mu.Unlock()
 			close(ch)
 		}()
-		if err := s.execute(context.Background(), op); err != nil {
+		if err := s.execute(ctx, op); err != nil {
 			s.Logger.Error("operation stopped", "operation", op.ID, "kind", op.Kind, "step", op.Step, "err", err)
 		}
 	}()
 	return ch
 }
 
-// Wait blocks until the background work started by this process finishes.
-// Operations leased here and not finished are resumed by any replica's
-// reconciler once their lease expires.
+// Wait blocks until the operations started by this process finish.
 func (s *Service) Wait() { s.ops.wg.Wait() }
+
+// Shutdown stops the operations this process is running between steps and
+// waits for them. Their leases stay: any replica's reconciler resumes them
+// once the leases expire.
+func (s *Service) Shutdown() {
+	s.ops.mu.Lock()
+	if s.ops.cancel != nil {
+		s.ops.cancel()
+	}
+	s.ops.mu.Unlock()
+	s.ops.wg.Wait()
+}
 
 // await waits up to d for op to finish here and returns the operation as
 // stored. It returns early when ctx ends.
@@ -136,12 +152,22 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 		op.Attempts++
 		op.Error = publicError(op.Step, err)
 		s.Logger.Warn("operation step failed", "operation", op.ID, "kind", op.Kind, "step", op.Step, "attempt", op.Attempts, "err", err)
-		if op.Attempts >= s.Attempts && op.Step != stepCompensate {
-			op.Step = stepCompensate
-			op.Attempts = 0
+		giveUp := false
+		if op.Attempts >= s.Attempts {
+			if op.Step == stepCompensate {
+				// Leave the operation leased: once the lease expires, a
+				// reconciler (here or on another replica) tries again.
+				giveUp = true
+			} else {
+				op.Step = stepCompensate
+				op.Attempts = 0
+			}
 		}
 		if err := s.save(ctx, s.Store, op); err != nil {
 			return err
+		}
+		if giveUp {
+			return fmt.Errorf("compensation keeps failing; left for the reconciler: %w", err)
 		}
 		if err := s.Sleep(ctx, s.Backoff(op.Attempts)); err != nil {
 			return err
@@ -174,7 +200,7 @@ func publicError(step string, err error) string {
 // step runs op's current step and advances op.Step (not yet saved).
 func (s *Service) step(ctx context.Context, op *Operation) error {
 	switch op.Kind {
-	case OpProvision:
+	case OpProvision, OpClone:
 		return s.provisionStep(ctx, op)
 	case OpDeprovision:
 		return s.deprovisionStep(ctx, op)
@@ -211,9 +237,9 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 	}
 	switch op.Step {
 	case stepCreateDatabase:
-		resp, err := t.Driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: db.Name, Region: db.Region, StorageLimitMB: db.StorageLimitMB})
+		resp, err := s.createDatabase(ctx, op, db, t)
 		if err != nil {
-			return fmt.Errorf("cannot create database: %w", err)
+			return err
 		}
 		db.URL = resp.Database.URL
 		db.Metadata = resp.Database.Metadata
@@ -239,6 +265,11 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 		}
 		op.Step = stepInitSchema
 	case stepInitSchema:
+		if op.Kind == OpClone {
+			if err := s.rebindClone(ctx, op, env, db, t); err != nil {
+				return err
+			}
+		}
 		version, err := s.initializeSchema(ctx, env, db, t)
 		if err != nil {
 			return err
@@ -271,6 +302,62 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 		})
 	default:
 		return Errorf(EINTERNAL, "unknown provisioning step %q", op.Step)
+	}
+	return nil
+}
+
+// createDatabase creates the operation's database, as a copy of its source for a clone.
+func (s *Service) createDatabase(ctx context.Context, op *Operation, db *Database, t *Target) (drivers.CreateDatabaseResponse, error) {
+	if op.Kind != OpClone {
+		resp, err := t.Driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: db.Name, Region: db.Region, StorageLimitMB: db.StorageLimitMB})
+		if err != nil {
+			return resp, fmt.Errorf("cannot create database: %w", err)
+		}
+		return resp, nil
+	}
+	var params cloneParams
+	if err := json.Unmarshal(op.Params, &params); err != nil {
+		return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot read clone parameters: %w", err)
+	}
+	src, err := s.Store.GetDatabase(ctx, params.SourceDatabaseID)
+	if err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	}
+	cloner, ok := t.Driver.(drivers.Cloner)
+	if !ok {
+		return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot clone: %w", drivers.ErrUnsupported)
+	}
+	resp, err := cloner.CloneDatabase(ctx, drivers.CloneDatabaseRequest{Name: db.Name, Region: db.Region, Source: src.DriverDatabase(), SchemaOnly: params.SchemaOnly})
+	if err != nil {
+		return resp, fmt.Errorf("cannot clone database: %w", err)
+	}
+	return resp, nil
+}
+
+// rebindClone makes a cloned database name its own environment and carry its
+// source's migration ledger, so the initializer neither refuses it nor re-runs
+// migrations whose tables the copy already has.
+func (s *Service) rebindClone(ctx context.Context, op *Operation, env *Environment, db *Database, t *Target) error {
+	var params cloneParams
+	if err := json.Unmarshal(op.Params, &params); err != nil {
+		return fmt.Errorf("cannot read clone parameters: %w", err)
+	}
+	srcDB, err := s.Store.GetDatabase(ctx, params.SourceDatabaseID)
+	if err != nil {
+		return err
+	}
+	src, err := s.openAdmin(ctx, srcDB, t)
+	if err != nil {
+		return err
+	}
+	defer src.DB.Close()
+	dst, err := s.openAdmin(ctx, db, t)
+	if err != nil {
+		return err
+	}
+	defer dst.DB.Close()
+	if err := s.Schema.Rebind(ctx, dst.DB, dst.Dialect, src.DB, src.Dialect, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}); err != nil {
+		return fmt.Errorf("cannot adopt the cloned database: %w", err)
 	}
 	return nil
 }
@@ -321,7 +408,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	if err != nil {
 		return err
 	}
-	if op.Kind == OpProvision {
+	if op.Kind == OpProvision || op.Kind == OpClone {
 		if err := s.revokeAll(ctx, db, t); err != nil {
 			return err
 		}
@@ -331,12 +418,10 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	}
 	return s.Store.WithTx(ctx, func(q Queries) error {
 		now := s.Now()
-		if op.Kind == OpProvision || op.Kind == OpDeprovision {
-			if op.Kind == OpProvision {
-				env.Status = StatusFailed
-			} else {
-				env.Status = StatusActive
-			}
+		if op.Kind != OpRotate {
+			// A deprovisioning that failed half-way ends failed too: its
+			// credentials may be gone, and DELETE may be retried.
+			env.Status = StatusFailed
 			env.Error = op.Error
 			env.UpdatedAt = now
 			if err := q.UpdateEnvironment(ctx, env); err != nil {

@@ -193,7 +193,7 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 }
 
 func (a *app) close() error {
-	a.svc.Wait()
+	a.svc.Shutdown()
 	for _, t := range a.svc.Targets {
 		if c, ok := t.Driver.(closer); ok {
 			c.Close()
