@@ -21,10 +21,16 @@ import (
 // maxErrorBody bounds how much of a non-problem error answer the client reads.
 const maxErrorBody = 64 << 10
 
-// Client calls envplane's API. Its fields are dependencies with defaults set
-// by NewClient; a Client is safe for concurrent use once configured. Token is
-// a bearer secret: Client's String and GoString never show it, and no error
-// the client returns contains it.
+// Client calls envplane's API, one method per route. Its fields are
+// dependencies with defaults set by NewClient; a Client is safe for
+// concurrent use once configured. Token is a bearer secret: Client's String
+// and GoString never show it, and no error the client returns contains it.
+//
+// Every method returns the server's problem as a *controlplane.Error with the
+// problem's code, detail and fields (test it with controlplane.IsCode), and a
+// transport failure wrapped with the method and path. GET, PUT, PATCH and
+// DELETE methods are idempotent; POST methods are idempotent only when sent
+// with WithIdempotencyKey.
 type Client struct {
 	// BaseURL is where the API listens, e.g. http://127.0.0.1:8080.
 	BaseURL string
@@ -114,6 +120,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
+		// A parse error quotes the whole URL, user info included: keep only its cause.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return 0, fmt.Errorf("cannot build request %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
