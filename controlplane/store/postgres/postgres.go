@@ -127,8 +127,8 @@ type queries struct {
 // writeErr translates a failed write into the domain's codes: a unique
 // violation is ECONFLICT with the conflict message, a missing referenced row
 // is ENOTFOUND with the missing message, a failed CHECK is EINVALID. Any other
-// error is wrapped with the context.
-func writeErr(err error, context, conflict, missing string) error {
+// error is wrapped with the action.
+func writeErr(err error, action, conflict, missing string) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -140,16 +140,16 @@ func writeErr(err error, context, conflict, missing string) error {
 			return &controlplane.Error{Code: controlplane.EINVALID, Message: "invalid value", Err: err}
 		}
 	}
-	return fmt.Errorf("cannot %s: %w", context, err)
+	return fmt.Errorf("cannot %s: %w", action, err)
 }
 
 // readErr translates a failed single-row read: no row is ENOTFOUND with the
-// message; any other error is wrapped with the context.
-func readErr(err error, context, missing string) error {
+// message; any other error is wrapped with the action.
+func readErr(err error, action, missing string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return controlplane.Errorf(controlplane.ENOTFOUND, "%s", missing)
 	}
-	return fmt.Errorf("cannot %s: %w", context, err)
+	return fmt.Errorf("cannot %s: %w", action, err)
 }
 
 // mustAffect returns ENOTFOUND with the message when tag changed no row.

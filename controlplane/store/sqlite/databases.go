@@ -92,19 +92,19 @@ func (q *queries) CountDatabasesByTarget(ctx context.Context) (map[string]int, e
 }
 
 // scanCounts reads (key, count) rows into a map and closes them.
-func scanCounts(rows *sql.Rows, context string) (map[string]int, error) {
+func scanCounts(rows *sql.Rows, action string) (map[string]int, error) {
 	defer rows.Close()
 	counts := map[string]int{}
 	for rows.Next() {
 		var k string
 		var n int
 		if err := rows.Scan(&k, &n); err != nil {
-			return nil, fmt.Errorf("cannot %s: %w", context, err)
+			return nil, fmt.Errorf("cannot %s: %w", action, err)
 		}
 		counts[k] = n
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot %s: %w", context, err)
+		return nil, fmt.Errorf("cannot %s: %w", action, err)
 	}
 	return counts, nil
 }
