@@ -146,20 +146,26 @@ func (h *harness) storedEnvironment(tb testing.TB, orgID, envID string) *cp.Envi
 	return envs[0]
 }
 
-// liveCredentials returns the environment's credentials that are active or
-// rotating, straight from the store.
-func (h *harness) liveCredentials(tb testing.TB, envID string) []*cp.Credential {
+// credentials returns the environment's credentials straight from the
+// store, newest first, restricted to statuses when any are given.
+func (h *harness) credentials(tb testing.TB, envID string, statuses ...cp.CredentialStatus) []*cp.Credential {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := h.svc.Store.GetEnvironmentDatabase(ctx, envID)
 	if err != nil {
 		tb.Fatalf("database of %s: %v", envID, err)
 	}
-	cs, err := h.svc.Store.ListCredentials(ctx, cp.CredentialFilter{DatabaseID: db.ID, Statuses: []cp.CredentialStatus{cp.CredentialActive, cp.CredentialRotating}})
+	cs, err := h.svc.Store.ListCredentials(ctx, cp.CredentialFilter{DatabaseID: db.ID, Statuses: statuses})
 	if err != nil {
 		tb.Fatalf("credentials of %s: %v", envID, err)
 	}
 	return cs
+}
+
+// liveCredentials returns the environment's active and rotating credentials.
+func (h *harness) liveCredentials(tb testing.TB, envID string) []*cp.Credential {
+	tb.Helper()
+	return h.credentials(tb, envID, cp.CredentialActive, cp.CredentialRotating)
 }
 
 // auditActions returns the actions of the org's audit events, newest first.
