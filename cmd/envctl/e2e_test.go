@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite"
 
@@ -109,6 +110,15 @@ func TestAgainstRealServer(t *testing.T) {
 	admin.json(&me, "me")
 	if !me.PlatformAdmin {
 		t.Fatal("the bootstrap key is not a platform admin")
+	}
+
+	// The API describes itself with a document that validates.
+	doc, loadErr := openapi3.NewLoader().LoadFromData([]byte(admin.must("openapi")))
+	if loadErr != nil {
+		t.Fatalf("envctl openapi printed no OpenAPI document: %v", loadErr)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("served OpenAPI document: %v", err)
 	}
 
 	var org cp.CreateOrganizationResponse
