@@ -135,6 +135,7 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 			tb.Errorf("close store: %v", err)
 		}
 	})
+	tb.Cleanup(func() { dropServerDatabases(tb, svc) })
 	token, err := svc.Bootstrap(ctx, cp.BootstrapRequest{Email: "ops@example.com"})
 	if err != nil || token == "" {
 		tb.Fatalf("bootstrap: token issued=%v err=%v", token != "", err)
@@ -245,4 +246,35 @@ func (h *harness) member(tb testing.TB, org, email string, role cp.OrgRole) stri
 	var key cp.CreateAPIKeyResponse
 	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/api-keys", map[string]any{"name": email, "user": email}).decode(tb, &key)
 	return key.Token
+}
+
+// dropServerDatabases drops every database the test left on targets other
+// than the SQLite one in its temporary directory: the PostgreSQL server and
+// the Turso double outlive the test.
+func dropServerDatabases(tb testing.TB, svc *cp.Service) {
+	tb.Helper()
+	ctx := context.Background()
+	orgs, _, err := svc.Store.ListOrganizations(ctx, nil, cp.Page{Limit: cp.MaxPageLimit})
+	if err != nil {
+		tb.Errorf("cleanup: list organizations: %v", err)
+		return
+	}
+	for _, org := range orgs {
+		envs, _, err := svc.Store.ListEnvironments(ctx, cp.EnvironmentFilter{OrgID: org.ID, IncludeDeleted: true}, cp.Page{Limit: cp.MaxPageLimit})
+		if err != nil {
+			tb.Errorf("cleanup: list environments: %v", err)
+			return
+		}
+		for _, env := range envs {
+			db, err := svc.Store.GetEnvironmentDatabase(ctx, env.ID)
+			if err != nil || db.Target == "local" {
+				continue
+			}
+			if t, ok := svc.Targets[db.Target]; ok {
+				if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
+					tb.Errorf("cleanup: drop %s: %v", db.Name, err)
+				}
+			}
+		}
+	}
 }
