@@ -44,7 +44,8 @@ type fault struct {
 }
 
 // faultDriver wraps the real SQLite driver and injects failures into
-// CreateDatabase and IssueCredential; every other method is the real one.
+// CreateDatabase, IssueCredential and DropDatabase; every other method is the
+// real one.
 type faultDriver struct {
 	drivers.Driver
 	// inject decides the fault for the nth call (from 1) of a method.
@@ -97,6 +98,18 @@ func (f *faultDriver) IssueCredential(ctx context.Context, req drivers.IssueCred
 	resp, err := f.Driver.IssueCredential(ctx, req)
 	if ft.err != nil {
 		return drivers.IssueCredentialResponse{}, ft.err
+	}
+	return resp, err
+}
+
+func (f *faultDriver) DropDatabase(ctx context.Context, req drivers.DropDatabaseRequest) (drivers.DropDatabaseResponse, error) {
+	ft := f.fault("DropDatabase")
+	if ft.err != nil && !ft.late {
+		return drivers.DropDatabaseResponse{}, ft.err
+	}
+	resp, err := f.Driver.DropDatabase(ctx, req)
+	if ft.err != nil {
+		return drivers.DropDatabaseResponse{}, ft.err
 	}
 	return resp, err
 }

@@ -207,3 +207,53 @@ func TestProvisioningResumesAfterCrash(t *testing.T) {
 		t.Fatal("no environment.provisioned audit event after the resume")
 	}
 }
+
+// TestDeprovisioningFailure: a deletion whose database cannot be dropped
+// ends the environment failed (its credentials are already revoked, so it
+// must not claim to be active), and deleting it again once the target
+// answers finishes the job.
+func TestDeprovisioningFailure(t *testing.T) {
+	var failing atomic.Bool
+	h, _ := newFaultHarness(t, func(method string, _ int) fault {
+		if method == "DropDatabase" && failing.Load() {
+			return fault{err: drivers.ErrUnavailable}
+		}
+		return fault{}
+	})
+	h.org(t, "acme")
+	dev := h.env(t, h.admin, "acme", "dev", "development")
+	files := h.databaseFiles(t, dev.Database.DatabaseName)
+
+	failing.Store(true)
+	var del cp.EnvironmentOperationResponse
+	h.must(t, http.StatusAccepted, h.admin, "DELETE", "/v1/organizations/acme/environments/dev", nil).decode(t, &del)
+	h.svc.Wait()
+	var op cp.Operation
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/operations/"+del.Operation.ID, nil).decode(t, &op)
+	wantErr := "drop_database: target unavailable"
+	if op.Status != cp.OpFailed || op.Error != wantErr {
+		t.Fatalf("deprovisioning %s (%q), want failed with %q", op.Status, op.Error, wantErr)
+	}
+	v := h.envView(t, "acme", "dev")
+	if v.Status != cp.StatusFailed || v.Error != wantErr {
+		t.Fatalf("environment %s (%q) after a failed deletion, want failed", v.Status, v.Error)
+	}
+	if live := h.liveCredentials(t, dev.ID); len(live) != 0 {
+		t.Fatalf("%d credentials live after the deletion revoked them", len(live))
+	}
+	if e := h.auditEvent(t, "acme", "operation.failed"); e == nil || e.Target != op.ID {
+		t.Fatal("no operation.failed audit event for the deletion")
+	}
+
+	failing.Store(false)
+	h.must(t, http.StatusAccepted, h.admin, "DELETE", "/v1/organizations/acme/environments/dev", nil)
+	h.svc.Wait()
+	if st := h.storedEnvironment(t, dev.OrgID, dev.ID).Status; st != cp.StatusDeleted {
+		t.Fatalf("the second deletion ended %s", st)
+	}
+	for _, f := range files {
+		if fileExists(f) {
+			t.Errorf("%s is left behind", f)
+		}
+	}
+}
