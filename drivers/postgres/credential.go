@@ -13,8 +13,8 @@ import (
 	"github.com/envplane/envplane/drivers"
 )
 
-// scramIterations is PostgreSQL's default scram_iterations.
-const scramIterations = 4096
+// defaultSCRAMIterations is PostgreSQL's default scram_iterations.
+const defaultSCRAMIterations = 4096
 
 // IssueCredential gives the slot's role a new random password, LOGIN and
 // VALID UNTIL req.ExpiresAt ('infinity' when zero), replacing its previous
@@ -38,7 +38,7 @@ func (d *Driver) IssueCredential(ctx context.Context, req drivers.IssueCredentia
 	if !exists {
 		return drivers.IssueCredentialResponse{}, fmt.Errorf("postgres: database %s: %w", name, drivers.ErrNotFound)
 	}
-	password, verifier, err := newPassword()
+	password, verifier, err := newPassword(d.iterations)
 	if err != nil {
 		return drivers.IssueCredentialResponse{}, err
 	}
@@ -96,7 +96,7 @@ func (d *Driver) RevokeCredential(ctx context.Context, req drivers.RevokeCredent
 
 // newPassword returns a password made of 32 random bytes (base64url) and its
 // SCRAM-SHA-256 verifier.
-func newPassword() (password, verifier string, err error) {
+func newPassword(iterations int) (password, verifier string, err error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", "", fmt.Errorf("postgres: cannot read random bytes: %w", err)
@@ -106,7 +106,7 @@ func newPassword() (password, verifier string, err error) {
 		return "", "", fmt.Errorf("postgres: cannot read random bytes: %w", err)
 	}
 	password = base64.RawURLEncoding.EncodeToString(raw)
-	verifier, err = scramVerifier(password, salt, scramIterations)
+	verifier, err = scramVerifier(password, salt, iterations)
 	if err != nil {
 		return "", "", err
 	}

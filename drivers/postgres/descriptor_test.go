@@ -63,11 +63,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{AdminURL: "postgres://admin:hunter2-secret@host:notaport/db"},
 		{AdminURL: "postgres://admin:hunter2-secret@host/db", AppSSLMode: "sometimes"},
 		{AdminURL: "postgres://admin:hunter2-secret@host/db", AppPort: 70000},
+		{AdminURL: "postgres://admin:hunter2-secret@host/db", SCRAMIterations: -1},
 	} {
 		d, err := postgres.New(ctx, cfg)
 		if err == nil {
 			d.Close()
-			t.Errorf("New accepted app sslmode %q, port %d", cfg.AppSSLMode, cfg.AppPort)
+			t.Errorf("New accepted app sslmode %q, port %d, SCRAM iterations %d", cfg.AppSSLMode, cfg.AppPort, cfg.SCRAMIterations)
 			continue
 		}
 		if strings.Contains(err.Error(), "hunter2") {

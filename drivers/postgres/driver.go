@@ -34,15 +34,21 @@ type Config struct {
 	AppSSLMode string
 	// MaxAdminConns bounds the admin pool; zero means pgxpool's default.
 	MaxAdminConns int32
+	// SCRAMIterations is the PBKDF2 iteration count of the verifiers sent to
+	// the server; zero means 4096, PostgreSQL's default. Secrets are 256
+	// random bits, so stretching adds no strength; the server spends one
+	// PBKDF2 per password change and clients one per login (ADR 0004).
+	SCRAMIterations int
 }
 
 // Driver is the PostgreSQL implementation of drivers.Driver. It is safe for
 // concurrent use; Close releases its admin pool.
 type Driver struct {
-	pool    *pgxpool.Pool
-	appHost string
-	appPort int
-	sslMode string
+	pool       *pgxpool.Pool
+	appHost    string
+	appPort    int
+	sslMode    string
+	iterations int
 }
 
 var (
@@ -74,7 +80,13 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.MaxAdminConns > 0 {
 		pc.MaxConns = cfg.MaxAdminConns
 	}
-	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode}
+	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations}
+	if d.iterations == 0 {
+		d.iterations = defaultSCRAMIterations
+	}
+	if d.iterations < 1 {
+		return nil, fmt.Errorf("postgres: SCRAM iterations %d must be positive", d.iterations)
+	}
 	if d.appHost == "" {
 		d.appHost = pc.ConnConfig.Host
 	}

@@ -47,10 +47,10 @@ func randomLower(tb testing.TB, n int) string {
 	return string(b)
 }
 
-// newFixture connects a driver to the server at adminURL. At cleanup it
-// drops whatever the test left under its prefix, after the test's own
-// cleanups have run.
-func newFixture(tb testing.TB, adminURL string) *fixture {
+// newFixture connects a driver to the server at adminURL, its Config changed
+// by each option. At cleanup it drops whatever the test left under its
+// prefix, after the test's own cleanups have run.
+func newFixture(tb testing.TB, adminURL string, options ...func(*postgres.Config)) *fixture {
 	tb.Helper()
 	ctx := context.Background()
 	f := &fixture{tb: tb, url: adminURL, prefix: randomLower(tb, 8)}
@@ -69,7 +69,11 @@ func newFixture(tb testing.TB, adminURL string) *fixture {
 		}
 		admin.Close()
 	})
-	d, err := postgres.New(ctx, postgres.Config{AdminURL: drivers.Secret(adminURL), AppSSLMode: "disable"})
+	cfg := postgres.Config{AdminURL: drivers.Secret(adminURL), AppSSLMode: "disable"}
+	for _, o := range options {
+		o(&cfg)
+	}
+	d, err := postgres.New(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("new driver: %v", err)
 	}

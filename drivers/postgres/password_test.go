@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -16,9 +17,21 @@ import (
 
 // On a server that checks passwords: the issued secret logs in, a wrong one
 // and an expired one do not (SQLSTATE 28P01, ErrDenied from Open), and the
-// server stores only a SCRAM verifier, never the password.
+// server stores only a SCRAM verifier, never the password; with the default
+// iteration count and with the lowest one.
 func TestPasswordsAreChecked(t *testing.T) {
-	f := newFixture(t, passwordServerURL(t))
+	server := passwordServerURL(t)
+	for _, iterations := range []int{0, 1} {
+		t.Run(fmt.Sprintf("scram-iterations=%d", iterations), func(t *testing.T) {
+			passwordsAreChecked(t, newFixture(t, server, func(c *postgres.Config) { c.SCRAMIterations = iterations }), iterations)
+		})
+	}
+}
+
+func passwordsAreChecked(t *testing.T, f *fixture, iterations int) {
+	if iterations == 0 {
+		iterations = 4096
+	}
 	db := f.create()
 	ctx := context.Background()
 
@@ -30,7 +43,7 @@ func TestPasswordsAreChecked(t *testing.T) {
 	if err := f.admin.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", c.Username).Scan(&stored); err != nil {
 		t.Fatalf("read stored password: %v", err)
 	}
-	if !strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") || strings.Contains(stored, c.Secret.Reveal()) {
+	if !strings.HasPrefix(stored, fmt.Sprintf("SCRAM-SHA-256$%d:", iterations)) || strings.Contains(stored, c.Secret.Reveal()) {
 		t.Fatal("the server does not hold a SCRAM-SHA-256 verifier for the role")
 	}
 
