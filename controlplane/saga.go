@@ -454,8 +454,9 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	return len(ops), nil
 }
 
-// Run does the background work of one replica until ctx ends: it resumes
-// abandoned operations and revokes credentials whose grace has ended, every interval.
+// Run does the background work of one replica until ctx ends: every
+// interval it resumes abandoned operations, revokes credentials whose grace
+// has ended and starts scheduled rotations.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -465,6 +466,9 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 		}
 		if _, err := s.RevokeDue(ctx); err != nil {
 			s.Logger.Error("revoking expired credentials failed", "err", err)
+		}
+		if _, err := s.RotateDue(ctx); err != nil {
+			s.Logger.Error("scheduled rotation failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

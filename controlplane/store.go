@@ -166,6 +166,9 @@ type Queries interface {
 	UpdateCredential(ctx context.Context, c *Credential) error
 	// ListCredentialsDue lists rotating credentials whose grace ended at or before now, oldest first.
 	ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*Credential, error)
+	// ListCredentialsExpiring lists up to limit active credentials that expire
+	// at or before before, soonest first; for scheduled rotation.
+	ListCredentialsExpiring(ctx context.Context, before time.Time, limit int) ([]*Credential, error)
 	// ListCredentialsByKey lists credentials (any status but revoked) whose data key is
 	// wrapped under a key id other than keyID, up to limit; for re-wrapping.
 	ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*Credential, error)

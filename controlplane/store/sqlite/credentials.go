@@ -104,6 +104,18 @@ func (q *queries) ListCredentialsDue(ctx context.Context, now time.Time, limit i
 	return creds, nil
 }
 
+// ListCredentialsExpiring lists up to limit active credentials that expire at
+// or before before, soonest first.
+func (q *queries) ListCredentialsExpiring(ctx context.Context, before time.Time, limit int) ([]*controlplane.Credential, error) {
+	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
+		WHERE status = 'active' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
+		[]any{micros(utc(before)), pageLimit(limit)}, scanCredential)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list expiring credentials: %w", err)
+	}
+	return creds, nil
+}
+
 // ListCredentialsByKey lists up to limit credentials, revoked ones excepted,
 // whose data key is wrapped under a key other than notKeyID, by id.
 func (q *queries) ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*controlplane.Credential, error) {

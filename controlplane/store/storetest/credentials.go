@@ -138,8 +138,17 @@ func testCredentialsDueAndByKey(t *testing.T, s controlplane.Store) {
 	dueFirst := rotating(-5*time.Minute, "local:2")
 	rotating(time.Microsecond, "local:2") // grace ends just after now
 	rotating(5*time.Minute, "local:1")
-	newCredential(t, s, d, func(c *controlplane.Credential) { // expired, but active
+	expired := newCredential(t, s, d, func(c *controlplane.Credential) { // expired, but active
 		c.ExpiresAt, c.KMSKeyID = ptr(at(-time.Hour)), "local:2"
+	})
+	expiring := newCredential(t, s, d, func(c *controlplane.Credential) {
+		c.ExpiresAt, c.KMSKeyID = ptr(at(time.Hour)), "local:1"
+	})
+	newCredential(t, s, d, func(c *controlplane.Credential) { // expires later than asked
+		c.ExpiresAt, c.KMSKeyID = ptr(at(3*time.Hour)), "local:1"
+	})
+	newCredential(t, s, d, func(c *controlplane.Credential) { // never expires
+		c.KMSKeyID = "local:1"
 	})
 	newCredential(t, s, d, func(c *controlplane.Credential) {
 		c.Status, c.ExpiresAt, c.RevokedAt, c.KMSKeyID = controlplane.CredentialRevoked, ptr(at(-time.Hour)), ptr(at(-time.Hour)), "local:1"
@@ -153,13 +162,20 @@ func testCredentialsDueAndByKey(t *testing.T, s controlplane.Store) {
 	must(t, err)
 	same(t, "first due credential", []string{dueFirst.ID}, ids(due, credID))
 
+	soon, err := s.ListCredentialsExpiring(ctx, at(2*time.Hour), 10)
+	must(t, err)
+	same(t, "active credentials expiring within 2h", []string{expired.ID, expiring.ID}, ids(soon, credID))
+	soon, err = s.ListCredentialsExpiring(ctx, at(2*time.Hour), 1)
+	must(t, err)
+	same(t, "first expiring credential", []string{expired.ID}, ids(soon, credID))
+
 	counts, err := s.CountCredentialsByKey(ctx)
 	must(t, err)
-	same(t, "credentials per key", map[string]int{"local:1": 2, "local:2": 3}, counts)
+	same(t, "credentials per key", map[string]int{"local:1": 5, "local:2": 3}, counts)
 	stale, err := s.ListCredentialsByKey(ctx, "local:2", 10)
 	must(t, err)
-	if len(stale) != 2 {
-		t.Fatalf("ListCredentialsByKey(not local:2) returned %d credentials, want the 2 live ones under local:1", len(stale))
+	if len(stale) != 5 {
+		t.Fatalf("ListCredentialsByKey(not local:2) returned %d credentials, want the 5 live ones under local:1", len(stale))
 	}
 	for _, c := range stale {
 		if c.KMSKeyID != "local:1" || c.Status == controlplane.CredentialRevoked {
