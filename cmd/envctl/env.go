@@ -128,6 +128,8 @@ operation, showing progress on stderr, unless --no-wait.`,
 	createCmd.Flags().StringVar(&create.Target, "target", "", "target to create the database on")
 	createCmd.Flags().StringVar(&create.Description, "description", "", "description")
 	createCmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (default: true for production)")
+	createCmd.Flags().StringVar(&create.FromEnvironment, "from", "", "create the database as a copy of this environment's (slug or id), with --clone")
+	createCmd.Flags().StringVar(&create.Clone, "clone", "", "with --from: schema (structure only) or full (structure and rows)")
 	createCmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
 	createCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not follow provisioning past --wait")
 	idempotencyFlag(createCmd, &createKey)

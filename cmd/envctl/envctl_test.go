@@ -198,6 +198,8 @@ func TestCommandsSendRequests(t *testing.T) {
 			answer: answer{body: cp.List[*cp.AuditEvent]{Items: []*cp.AuditEvent{{ID: "ev1", Action: "org.create"}}}}},
 		{args: []string{"env", "create", "dev", "--org", "acme", "--type", "test", "--protected", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
 			body: `{"slug":"dev","type":"test","is_protected":true}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, testEnv(cp.StatusActive)}},
+		{args: []string{"env", "create", "pr-42", "--org", "acme", "--type", "preview", "--from", "staging", "--clone", "schema", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
+			body: `{"slug":"pr-42","type":"preview","from_environment":"staging","clone":"schema"}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, testEnv(cp.StatusActive)}},
 		{args: []string{"env", "list", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments",
 			answer: answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusActive)}}}},
 		{args: []string{"env", "get", "dev", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments/dev", answer: answer{body: testEnv(cp.StatusActive)}},
