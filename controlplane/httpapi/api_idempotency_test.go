@@ -101,6 +101,11 @@ func TestIdempotencyKey(t *testing.T) {
 	wantProblem(t, bobReplay, http.StatusConflict, cp.ECONFLICT, "slug")
 
 	wantProblem(t, h.do(t, h.admin, "POST", envs, body, "Idempotency-Key", strings.Repeat("k", 256)), http.StatusUnprocessableEntity, cp.EINVALID, "Idempotency-Key")
+
+	// A body too large to read does not claim the key.
+	huge := `{"slug":"big","type":"test","description":"` + strings.Repeat("x", 2<<20) + `"}`
+	wantProblem(t, h.do(t, h.admin, "POST", envs, huge, "Idempotency-Key", "k3"), http.StatusBadRequest, cp.EMALFORMED, "")
+	h.must(t, http.StatusCreated, h.admin, "POST", envs, map[string]any{"slug": "big", "type": "test"}, "Idempotency-Key", "k3")
 }
 
 // TestIdempotentAPIKeyToken: replaying an API key's creation creates no

@@ -172,6 +172,56 @@ func TestLastOwner(t *testing.T) {
 	wantProblem(t, h.do(t, erin, "DELETE", members+"erin@example.com", nil), http.StatusConflict, cp.ECONFLICT, "")
 }
 
+// TestLastOwnersRemovedAtOnce: two owners removing each other at the same
+// time leave exactly one owner; the store serializes the check and the change.
+func TestLastOwnersRemovedAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	bob := h.member(t, "acme", "bob@example.com", cp.OrgOwner)
+	carol := h.member(t, "acme", "carol@example.com", cp.OrgOwner)
+	h.must(t, http.StatusOK, h.admin, "PATCH", "/v1/organizations/acme/members/ops@example.com", map[string]any{"role": "member"})
+
+	type result struct {
+		status int
+		err    error
+	}
+	remove := func(token, email string, out chan<- result) {
+		req, err := http.NewRequest("DELETE", h.srv.URL+"/v1/organizations/acme/members/"+email, nil)
+		if err != nil {
+			out <- result{err: err}
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			out <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		out <- result{status: resp.StatusCode}
+	}
+	out := make(chan result, 2)
+	go remove(bob, "carol@example.com", out)
+	go remove(carol, "bob@example.com", out)
+	statuses := map[int]int{}
+	for range 2 {
+		r := <-out
+		if r.err != nil {
+			t.Fatalf("request: %v", r.err)
+		}
+		statuses[r.status]++
+	}
+	// The loser is 409 (it still saw the other owner's removal) or 404 (its
+	// own key's user was removed first and can no longer see the organization).
+	if statuses[http.StatusNoContent] != 1 || statuses[http.StatusConflict]+statuses[http.StatusNotFound] != 1 {
+		t.Fatalf("concurrent removals answered %v, want one 204", statuses)
+	}
+	n, err := h.svc.Store.CountOrgOwners(context.Background(), h.envView(t, "acme", "default").OrgID)
+	if err != nil || n != 1 {
+		t.Fatalf("%d owners left (err %v), want 1", n, err)
+	}
+}
+
 // TestSuspendAndResume: a suspended environment's connection lookups are 423
 // by path and by id; resuming brings them back. Both are idempotent.
 func TestSuspendAndResume(t *testing.T) {
@@ -314,6 +364,12 @@ func TestEmergencyRevoke(t *testing.T) {
 
 	wantProblem(t, h.do(t, h.admin, "POST", env+"/credentials/revoke", map[string]any{"credential_id": old.CredentialID, "reason": "again"}), http.StatusConflict, cp.ECONFLICT, "")
 	wantProblem(t, h.do(t, h.admin, "POST", env+"/credentials/revoke", map[string]any{"credential_id": "cred_nope", "reason": "x"}), http.StatusUnprocessableEntity, cp.EINVALID, "credential_id")
+	var other cp.Connection
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/default/connection?scope=readonly", nil).decode(t, &other)
+	wantProblem(t, h.do(t, h.admin, "POST", env+"/credentials/revoke", map[string]any{"credential_id": other.CredentialID, "reason": "wrong environment"}), http.StatusUnprocessableEntity, cp.EINVALID, "credential_id")
+	if st := h.credentialStatus(t, "acme", "default", other.CredentialID); st != cp.CredentialActive {
+		t.Fatalf("revoking through another environment changed its credential to %s", st)
+	}
 	wantProblem(t, h.do(t, h.admin, "POST", env+"/credentials/revoke", map[string]any{"credential_id": fresh.CredentialID}), http.StatusUnprocessableEntity, cp.EINVALID, "reason")
 	if st := h.credentialStatus(t, "acme", "dev", fresh.CredentialID); st != cp.CredentialActive {
 		t.Fatalf("a refused revocation changed the credential to %s", st)

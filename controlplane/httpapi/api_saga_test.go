@@ -257,3 +257,33 @@ func TestDeprovisioningFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultEnvironmentFailure: an organization whose default environment
+// cannot be provisioned exists with that environment failed and nothing
+// left on the target, and can be deleted and made again.
+func TestDefaultEnvironmentFailure(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	h, _ := newFaultHarness(t, func(method string, _ int) fault {
+		if method == "IssueCredential" && failing.Load() {
+			return fault{err: drivers.ErrUnavailable}
+		}
+		return fault{}
+	})
+	var resp cp.CreateOrganizationResponse
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations", map[string]any{"slug": "acme"}).decode(t, &resp)
+	def := resp.DefaultEnvironment
+	if def == nil || def.Status != cp.StatusFailed || def.Error != "issue_credentials: target unavailable" {
+		t.Fatalf("default environment %+v, want failed at issue_credentials", def)
+	}
+	if files := h.databaseFiles(t, def.Database.DatabaseName); len(files) != 0 {
+		t.Fatalf("files left behind: %v", files)
+	}
+	wantProblem(t, h.do(t, h.admin, "DELETE", "/v1/organizations/acme/environments/default", nil), http.StatusConflict, cp.ECONFLICT, "")
+
+	failing.Store(false)
+	h.must(t, http.StatusNoContent, h.admin, "DELETE", "/v1/organizations/acme", nil)
+	if org := h.org(t, "acme"); org.DefaultEnvironment.Status != cp.StatusActive {
+		t.Fatalf("the organization made again has its default environment %s", org.DefaultEnvironment.Status)
+	}
+}
