@@ -264,10 +264,7 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 		}
 	}
 	return s.Store.WithTx(ctx, func(q Queries) error {
-		op.Step = stepDone
-		op.Status = OpSucceeded
-		op.Error = ""
-		if err := s.save(ctx, q, op); err != nil {
+		if err := s.succeed(ctx, q, op); err != nil {
 			return err
 		}
 		action := "credentials.rotated"

@@ -51,13 +51,9 @@ func (s *Service) connection(ctx context.Context, a *access, scope Scope) (*Conn
 	default:
 		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
 	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	db, t, err := s.databaseOf(ctx, env)
 	if err != nil {
 		return nil, err
-	}
-	t, ok := s.Targets[db.Target]
-	if !ok {
-		return nil, Errorf(EUNAVAILABLE, "the environment's target is not configured")
 	}
 	c, err := s.activeCredential(ctx, db, scope)
 	if err != nil {
@@ -95,6 +91,19 @@ func (s *Service) connection(ctx context.Context, a *access, scope Scope) (*Conn
 		ExpiresAt:     c.ExpiresAt,
 		RefreshAfter:  refresh,
 	}, nil
+}
+
+// databaseOf returns the environment's database and the target that holds it.
+func (s *Service) databaseOf(ctx context.Context, env *Environment) (*Database, *Target, error) {
+	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, ok := s.Targets[db.Target]
+	if !ok {
+		return nil, nil, Errorf(EUNAVAILABLE, "the environment's target is not configured")
+	}
+	return db, t, nil
 }
 
 // ListCredentials returns the environment's credentials' metadata, newest

@@ -117,6 +117,14 @@ func (s *Service) newOperation(orgID, envID string, kind OperationKind, step str
 	}
 }
 
+// succeed records op finished successfully, through q.
+func (s *Service) succeed(ctx context.Context, q Queries, op *Operation) error {
+	op.Step = stepDone
+	op.Status = OpSucceeded
+	op.Error = ""
+	return s.save(ctx, q, op)
+}
+
 // save records op's progress and renews its lease. It fails with ECONFLICT
 // when another replica took the operation over.
 func (s *Service) save(ctx context.Context, q Queries, op *Operation) error {
@@ -292,10 +300,7 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 			if err := q.UpdateDatabase(ctx, db); err != nil {
 				return err
 			}
-			op.Step = stepDone
-			op.Status = OpSucceeded
-			op.Error = ""
-			if err := s.save(ctx, q, op); err != nil {
+			if err := s.succeed(ctx, q, op); err != nil {
 				return err
 			}
 			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.provisioned", env.ID, map[string]any{"operation": op.ID, "database": db.Name, "target": db.Target})
@@ -387,10 +392,7 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 			if err := q.UpdateEnvironment(ctx, env); err != nil {
 				return err
 			}
-			op.Step = stepDone
-			op.Status = OpSucceeded
-			op.Error = ""
-			if err := s.save(ctx, q, op); err != nil {
+			if err := s.succeed(ctx, q, op); err != nil {
 				return err
 			}
 			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.deleted", env.ID, map[string]any{"operation": op.ID, "database": db.Name})

@@ -41,13 +41,9 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 	if env.Status != StatusActive && env.Status != StatusSuspended {
 		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
 	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	db, t, err := s.databaseOf(ctx, env)
 	if err != nil {
 		return nil, err
-	}
-	t, ok := s.Targets[db.Target]
-	if !ok {
-		return nil, Errorf(EUNAVAILABLE, "the environment's target is not configured")
 	}
 	conn, err := s.openAdmin(ctx, db, t)
 	if err != nil {
