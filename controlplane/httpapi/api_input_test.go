@@ -93,6 +93,17 @@ func TestBadSlugs(t *testing.T) {
 			wantProblem(t, r, http.StatusUnprocessableEntity, cp.EINVALID, "slug")
 		})
 	}
+	// Slugs that cannot exist are simply not found in paths, escaped or not.
+	for _, path := range []string{
+		"/v1/organizations/..%2Facme",
+		"/v1/organizations/ACME",
+		"/v1/organizations/acme/environments/..%2Fdefault",
+		"/v1/organizations/acme/environments/%2E%2E",
+		"/v1/organizations/acme/environments/DEFAULT",
+	} {
+		wantProblem(t, h.do(t, h.admin, "GET", path, nil), http.StatusNotFound, cp.ENOTFOUND, "")
+	}
+
 	longest := strings.Repeat("a", 63)
 	h.org(t, longest)
 	h.env(t, h.admin, "acme", "9-"+strings.Repeat("z", 61), "test")
@@ -296,5 +307,25 @@ func TestPagination(t *testing.T) {
 		for _, path := range []string{"/v1/organizations/acme/environments", "/v1/organizations/acme/audit-events", "/v1/organizations", "/v1/organizations/acme/members", "/v1/organizations/acme/api-keys"} {
 			wantProblem(t, h.do(t, h.admin, "GET", path+"?limit="+limit, nil), http.StatusUnprocessableEntity, cp.EINVALID, "limit")
 		}
+	}
+}
+
+// TestEnvironmentQuota: an organization at its max_environments is 429 and
+// nothing of the refused environment is written; deleting one frees a place.
+func TestEnvironmentQuota(t *testing.T) {
+	h := newHarness(t)
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations", map[string]any{"slug": "small", "max_environments": 2})
+	h.env(t, h.admin, "small", "one", "test")
+	before := h.auditActions(t, "small")
+	wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations/small/environments", map[string]any{"slug": "two", "type": "test"}), http.StatusTooManyRequests, cp.ETOOMANY, "")
+	wantProblem(t, h.do(t, h.admin, "GET", "/v1/organizations/small/environments/two", nil), http.StatusNotFound, cp.ENOTFOUND, "")
+	if after := h.auditActions(t, "small"); len(after) != len(before) {
+		t.Fatalf("the refused environment wrote %d audit events", len(after)-len(before))
+	}
+	h.must(t, http.StatusAccepted, h.admin, "DELETE", "/v1/organizations/small/environments/one", nil)
+	h.svc.Wait()
+	h.env(t, h.admin, "small", "two", "test")
+	for _, bad := range []any{0, -1, 100001} {
+		wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations", map[string]any{"slug": "bad-quota", "max_environments": bad}), http.StatusUnprocessableEntity, cp.EINVALID, "max_environments")
 	}
 }
