@@ -4,10 +4,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -223,7 +225,15 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 // bind decodes the JSON body into v strictly: malformed JSON is 400, an
 // unknown field or a field of the wrong type 422 naming the field.
 func bind(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return fromEcho(he)
+		}
+		return cp.Errorf(cp.EMALFORMED, "cannot read the request body")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -238,11 +248,13 @@ func bind(c echo.Context, v any) error {
 			return cp.Invalid(cp.FieldError{Field: field, Message: "unknown field"})
 		case errors.As(err, &syntaxErr):
 			return cp.Errorf(cp.EMALFORMED, "malformed JSON at byte %d", syntaxErr.Offset)
-		case err.Error() == "EOF":
+		case errors.Is(err, io.EOF):
 			return cp.Errorf(cp.EMALFORMED, "a JSON body is required")
-		default:
-			return cp.Errorf(cp.EMALFORMED, "malformed JSON body")
 		}
+		if field, typ := fieldAtFault(body, v); field != "" {
+			return cp.Invalid(cp.FieldError{Field: field, Message: "must be " + jsonKind(typ)})
+		}
+		return cp.Errorf(cp.EMALFORMED, "malformed JSON body")
 	}
 	if dec.More() {
 		return cp.Errorf(cp.EMALFORMED, "the body must hold one JSON value")
@@ -250,11 +262,35 @@ func bind(c echo.Context, v any) error {
 	return nil
 }
 
+// fieldAtFault finds the field of the request struct v whose value in body
+// does not decode, for failures encoding/json does not attribute to a field
+// (a time that does not parse). It returns "" when it finds none.
+func fieldAtFault(body []byte, v any) (string, reflect.Type) {
+	var fields map[string]json.RawMessage
+	t := reflect.TypeOf(v)
+	if json.Unmarshal(body, &fields) != nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return "", nil
+	}
+	t = t.Elem()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		raw, ok := fields[name]
+		if ok && json.Unmarshal(raw, reflect.New(f.Type).Interface()) != nil {
+			return name, f.Type
+		}
+	}
+	return "", nil
+}
+
 // jsonKind names the JSON type a Go type decodes from, for field errors:
 // clients know JSON's types, not the server's Go type names.
 func jsonKind(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 time"
 	}
 	switch t.Kind() {
 	case reflect.String:
