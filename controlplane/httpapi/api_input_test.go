@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -38,6 +39,8 @@ func TestBadBodies(t *testing.T) {
 		{"max_environments is a string", "POST", "/v1/organizations", `{"slug":"b","max_environments":"ten"}`, http.StatusUnprocessableEntity, cp.EINVALID, "max_environments"},
 		{"grace_seconds is fractional", "POST", envs + "/default/credentials/rotate", `{"grace_seconds":1.5}`, http.StatusUnprocessableEntity, cp.EINVALID, "grace_seconds"},
 		{"role is an object", "POST", "/v1/organizations/acme/members", `{"email":"a@b.c","role":{"name":"owner"}}`, http.StatusUnprocessableEntity, cp.EINVALID, "role"},
+		{"expires_at is a number", "POST", "/v1/organizations/acme/api-keys", `{"name":"k","expires_at":5}`, http.StatusUnprocessableEntity, cp.EINVALID, "expires_at"},
+		{"expires_at is not a time", "POST", "/v1/organizations/acme/api-keys", `{"name":"k","expires_at":"tomorrow"}`, http.StatusUnprocessableEntity, cp.EINVALID, "expires_at"},
 		{"body over the size limit", "POST", envs, `{"slug":"a","type":"test","description":"` + strings.Repeat("x", 2<<20) + `"}`, http.StatusBadRequest, cp.EMALFORMED, ""},
 	}
 	for _, tc := range tests {
@@ -45,6 +48,29 @@ func TestBadBodies(t *testing.T) {
 			wantProblem(t, h.do(t, h.admin, tc.method, tc.path, tc.body), tc.status, tc.code, tc.field)
 		})
 	}
+
+	t.Run("body over the size limit, without a length", func(t *testing.T) {
+		body := io.MultiReader(strings.NewReader(`{"slug":"a","type":"test","description":"`), strings.NewReader(strings.Repeat("x", 2<<20)+`"}`))
+		req, err := http.NewRequest("POST", h.srv.URL+envs, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+h.admin)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := response{status: resp.StatusCode, header: resp.Header, body: raw}
+		wantProblem(t, r, http.StatusBadRequest, cp.EMALFORMED, "")
+		if p := r.problem(t); p.Detail != "request body too large" {
+			t.Fatalf("detail %q", p.Detail)
+		}
+	})
 
 	// None of them left anything behind: acme has its default environment only.
 	var list cp.List[*cp.EnvironmentView]
