@@ -148,7 +148,9 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 				continue
 			}
 		} else {
+			step, start := op.Step, time.Now()
 			err = s.step(ctx, op)
+			s.Logger.Debug("operation step", "operation", op.ID, "kind", op.Kind, "step", step, "duration_ms", float64(time.Since(start).Microseconds())/1000, "ok", err == nil)
 			if err == nil {
 				op.Attempts = 0
 				if err := s.save(ctx, s.Store, op); err != nil {
@@ -259,17 +261,22 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 		}
 		op.Step = stepIssueCredentials
 	case stepIssueCredentials:
-		for _, scope := range drivers.Scopes() {
-			active, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Scope: scope, Statuses: []CredentialStatus{CredentialActive}})
-			if err != nil {
-				return err
-			}
-			if len(active) > 0 {
-				continue
-			}
-			if _, err := s.issue(ctx, env, db, t, scope, drivers.SlotA, ""); err != nil {
-				return err
-			}
+		// The scopes are independent: issuing them at once saves two round
+		// trips to the target on every provisioning.
+		errs := make([]error, len(drivers.Scopes()))
+		var wg sync.WaitGroup
+		for i, scope := range drivers.Scopes() {
+			wg.Go(func() {
+				active, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Scope: scope, Statuses: []CredentialStatus{CredentialActive}})
+				if err == nil && len(active) == 0 {
+					_, err = s.issue(ctx, env, db, t, scope, drivers.SlotA, "")
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		op.Step = stepInitSchema
 	case stepInitSchema:
