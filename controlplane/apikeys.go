@@ -146,8 +146,14 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 			return nil, err
 		}
 		if owner != p.UserID {
-			if _, err := s.Store.GetOrgMembership(ctx, a.org.ID, owner); err != nil {
+			m, err := s.Store.GetOrgMembership(ctx, a.org.ID, owner)
+			if err != nil {
 				return nil, err
+			}
+			// A key acts as its user: minting an owner's key would make an
+			// admin an owner.
+			if m.Role == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
+				return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may make a key for an owner")
 			}
 		}
 		k.UserID = owner
