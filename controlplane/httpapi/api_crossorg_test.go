@@ -186,7 +186,7 @@ func TestCrossOrganization(t *testing.T) {
 				label := name + " " + a.route.Method + " " + a.path
 				r := h.do(t, token, a.route.Method, a.path, a.body)
 				if r.status != http.StatusNotFound {
-					t.Errorf("%s: status %d, want 404: %s", label, r.status, r.body)
+					t.Errorf("%s: status %d, want 404: %s", label, r.status, r.shown())
 					continue
 				}
 				wantProblem(t, r, http.StatusNotFound, cp.ENOTFOUND, "")
@@ -203,7 +203,7 @@ func TestCrossOrganization(t *testing.T) {
 	for _, a := range attacks(t, v, true, "bravo") {
 		r := h.do(t, principals["owner of B"], a.route.Method, a.path, a.body)
 		if r.status != http.StatusNotFound {
-			t.Errorf("owner of B %s %s: status %d, want 404: %s", a.route.Method, a.path, r.status, r.body)
+			t.Errorf("owner of B %s %s: status %d, want 404: %s", a.route.Method, a.path, r.status, r.shown())
 			continue
 		}
 		wantProblem(t, r, http.StatusNotFound, cp.ENOTFOUND, "")
@@ -297,7 +297,7 @@ func TestEnvironmentVisibility(t *testing.T) {
 				wantProblem(t, r, tc.status, cp.EFORBIDDEN, "")
 			default:
 				if r.status != tc.status {
-					t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+					t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.shown())
 				}
 			}
 		})

@@ -13,16 +13,26 @@ import (
 	"github.com/envplane/envplane/drivers"
 )
 
+// shown returns the body for a failure message: an error answer is a
+// problem, which never carries a secret; a success may (a token, a
+// connection), so it is withheld.
+func (r response) shown() string {
+	if r.status >= 400 {
+		return string(r.body)
+	}
+	return "[success body withheld]"
+}
+
 // wantProblem fails the test unless r is a problem+json answer with status
 // and code and, when field is not empty, names field among its errors.
 func wantProblem(tb testing.TB, r response, status int, code, field string) {
 	tb.Helper()
 	if r.status != status {
-		tb.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+		tb.Fatalf("status %d, want %d: %s", r.status, status, r.shown())
 	}
 	p := r.problem(tb)
 	if p.Status != status || p.Code != code {
-		tb.Fatalf("problem status %d code %q, want %d %q: %s", p.Status, p.Code, status, code, r.body)
+		tb.Fatalf("problem status %d code %q, want %d %q: %s", p.Status, p.Code, status, code, r.shown())
 	}
 	if field == "" {
 		return
@@ -32,7 +42,7 @@ func wantProblem(tb testing.TB, r response, status int, code, field string) {
 			return
 		}
 	}
-	tb.Fatalf("problem does not name field %q: %s", field, r.body)
+	tb.Fatalf("problem does not name field %q: %s", field, r.shown())
 }
 
 // fault is what a faultDriver does to one call: fail it with err, either
