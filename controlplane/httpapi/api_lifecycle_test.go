@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -390,5 +391,11 @@ func TestEmergencyRevoke(t *testing.T) {
 	}
 	if len(after) != 3 || scopes["admin"] != 1 || scopes["readwrite"] != 1 || scopes["readonly"] != 1 {
 		t.Fatalf("after revoking everything: %v", scopes)
+	}
+	logs := h.logs.String()
+	for i, s := range []string{old.Secret, fresh.Secret, other.Secret} {
+		if strings.Contains(logs, s) {
+			t.Errorf("secret %d appears in the server log", i)
+		}
 	}
 }
