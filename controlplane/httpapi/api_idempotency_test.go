@@ -51,11 +51,14 @@ func TestIdempotencyKey(t *testing.T) {
 	body := map[string]any{"slug": "idem", "type": "test"}
 
 	first := h.must(t, http.StatusCreated, h.admin, "POST", envs, body, "Idempotency-Key", "k1")
-	creates := fd.count("CreateDatabase")
+	creates, events := fd.count("CreateDatabase"), len(h.auditActions(t, "acme"))
 	replay := h.do(t, h.admin, "POST", envs, body, "Idempotency-Key", "k1")
 	wantReplay(t, first, replay)
 	if n := fd.count("CreateDatabase"); n != creates {
 		t.Fatalf("the replay created %d databases", n-creates)
+	}
+	if n := len(h.auditActions(t, "acme")); n != events {
+		t.Fatalf("the replay wrote %d audit events", n-events)
 	}
 	var list cp.List[*cp.EnvironmentView]
 	h.must(t, http.StatusOK, h.admin, "GET", envs, nil).decode(t, &list)
