@@ -37,7 +37,11 @@ func TestCloneDatabase(t *testing.T) {
 			f.mustRun(srcAdmin, "INSERT INTO items (note) VALUES ('one'), ('two')")
 			// A migration that gave up the owner role leaves an object owned
 			// by the admin login itself; the clone must take that one too.
-			f.mustRun(srcAdmin, "RESET ROLE; CREATE TABLE stray (id int); SET ROLE "+q(src.Name+"_owner"))
+			f.mustRun(srcAdmin, "SET ROLE NONE; CREATE TABLE stray (id int); RESET ROLE")
+			var strayOwner string
+			if err := srcAdmin.QueryRowContext(ctx, "SELECT tableowner FROM pg_tables WHERE tablename = 'stray'").Scan(&strayOwner); err != nil || strayOwner != src.Name+"_admin_a" {
+				t.Fatalf("stray is owned by %q (%v), want the admin login", strayOwner, err)
+			}
 			srcRO := f.issue(src, drivers.ScopeReadOnly, drivers.SlotA, time.Time{})
 			srcAdmin.Close()
 

@@ -154,7 +154,7 @@ func grantStatements(db string) string {
 		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + rw,
 		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + ro,
 		// ... and those migrations will create, as the owner or, after a
-		// RESET ROLE, as an admin login itself.
+		// SET ROLE NONE, as an admin login itself.
 		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO " + rw,
 		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO " + rw,
 		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT ON TABLES TO " + ro,
