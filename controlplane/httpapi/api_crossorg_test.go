@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -148,7 +149,7 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 			tb.Fatalf("route %s %s takes a body; add a valid one to attackBodies", r.Method, r.Path)
 		}
 		path := strings.Join(segs, "/")
-		if len(r.Query) > 0 && contains(r.Query, "scope") {
+		if slices.Contains(r.Query, "scope") {
 			path += "?scope=readonly"
 		}
 		out = append(out, attack{route: r, path: path, body: body})
