@@ -196,6 +196,21 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
 		me.User = u
 	}
 	if p.OrgID == "" {
+		// A platform key: the organizations its user belongs to.
+		if p.UserID == "" {
+			return me, nil
+		}
+		ms, err := s.Store.ListUserMemberships(ctx, p.UserID)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			org, err := s.Store.GetOrganization(ctx, m.OrgID)
+			if err != nil {
+				return nil, err
+			}
+			me.Organizations = append(me.Organizations, MeMembership{ID: org.ID, Slug: org.Slug, Name: org.Name, Role: m.Role})
+		}
 		return me, nil
 	}
 	org, err := s.Store.GetOrganization(ctx, p.OrgID)
@@ -205,12 +220,14 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
 	mm := MeMembership{ID: org.ID, Slug: org.Slug, Name: org.Name}
 	if p.UserID != "" {
 		m, err := s.Store.GetOrgMembership(ctx, org.ID, p.UserID)
-		if err != nil && !IsCode(err, ENOTFOUND) {
+		if IsCode(err, ENOTFOUND) {
+			// A removed member's key reaches nothing; it names no organization.
+			return me, nil
+		}
+		if err != nil {
 			return nil, err
 		}
-		if m != nil {
-			mm.Role = m.Role
-		}
+		mm.Role = m.Role
 	}
 	me.Organizations = append(me.Organizations, mm)
 	return me, nil
