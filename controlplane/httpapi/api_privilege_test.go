@@ -60,3 +60,46 @@ func TestKeysCannotImpersonateAbove(t *testing.T) {
 		}
 	}
 }
+
+// TestMeNamesOnlyMemberships: /v1/me lists the organizations the key may act
+// in with its role: a platform key its user's memberships, a user key its
+// organization while its user is a member, and nothing once they are removed.
+func TestMeNamesOnlyMemberships(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	h.org(t, "globex")
+	bob := h.member(t, "acme", "bob@example.com", cp.OrgAdmin)
+	var app cp.CreateAPIKeyResponse
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/api-keys", map[string]any{"name": "app", "environment": "default"}).decode(t, &app)
+
+	orgs := func(token string) map[string]cp.OrgRole {
+		t.Helper()
+		var me cp.Me
+		h.must(t, http.StatusOK, token, "GET", "/v1/me", nil).decode(t, &me)
+		out := map[string]cp.OrgRole{}
+		for _, m := range me.Organizations {
+			out[m.Slug] = m.Role
+		}
+		return out
+	}
+	if got := orgs(h.admin); len(got) != 2 || got["acme"] != cp.OrgOwner || got["globex"] != cp.OrgOwner {
+		t.Errorf("platform admin's organizations: %v, want owner of acme and globex", got)
+	}
+	if got := orgs(bob); len(got) != 1 || got["acme"] != cp.OrgAdmin {
+		t.Errorf("bob's organizations: %v, want admin of acme", got)
+	}
+	if got := orgs(app.Token); len(got) != 1 || got["acme"] != "" {
+		t.Errorf("the app key's organizations: %v, want acme without a role", got)
+	}
+
+	h.must(t, http.StatusNoContent, h.admin, "DELETE", "/v1/organizations/acme/members/bob@example.com", nil)
+	if got := orgs(bob); len(got) != 0 {
+		t.Errorf("a removed member's key names organizations: %v", got)
+	}
+	wantProblem(t, h.do(t, bob, "GET", "/v1/organizations/acme", nil), http.StatusNotFound, cp.ENOTFOUND, "")
+	var list cp.List[*cp.Organization]
+	h.must(t, http.StatusOK, bob, "GET", "/v1/organizations", nil).decode(t, &list)
+	if len(list.Items) != 0 {
+		t.Errorf("a removed member lists %d organizations", len(list.Items))
+	}
+}
