@@ -248,6 +248,13 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 		if err != nil {
 			return err
 		}
+		// Without a grace the old credential ends now, not at the
+		// background loop's next tick, and does not block the next rotation.
+		if params.Grace <= 0 {
+			if err := s.revoke(ctx, db, t, old); err != nil {
+				return err
+			}
+		}
 	}
 	for _, scope := range drivers.Scopes() {
 		if _, err := s.activeCredential(ctx, db, scope); err == nil {
