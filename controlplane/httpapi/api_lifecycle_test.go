@@ -300,6 +300,18 @@ func TestRotationInGrace(t *testing.T) {
 	}
 	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/dev/credentials/revoke", map[string]any{"credential_id": rotating.ID, "reason": "end the grace"})
 	h.must(t, http.StatusOK, h.admin, "POST", rotate, map[string]any{"scope": "readwrite"})
+
+	// Without a grace the old credential is revoked at once, so the scope
+	// may rotate again straight away.
+	for range 2 {
+		var zero cp.CredentialsResponse
+		h.must(t, http.StatusOK, h.admin, "POST", rotate, map[string]any{"scope": "admin", "grace_seconds": 0}).decode(t, &zero)
+		for _, c := range zero.Credentials {
+			if c.Scope == "admin" && c.Status == cp.CredentialRotating {
+				t.Fatalf("credential %s rotated without grace is still rotating", c.ID)
+			}
+		}
+	}
 }
 
 // TestEmergencyRevoke: a revoked credential stops working at once, the
