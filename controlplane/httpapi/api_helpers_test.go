@@ -64,9 +64,9 @@ type faultDriver struct {
 	calls map[string]int
 }
 
-// fault counts the call and asks inject what to do with it; inject runs
+// decide counts the call and asks inject what to do with it; inject runs
 // outside the lock, so it may block.
-func (f *faultDriver) fault(method string) fault {
+func (f *faultDriver) decide(method string) fault {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
@@ -88,7 +88,7 @@ func (f *faultDriver) count(method string) int {
 }
 
 func (f *faultDriver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseRequest) (drivers.CreateDatabaseResponse, error) {
-	ft := f.fault("CreateDatabase")
+	ft := f.decide("CreateDatabase")
 	if ft.err != nil && !ft.late {
 		return drivers.CreateDatabaseResponse{}, ft.err
 	}
@@ -100,7 +100,7 @@ func (f *faultDriver) CreateDatabase(ctx context.Context, req drivers.CreateData
 }
 
 func (f *faultDriver) IssueCredential(ctx context.Context, req drivers.IssueCredentialRequest) (drivers.IssueCredentialResponse, error) {
-	ft := f.fault("IssueCredential")
+	ft := f.decide("IssueCredential")
 	if ft.err != nil && !ft.late {
 		return drivers.IssueCredentialResponse{}, ft.err
 	}
@@ -112,7 +112,7 @@ func (f *faultDriver) IssueCredential(ctx context.Context, req drivers.IssueCred
 }
 
 func (f *faultDriver) DropDatabase(ctx context.Context, req drivers.DropDatabaseRequest) (drivers.DropDatabaseResponse, error) {
-	ft := f.fault("DropDatabase")
+	ft := f.decide("DropDatabase")
 	if ft.err != nil && !ft.late {
 		return drivers.DropDatabaseResponse{}, ft.err
 	}
