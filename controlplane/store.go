@@ -111,7 +111,8 @@ type Queries interface {
 	// DeleteOrgMembership removes the membership and the user's environment
 	// roles in that organization. ENOTFOUND if absent.
 	DeleteOrgMembership(ctx context.Context, orgID, userID string) error
-	// CountOrgOwners counts the organization's owners.
+	// CountOrgOwners counts the organization's owners. Inside WithTx it locks
+	// them, so concurrent transactions that remove owners count in turn.
 	CountOrgOwners(ctx context.Context, orgID string) (int, error)
 
 	// CreateAPIKey inserts k. ECONFLICT if the hash exists.
@@ -142,7 +143,8 @@ type Queries interface {
 	// UpdateEnvironment saves every mutable field of e (name, description,
 	// is_protected, status, error, metadata, updated_at, deleted_at). ENOTFOUND if absent.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
-	// CountEnvironments counts the organization's live environments.
+	// CountEnvironments counts the organization's live environments. Inside
+	// WithTx it serializes with other reservations of the organization.
 	CountEnvironments(ctx context.Context, orgID string) (int, error)
 
 	// CreateDatabase inserts d. ECONFLICT if the environment has one or the name is taken.
@@ -188,7 +190,8 @@ type Queries interface {
 	// DeleteEnvironmentMember removes the user's role. ENOTFOUND if none.
 	DeleteEnvironmentMember(ctx context.Context, environmentID, userID string) error
 
-	// CreateOperation inserts op.
+	// CreateOperation inserts op. ECONFLICT if the environment already has an
+	// unfinished (pending or running) operation.
 	CreateOperation(ctx context.Context, op *Operation) error
 	// GetOperation finds an operation of the organization. ENOTFOUND if absent.
 	GetOperation(ctx context.Context, orgID, id string) (*Operation, error)

@@ -104,6 +104,11 @@ func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environ
 // CountEnvironments counts the organization's live environments.
 func (q *queries) CountEnvironments(ctx context.Context, orgID string) (int, error) {
 	var n int
+	// Locking the organization's row serializes concurrent reservations in
+	// transactions, so the quota check and the insert agree.
+	if _, err := q.db.Exec(ctx, `SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE`, orgID); err != nil {
+		return 0, fmt.Errorf("cannot count environments: %w", err)
+	}
 	err := q.db.QueryRow(ctx, `SELECT count(*) FROM environments WHERE org_id = $1 AND deleted_at IS NULL`, orgID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("cannot count environments: %w", err)

@@ -77,7 +77,10 @@ func (q *queries) DeleteOrgMembership(ctx context.Context, orgID, userID string)
 // CountOrgOwners counts the organization's owners.
 func (q *queries) CountOrgOwners(ctx context.Context, orgID string) (int, error) {
 	var n int
-	err := q.db.QueryRow(ctx, `SELECT count(*) FROM org_members WHERE org_id = $1 AND role = 'owner'`, orgID).Scan(&n)
+	// FOR UPDATE: inside a transaction, concurrent removals of two owners
+	// count one after the other, so the last owner cannot go twice.
+	err := q.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM org_members
+		WHERE org_id = $1 AND role = 'owner' FOR UPDATE) owners`, orgID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("cannot count owners: %w", err)
 	}

@@ -87,15 +87,20 @@ func testOperations(t *testing.T, s controlplane.Store) {
 
 func testClaimOperations(t *testing.T, s controlplane.Store) {
 	ctx := t.Context()
-	e := newEnv(t, s, newOrg(t, s, "a"), "dev")
+	org := newOrg(t, s, "a")
+	// An environment has at most one unfinished operation, so each gets its own.
+	e := newEnv(t, s, org, "dev")
 	pending := newOperation(t, s, e, nil)
-	running := newOperation(t, s, e, func(op *controlplane.Operation) { op.Status = controlplane.OpRunning })
-	later := newOperation(t, s, e, func(op *controlplane.Operation) { op.NotBefore = ptr(at(time.Hour)) })
+	running := newOperation(t, s, newEnv(t, s, org, "dev2"), func(op *controlplane.Operation) { op.Status = controlplane.OpRunning })
+	later := newOperation(t, s, newEnv(t, s, org, "dev3"), func(op *controlplane.Operation) { op.NotBefore = ptr(at(time.Hour)) })
 	newOperation(t, s, e, func(op *controlplane.Operation) { op.Status = controlplane.OpSucceeded })
 	newOperation(t, s, e, func(op *controlplane.Operation) { op.Status = controlplane.OpFailed })
-	held := newOperation(t, s, e, func(op *controlplane.Operation) {
+	held := newOperation(t, s, newEnv(t, s, org, "dev4"), func(op *controlplane.Operation) {
 		op.Status, op.LeaseOwner, op.LeaseExpiresAt = controlplane.OpRunning, "other", ptr(at(10*time.Minute))
 	})
+	second := &controlplane.Operation{ID: newID("op_"), OrgID: org.ID, EnvironmentID: e.ID, Kind: controlplane.OpRotate,
+		Status: controlplane.OpPending, Step: "rotate", CreatedAt: at(0), UpdatedAt: at(0)}
+	wantCode(t, s.CreateOperation(ctx, second), controlplane.ECONFLICT)
 
 	claimed, err := s.ClaimOperations(ctx, "w1", at(0), at(5*time.Minute), 10)
 	must(t, err)
@@ -143,9 +148,9 @@ func testClaimOperations(t *testing.T, s controlplane.Store) {
 func testClaimOperationsConcurrently(t *testing.T, s controlplane.Store) {
 	const operations, claimers = 60, 4
 	ctx := t.Context()
-	e := newEnv(t, s, newOrg(t, s, "a"), "dev")
-	for range operations {
-		newOperation(t, s, e, nil)
+	org := newOrg(t, s, "a")
+	for i := range operations {
+		newOperation(t, s, newEnv(t, s, org, fmt.Sprintf("dev%d", i)), nil)
 	}
 
 	var mu sync.Mutex
@@ -186,7 +191,7 @@ func testClaimOperationsConcurrently(t *testing.T, s controlplane.Store) {
 			t.Errorf("operation %s was claimed by %v, want exactly one claimer", id, got)
 			continue
 		}
-		op, err := s.GetOperation(ctx, e.OrgID, id)
+		op, err := s.GetOperation(ctx, org.ID, id)
 		must(t, err)
 		if op.LeaseOwner != got[0] {
 			t.Errorf("operation %s is leased to %q, but %q was told it claimed it", id, op.LeaseOwner, got[0])
