@@ -118,11 +118,13 @@ type retired struct {
 // transactions under way finish on it. A failed refresh keeps the current
 // pool and is retried with backoff. A Pool is safe for concurrent use.
 type Pool struct {
-	client *Client
-	target Target
-	scope  drivers.Scope
-	open   Opener
-	opts   Options
+	// resolve asks the router; a closure, not a *Client field, so that
+	// printing a Pool cannot reach the token (fmt's %s expands pointer
+	// fields one level, unexported ones without their String methods).
+	resolve func(context.Context) (Connection, error)
+	target  Target
+	open    Opener
+	opts    Options
 
 	cur atomic.Pointer[generation]
 	// due is the UnixNano time of the next refresh.
@@ -154,16 +156,15 @@ func Open(ctx context.Context, client *Client, target Target, scope drivers.Scop
 		return nil, errors.New("router: Open needs a client and an opener")
 	}
 	p := &Pool{
-		client: client,
-		target: target,
-		scope:  scope,
-		open:   opener,
-		opts:   opts.withDefaults(),
-		sem:    make(chan struct{}, 1),
-		kick:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		resolve: func(ctx context.Context) (Connection, error) { return client.Resolve(ctx, target, scope) },
+		target:  target,
+		open:    opener,
+		opts:    opts.withDefaults(),
+		sem:     make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
-	conn, err := client.Resolve(ctx, target, scope)
+	conn, err := p.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +295,7 @@ func (p *Pool) refreshExpired(ctx context.Context) error {
 // refresh resolves and swaps when the connection changed. The caller holds
 // the semaphore.
 func (p *Pool) refresh(ctx context.Context) error {
-	conn, err := p.client.Resolve(ctx, p.target, p.scope)
+	conn, err := p.resolve(ctx)
 	if err != nil {
 		return p.failed(err)
 	}
