@@ -8,17 +8,18 @@ import (
 // Error codes. The HTTP layer maps each to one status; anything else is an
 // internal error and is shown to clients only as "internal error".
 const (
-	EINVALID      = "invalid"      // 422: fields failed validation
-	EMALFORMED    = "malformed"    // 400: the request could not be read
-	EUNAUTHORIZED = "unauthorized" // 401: no key, or a bad one
-	EFORBIDDEN    = "forbidden"    // 403: visible, but the role is not enough
-	ENOTFOUND     = "not_found"    // 404: absent, in another org, or not visible
-	ECONFLICT     = "conflict"     // 409: taken, protected, last owner, operation running
-	ELOCKED       = "locked"       // 423: the environment is suspended
-	ETOOMANY      = "too_many"     // 429: quota or rate
-	EUNAVAILABLE  = "unavailable"  // 503: a target cannot be reached or has no room
-	EINTERNAL     = "internal"     // 500
-	EIDEMPOTENCY  = "idempotency"  // 422: an Idempotency-Key reused with another body
+	EINVALID      = "invalid"            // 422: fields failed validation
+	EMALFORMED    = "malformed"          // 400: the request could not be read
+	EMETHOD       = "method_not_allowed" // 405: the route exists, not with this method
+	EUNAUTHORIZED = "unauthorized"       // 401: no key, or a bad one
+	EFORBIDDEN    = "forbidden"          // 403: visible, but the role is not enough
+	ENOTFOUND     = "not_found"          // 404: absent, in another org, or not visible
+	ECONFLICT     = "conflict"           // 409: taken, protected, last owner, operation running
+	ELOCKED       = "locked"             // 423: the environment is suspended
+	ETOOMANY      = "too_many"           // 429: quota or rate
+	EUNAVAILABLE  = "unavailable"        // 503: a target cannot be reached or has no room
+	EINTERNAL     = "internal"           // 500
+	EIDEMPOTENCY  = "idempotency"        // 422: an Idempotency-Key reused with another body
 )
 
 // FieldError names one invalid field of a request.

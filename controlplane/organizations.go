@@ -381,8 +381,40 @@ func (s *Service) RemoveMember(ctx context.Context, p *Principal, ref, userRef s
 		if err := q.DeleteOrgMembership(ctx, a.org.ID, m.UserID); err != nil {
 			return err
 		}
-		return s.audit(ctx, q, p, a.org.ID, "", "member.removed", m.UserID, nil)
+		// Their keys of this organization go with them: re-adding the user
+		// later must not bring old, possibly leaked, keys back to life.
+		revoked, err := s.revokeUserKeys(ctx, q, a.org.ID, m.UserID)
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, a.org.ID, "", "member.removed", m.UserID, map[string]any{"revoked_keys": revoked})
 	})
+}
+
+// revokeUserKeys revokes every live key of the user in the organization and
+// returns how many.
+func (s *Service) revokeUserKeys(ctx context.Context, q Queries, orgID, userID string) (int, error) {
+	n := 0
+	page := Page{Limit: MaxPageLimit}
+	for {
+		keys, next, err := q.ListAPIKeys(ctx, orgID, userID, page)
+		if err != nil {
+			return n, err
+		}
+		for _, k := range keys {
+			if k.RevokedAt != nil {
+				continue
+			}
+			if err := q.RevokeAPIKey(ctx, orgID, k.ID, s.Now()); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if next == "" {
+			return n, nil
+		}
+		page.Cursor = next
+	}
 }
 
 // keepAnOwner refuses a change that would leave the organization without an owner.

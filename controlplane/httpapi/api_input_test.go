@@ -355,3 +355,9 @@ func TestEnvironmentQuota(t *testing.T) {
 		wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations", map[string]any{"slug": "bad-quota", "max_environments": bad}), http.StatusUnprocessableEntity, cp.EINVALID, "max_environments")
 	}
 }
+
+// TestWrongMethodIs405: a route asked with a method it does not serve.
+func TestWrongMethodIs405(t *testing.T) {
+	h := newHarness(t)
+	wantProblem(t, h.do(t, h.admin, "PUT", "/v1/organizations", map[string]any{}), http.StatusMethodNotAllowed, cp.EMETHOD, "")
+}

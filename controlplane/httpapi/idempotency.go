@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -55,8 +57,18 @@ func (s *Server) idempotent(redactToken bool) echo.MiddlewareFunc {
 				switch {
 				case prev.RequestHash != hash:
 					return cp.Errorf(cp.EIDEMPOTENCY, "the Idempotency-Key was used with another request")
-				case prev.StatusCode == 0:
+				case prev.StatusCode == 0 && s.svc.Now().Sub(prev.CreatedAt) < s.abandonAfter():
 					return cp.Errorf(cp.ECONFLICT, "a request with this Idempotency-Key is still running")
+				case prev.StatusCode == 0:
+					// The first request's process died before answering: the
+					// key is free again, and this request is the first.
+					if err := store.DeleteIdempotencyRecord(ctx, owner, key); err != nil {
+						return err
+					}
+					if err := store.CreateIdempotencyRecord(ctx, rec); err != nil {
+						return err
+					}
+					return s.runIdempotent(c, next, rec, redactToken)
 				}
 				c.Response().Header().Set("Idempotent-Replayed", "true")
 				// Every stored answer is JSON: a problem when it is an error.
@@ -67,29 +79,52 @@ func (s *Server) idempotent(redactToken bool) echo.MiddlewareFunc {
 				return c.Blob(prev.StatusCode, contentType, prev.Response)
 			}
 
-			rec2 := &recorder{ResponseWriter: c.Response().Writer}
-			c.Response().Writer = rec2
-			err = next(c)
-			if err != nil {
-				c.Error(err)
-			}
-			status := c.Response().Status
-			if status >= 500 || status == 0 {
-				if derr := store.DeleteIdempotencyRecord(ctx, owner, key); derr != nil {
-					s.logger.Error("cannot release idempotency key", "err", derr)
-				}
-				return nil
-			}
-			stored := rec2.body.Bytes()
-			if redactToken {
-				stored = withoutToken(stored)
-			}
-			if cerr := store.CompleteIdempotencyRecord(ctx, owner, key, status, stored); cerr != nil {
-				s.logger.Error("cannot store idempotent answer", "err", cerr)
-			}
-			return nil
+			return s.runIdempotent(c, next, rec, redactToken)
 		}
 	}
+}
+
+// abandonAfter is how long a first request may run before its key is
+// considered abandoned (its process died): longer than any request waits.
+func (s *Server) abandonAfter() time.Duration { return s.maxWait + time.Minute }
+
+// runIdempotent runs the first request of a key and stores its answer; a 5xx
+// answer or a panic releases the key instead, so a retry runs again.
+func (s *Server) runIdempotent(c echo.Context, next echo.HandlerFunc, rec *cp.IdempotencyRecord, redactToken bool) error {
+	store := s.svc.Store
+	ctx := context.WithoutCancel(c.Request().Context())
+	release := func() {
+		if err := store.DeleteIdempotencyRecord(ctx, rec.Owner, rec.Key); err != nil {
+			s.logger.Error("cannot release idempotency key", "err", err)
+		}
+	}
+	rw := &recorder{ResponseWriter: c.Response().Writer}
+	c.Response().Writer = rw
+	err := func() error {
+		defer func() {
+			if r := recover(); r != nil {
+				release()
+				panic(r)
+			}
+		}()
+		return next(c)
+	}()
+	if err != nil {
+		c.Error(err)
+	}
+	status := c.Response().Status
+	if status >= 500 || status == 0 {
+		release()
+		return nil
+	}
+	stored := rw.body.Bytes()
+	if redactToken {
+		stored = withoutToken(stored)
+	}
+	if err := store.CompleteIdempotencyRecord(ctx, rec.Owner, rec.Key, status, stored); err != nil {
+		s.logger.Error("cannot store idempotent answer", "err", err)
+	}
+	return nil
 }
 
 // withoutToken blanks the "token" field of a JSON object.

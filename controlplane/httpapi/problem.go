@@ -32,6 +32,8 @@ func codeStatus(code string) int {
 		return http.StatusUnprocessableEntity
 	case cp.EMALFORMED:
 		return http.StatusBadRequest
+	case cp.EMETHOD:
+		return http.StatusMethodNotAllowed
 	case cp.EUNAUTHORIZED:
 		return http.StatusUnauthorized
 	case cp.EFORBIDDEN:

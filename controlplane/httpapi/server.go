@@ -166,7 +166,7 @@ func fromEcho(he *echo.HTTPError) error {
 	case http.StatusNotFound:
 		return cp.Errorf(cp.ENOTFOUND, "no such route")
 	case http.StatusMethodNotAllowed:
-		return cp.Errorf(cp.EMALFORMED, "method not allowed on this route")
+		return cp.Errorf(cp.EMETHOD, "method not allowed on this route")
 	case http.StatusRequestEntityTooLarge:
 		return cp.Errorf(cp.EMALFORMED, "request body too large")
 	case http.StatusUnauthorized:

@@ -1,0 +1,43 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	cp "github.com/envplane/envplane/controlplane"
+)
+
+// TestIdempotencyKeyOfADeadRequest: a key whose first request never answered
+// (its process died) is busy for a while, then free again, so the client's
+// retry is not refused forever.
+func TestIdempotencyKeyOfADeadRequest(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	p, err := h.svc.Authenticate(context.Background(), h.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a process that died mid-request leaves: a record with no answer.
+	dead := "dead-request-key"
+	body := map[string]any{"slug": "dev", "type": "development"}
+	raw, _ := json.Marshal(body)
+	sum := sha256.Sum256(append([]byte("POST /v1/organizations/acme/environments\n"), raw...))
+	rec := &cp.IdempotencyRecord{Owner: p.KeyID, Key: dead, RequestHash: hex.EncodeToString(sum[:]), CreatedAt: h.clock.Now()}
+	if err := h.svc.Store.CreateIdempotencyRecord(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.do(t, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", dead); got.status != http.StatusConflict {
+		t.Fatalf("a key whose first request may still run: %d, want 409", got.status)
+	}
+	h.clock.Advance(10 * time.Minute)
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", dead)
+	replay := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", dead)
+	if replay.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatal("the retry that took over the key was not stored for replay")
+	}
+}
