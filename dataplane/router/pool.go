@@ -113,9 +113,9 @@ type retired struct {
 // Pool keeps a *sql.DB on an environment's database with the credential the
 // router hands out. A background refresher resolves again when the answer's
 // refresh_after passes (DB notices it too and wakes the refresher); when the
-// credential or DSN changed, it opens and pings a pool on the new one, swaps
-// it in, and closes the old pool only after it drained, so queries and
-// transactions under way finish on it. A failed refresh keeps the current
+// credential or DSN changed, it opens a pool on the new one, checks it with
+// a query, swaps it in, and closes the old pool only after it drained, so
+// queries and transactions under way finish on it. A failed refresh keeps the current
 // pool and is retried with backoff. A Pool is safe for concurrent use.
 type Pool struct {
 	// resolve asks the router; a closure, not a *Client field, so that
@@ -150,7 +150,7 @@ type Pool struct {
 // Open resolves target with scope, opens a pool with opener and checks that
 // it connects, then keeps it current in the background until Close. It
 // returns the resolve's error (an *Error for a refusal), or the opener's or
-// the ping's, and then holds nothing open.
+// the check query's, and then holds nothing open.
 func Open(ctx context.Context, client *Client, target Target, scope drivers.Scope, opener Opener, opts Options) (*Pool, error) {
 	if client == nil || opener == nil {
 		return nil, errors.New("router: Open needs a client and an opener")
@@ -319,14 +319,16 @@ func (p *Pool) refresh(ctx context.Context) error {
 	return nil
 }
 
-// connect opens a pool for conn and checks that it connects, so a swap
-// never replaces a working pool with one that does not work.
+// connect opens a pool for conn and checks that it answers a query, so a
+// swap never replaces a working pool with one that does not work. A query,
+// not a ping: libsql's ping sends nothing, so it would accept any token.
 func (p *Pool) connect(ctx context.Context, conn Connection) (*sql.DB, error) {
 	db, err := p.open(conn.Driver, conn.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("router: cannot open %s with credential %s: %w", p.target, conn.CredentialID, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	var one int
+	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("router: cannot connect to %s with credential %s: %w", p.target, conn.CredentialID, err)
 	}

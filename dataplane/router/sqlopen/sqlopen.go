@@ -43,9 +43,9 @@ func DriverName(name string) (string, error) {
 }
 
 // Open returns a pool on dsn for envplane's driver name; it does not connect
-// (the router pings before using it). It returns an error wrapping
-// drivers.ErrUnsupported for an unknown driver, and an error that never
-// quotes dsn when dsn does not parse. It has no side effects, so repeating
+// (the router runs a query on it before using it). It returns an error
+// wrapping drivers.ErrUnsupported for an unknown driver, and an error that
+// never quotes dsn when dsn does not parse. It has no side effects, so repeating
 // it is harmless (each call returns a new pool for the caller to close).
 func Open(name string, dsn drivers.Secret) (*sql.DB, error) {
 	if _, err := DriverName(name); err != nil {
