@@ -150,7 +150,8 @@ type Pool struct {
 // Open resolves target with scope, opens a pool with opener and checks that
 // it connects, then keeps it current in the background until Close. It
 // returns the resolve's error (an *Error for a refusal), or the opener's or
-// the check query's, and then holds nothing open.
+// the check query's, and then holds nothing open. Each call makes a new
+// Pool, which the caller closes.
 func Open(ctx context.Context, client *Client, target Target, scope drivers.Scope, opener Opener, opts Options) (*Pool, error) {
 	if client == nil || opener == nil {
 		return nil, errors.New("router: Open needs a client and an opener")

@@ -5,8 +5,18 @@
 // rotation while work on the old one finishes, so applications never see a
 // gap.
 //
+// An application takes the pool's *sql.DB for each unit of work (a request,
+// a job) instead of keeping it, so that work after a swap uses the new pool:
+//
+//	client := &router.Client{BaseURL: baseURL, Token: drivers.Secret(token)}
+//	pool, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "prod"},
+//		drivers.ScopeReadWrite, sqlopen.Open, router.Options{})
+//	...
+//	db, err := pool.DB(ctx)
+//
 // The package speaks the control plane's HTTP API and never imports the
-// control plane: the answer it decodes is defined here.
+// control plane: the answer it decodes is defined here. Database drivers
+// come with the Opener (sqlopen.Open links SQLite, PostgreSQL and libSQL).
 package router
 
 import (
