@@ -10,7 +10,7 @@ run:
 
 ## test: the full suite; PostgreSQL at 127.0.0.1:5432 and tursodb (installed into .tools) are used when present
 test: tools
-	$(GO) test -count=1 ./...
+	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 ./...
 
 ## build: bin/envplane and bin/envctl
 build:
