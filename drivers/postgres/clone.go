@@ -37,20 +37,21 @@ func (d *Driver) CloneDatabase(ctx context.Context, req drivers.CloneDatabaseReq
 	if src == req.Name {
 		return drivers.CreateDatabaseResponse{}, errors.New("postgres: a database cannot be cloned onto itself")
 	}
-	s, err := d.state(ctx, src)
+	s, err := readState(ctx, d.pool, src)
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	if !s.database || !s.ours(src) {
 		return drivers.CreateDatabaseResponse{}, fmt.Errorf("postgres: source database %s: %w", src, drivers.ErrNotFound)
 	}
-	if req.SchemaOnly {
-		err = d.cloneSchema(ctx, req.Name, src)
-	} else {
-		err = d.create(ctx, req.Name, func(ctx context.Context) error {
-			return d.copyDatabase(ctx, req.Name, src)
+	err = d.exclusive(ctx, req.Name, func(q querier) error {
+		if req.SchemaOnly {
+			return d.cloneSchema(ctx, q, req.Name, src)
+		}
+		return d.create(ctx, q, req.Name, func(ctx context.Context) error {
+			return copyDatabase(ctx, q, req.Name, src)
 		}, disownStatements(src, req.Name))
-	}
+	})
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
@@ -59,16 +60,16 @@ func (d *Driver) CloneDatabase(ctx context.Context, req drivers.CloneDatabaseReq
 
 // copyDatabase creates name from the template src, terminating the source's
 // sessions first, and retries while new ones keep it busy (55006).
-func (d *Driver) copyDatabase(ctx context.Context, name, src string) error {
+func copyDatabase(ctx context.Context, q querier, name, src string) error {
 	var err error
 	for range copyAttempts {
-		_, err = d.pool.Exec(ctx, `
+		_, err = q.Exec(ctx, `
 			SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
 			WHERE datname = $1 AND pid <> pg_backend_pid()`, src)
 		if err != nil {
 			return err
 		}
-		_, err = d.pool.Exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(src)+" STRATEGY WAL_LOG")
+		_, err = q.Exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(src)+" STRATEGY WAL_LOG")
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "55006" {
 			return err
@@ -97,7 +98,7 @@ func disownStatements(src, name string) string {
 // into it as the new owner, in one transaction that also records, as the
 // database's comment, that the restore is done; a rerun finds the mark and
 // does not restore twice.
-func (d *Driver) cloneSchema(ctx context.Context, name, src string) error {
+func (d *Driver) cloneSchema(ctx context.Context, q querier, name, src string) error {
 	pgDump, err := exec.LookPath("pg_dump")
 	if err != nil {
 		return fmt.Errorf("postgres: schema-only clone needs pg_dump: %w", drivers.ErrUnsupported)
@@ -106,15 +107,15 @@ func (d *Driver) cloneSchema(ctx context.Context, name, src string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: schema-only clone needs psql: %w", drivers.ErrUnsupported)
 	}
-	if err := d.create(ctx, name, func(ctx context.Context) error {
-		_, err := d.pool.Exec(ctx, "CREATE DATABASE "+ident(name)+" "+createStrategy)
+	if err := d.create(ctx, q, name, func(ctx context.Context) error {
+		_, err := q.Exec(ctx, "CREATE DATABASE "+ident(name)+" "+createStrategy)
 		return err
 	}); err != nil {
 		return err
 	}
 	mark := "envplane: schema restored from " + src
 	var restored bool
-	err = d.pool.QueryRow(ctx, `
+	err = q.QueryRow(ctx, `
 		SELECT coalesce(shobj_description(oid, 'pg_database') = $2, false)
 		FROM pg_database WHERE datname = $1`, name, mark).Scan(&restored)
 	if err != nil {

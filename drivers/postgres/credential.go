@@ -88,7 +88,7 @@ func (d *Driver) RevokeCredential(ctx context.Context, req drivers.RevokeCredent
 		}
 		return drivers.RevokeCredentialResponse{}, wrap("cannot revoke "+role, err)
 	}
-	if err := d.terminate(ctx, role); err != nil {
+	if err := terminate(ctx, d.pool, role); err != nil {
 		return drivers.RevokeCredentialResponse{}, err
 	}
 	return drivers.RevokeCredentialResponse{}, nil

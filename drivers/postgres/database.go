@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,18 +16,25 @@ import (
 // adr/0004-postgres-create-database-strategy.md for the measurement.
 const createStrategy = "TEMPLATE template0 STRATEGY WAL_LOG"
 
-// state is what the cluster holds of one database: whether the database
+// clusterState is what the cluster holds of one database: whether the database
 // exists and which of its roles do.
-type state struct {
+type clusterState struct {
 	database bool
 	roles    []string
 }
 
-func (s state) ours(db string) bool { return slices.Contains(s.roles, ownerRole(db)) }
+func (s clusterState) ours(db string) bool { return slices.Contains(s.roles, ownerRole(db)) }
 
-func (d *Driver) state(ctx context.Context, db string) (state, error) {
-	var s state
-	err := d.pool.QueryRow(ctx, `
+// querier is what the admin statements need: the pool, or the one pooled
+// session that holds a database's lock.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func readState(ctx context.Context, q querier, db string) (clusterState, error) {
+	var s clusterState
+	err := q.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
 		       ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($2))`,
 		db, allRoles(db)).Scan(&s.database, &s.roles)
@@ -44,10 +50,16 @@ func (d *Driver) state(ctx context.Context, db string) (state, error) {
 // a crash at any point finishes the job. A database of that name whose owner
 // role is not ours returns ErrExists; an invalid name is an error.
 func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseRequest) (drivers.CreateDatabaseResponse, error) {
-	if err := d.create(ctx, req.Name, func(ctx context.Context) error {
-		_, err := d.pool.Exec(ctx, "CREATE DATABASE "+ident(req.Name)+" "+createStrategy)
-		return err
-	}); err != nil {
+	if err := checkName(req.Name); err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	}
+	err := d.exclusive(ctx, req.Name, func(q querier) error {
+		return d.create(ctx, q, req.Name, func(ctx context.Context) error {
+			_, err := q.Exec(ctx, "CREATE DATABASE "+ident(req.Name)+" "+createStrategy)
+			return err
+		})
+	})
+	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	return drivers.CreateDatabaseResponse{Database: d.database(req.Name, req.Region)}, nil
@@ -67,25 +79,22 @@ func (d *Driver) database(name, region string) drivers.Database {
 // prepare (idempotent statements, each in its own transaction) inside the
 // new database before the grants. The owner role is created before the
 // database, so a database that exists without it was not made by envplane.
-func (d *Driver) create(ctx context.Context, name string, makeDatabase func(context.Context) error, prepare ...string) error {
+func (d *Driver) create(ctx context.Context, q querier, name string, makeDatabase func(context.Context) error, prepare ...string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	s, err := d.state(ctx, name)
+	s, err := readState(ctx, q, name)
 	if err != nil {
 		return err
 	}
 	if s.database && !s.ours(name) {
 		return fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
 	}
-	if err := d.ensureRoles(ctx, name, s.roles); err != nil {
+	if err := ensureRoles(ctx, q, name, s.roles); err != nil {
 		return err
 	}
 	if !s.database {
-		err := makeDatabase(ctx)
-		var pe *pgconn.PgError
-		// 42P04: a concurrent create won the race; the rest is idempotent.
-		if err != nil && !(errors.As(err, &pe) && pe.Code == "42P04") {
+		if err := makeDatabase(ctx); err != nil {
 			return wrap("cannot create database "+name, err)
 		}
 	}
@@ -105,7 +114,7 @@ func (d *Driver) create(ctx context.Context, name string, makeDatabase func(cont
 // ensureRoles creates the roles that are missing and (re)applies the
 // memberships, in one implicit transaction. Every login role starts NOLOGIN:
 // a role only logs in once a credential is issued for it.
-func (d *Driver) ensureRoles(ctx context.Context, db string, existing []string) error {
+func ensureRoles(ctx context.Context, q querier, db string, existing []string) error {
 	owner := ownerRole(db)
 	admins := slotRoles(db, drivers.ScopeAdmin)
 	var b strings.Builder
@@ -125,7 +134,7 @@ func (d *Driver) ensureRoles(ctx context.Context, db string, existing []string) 
 	for _, a := range admins {
 		fmt.Fprintf(&b, "ALTER ROLE %s SET role = %s;\n", ident(a), ident(owner))
 	}
-	if _, err := d.pool.Exec(ctx, b.String()); err != nil {
+	if _, err := q.Exec(ctx, b.String()); err != nil {
 		return wrap("cannot create roles of "+db, err)
 	}
 	return nil
@@ -182,37 +191,68 @@ func (d *Driver) DropDatabase(ctx context.Context, req drivers.DropDatabaseReque
 	if err := checkName(name); err != nil {
 		return drivers.DropDatabaseResponse{}, err
 	}
-	s, err := d.state(ctx, name)
+	return drivers.DropDatabaseResponse{}, d.exclusive(ctx, name, func(q querier) error { return drop(ctx, q, name) })
+}
+
+func drop(ctx context.Context, q querier, name string) error {
+	s, err := readState(ctx, q, name)
 	if err != nil {
-		return drivers.DropDatabaseResponse{}, err
+		return err
 	}
 	if s.database && !s.ours(name) {
-		return drivers.DropDatabaseResponse{}, fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
+		return fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
 	}
 	if s.database {
 		// FORCE terminates the database's sessions first.
-		if _, err := d.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
-			return drivers.DropDatabaseResponse{}, wrap("cannot drop database "+name, err)
+		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
+			return wrap("cannot drop database "+name, err)
 		}
 	}
 	if len(s.roles) == 0 {
-		return drivers.DropDatabaseResponse{}, nil
+		return nil
 	}
 	// Sessions the roles hold in other databases (PUBLIC may connect to
 	// "postgres") end too, so nothing outlives the environment.
-	if err := d.terminate(ctx, allRoles(name)...); err != nil {
-		return drivers.DropDatabaseResponse{}, err
+	if err := terminate(ctx, q, allRoles(name)...); err != nil {
+		return err
 	}
-	if _, err := d.pool.Exec(ctx, "DROP ROLE IF EXISTS "+idents(allRoles(name)...)); err != nil {
-		return drivers.DropDatabaseResponse{}, wrap("cannot drop roles of "+name, err)
+	if _, err := q.Exec(ctx, "DROP ROLE IF EXISTS "+idents(allRoles(name)...)); err != nil {
+		return wrap("cannot drop roles of "+name, err)
 	}
-	return drivers.DropDatabaseResponse{}, nil
+	return nil
+}
+
+// exclusive runs fn on one pooled session that holds a cluster-wide advisory
+// lock on the database's name, so creates, drops and clones of one database
+// (two replicas resuming the same operation) take turns instead of racing on
+// the catalogs. fn runs its statements on that session: waiters hold pool
+// connections too, so taking another one could exhaust the pool.
+func (d *Driver) exclusive(ctx context.Context, name string, fn func(querier) error) error {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return wrap("cannot lock "+name, err)
+	}
+	defer conn.Release()
+	const lock = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+	key := "envplane:database:" + name
+	if _, err := conn.Exec(ctx, lock, key); err != nil {
+		return wrap("cannot lock "+name, err)
+	}
+	defer func() {
+		bg := context.WithoutCancel(ctx)
+		if _, err := conn.Exec(bg, "SELECT pg_advisory_unlock(hashtextextended($1, 0))", key); err != nil {
+			// A lock that cannot be released goes with its session;
+			// the pool discards a closed connection on release.
+			conn.Conn().Close(bg)
+		}
+	}()
+	return fn(conn)
 }
 
 // terminate ends every session whose login is one of roles and waits up to
 // five seconds for each to be gone.
-func (d *Driver) terminate(ctx context.Context, roles ...string) error {
-	_, err := d.pool.Exec(ctx, `
+func terminate(ctx context.Context, q querier, roles ...string) error {
+	_, err := q.Exec(ctx, `
 		SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
 		WHERE usename = ANY($1) AND pid <> pg_backend_pid()`, roles)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +165,48 @@ func TestForeignDatabaseIsLeftAlone(t *testing.T) {
 	dbs, roles := f.leftovers()
 	if !slices.Equal(dbs, []string{name}) || len(roles) != 0 {
 		t.Fatalf("after both calls: databases %v, roles %v; want the foreign database untouched and no roles", dbs, roles)
+	}
+}
+
+// Two replicas resuming the same operation call CreateDatabase (then
+// DropDatabase) for one name at once: every call succeeds and the result is
+// the same as one call's.
+func TestConcurrentCallsForOneDatabase(t *testing.T) {
+	f := newFixture(t, serverURL(t))
+	ctx := context.Background()
+	name := f.name()
+	const callers = 4
+	run := func(call func() error) []error {
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() { errs[i] = call() })
+		}
+		wg.Wait()
+		return errs
+	}
+	for i, err := range run(func() error {
+		_, err := f.driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: name})
+		return err
+	}) {
+		if err != nil {
+			t.Errorf("concurrent create #%d: %v", i, err)
+		}
+	}
+	dbs, roles := f.leftovers()
+	if !slices.Equal(dbs, []string{name}) || !slices.Equal(roles, expectedRoles(name)) {
+		t.Fatalf("after concurrent creates: databases %v, roles %v", dbs, roles)
+	}
+	assertProvisioned(t, f, drivers.Database{Name: name})
+	for i, err := range run(func() error {
+		_, err := f.driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: drivers.Database{Name: name}})
+		return err
+	}) {
+		if err != nil {
+			t.Errorf("concurrent drop #%d: %v", i, err)
+		}
+	}
+	if dbs, roles := f.leftovers(); len(dbs)+len(roles) != 0 {
+		t.Fatalf("after concurrent drops: databases %v, roles %v", dbs, roles)
 	}
 }
