@@ -20,8 +20,8 @@ func sentinel(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
-		case pe.Code == "28P01", pe.Code == "28000", pe.Code == "42501":
-			// Bad password, NOLOGIN or expired role, no CONNECT privilege.
+		case pe.Code == "28P01", pe.Code == "28000":
+			// Bad password, NOLOGIN or expired role.
 			return drivers.ErrDenied
 		case pe.Code == "3D000", pe.Code == "42704":
 			// No such database, no such role.

@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/envplane/envplane/drivers"
@@ -39,6 +42,11 @@ func (d *Driver) Open(ctx context.Context, req drivers.OpenRequest) (drivers.Ope
 	}))
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42501" {
+			// No CONNECT privilege: the role belongs to another database.
+			return drivers.OpenResponse{}, fmt.Errorf("postgres: cannot open %s as %s: %w: %w", name, user, drivers.ErrDenied, err)
+		}
 		return drivers.OpenResponse{}, wrap("cannot open "+name+" as "+user, err)
 	}
 	return drivers.OpenResponse{DB: db, Dialect: drivers.DialectPostgres}, nil
