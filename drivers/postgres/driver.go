@@ -58,9 +58,13 @@ var (
 	_ drivers.HealthChecker = (*Driver)(nil)
 )
 
-var sslModes = map[string]bool{
-	"disable": true, "allow": true, "prefer": true,
-	"require": true, "verify-ca": true, "verify-full": true,
+// validSSLMode reports whether mode is one of libpq's sslmode values.
+func validSSLMode(mode string) bool {
+	switch mode {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		return true
+	}
+	return false
 }
 
 // New returns a driver for the target cfg describes. It does no I/O: a
@@ -96,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if d.sslMode == "" {
 		d.sslMode = "require"
 	}
-	if !sslModes[d.sslMode] {
+	if !validSSLMode(d.sslMode) {
 		return nil, fmt.Errorf("postgres: unknown app sslmode %q", d.sslMode)
 	}
 	if d.appPort <= 0 || d.appPort > 65535 {
