@@ -187,7 +187,7 @@ func (f *fixture) connect(dbName string, c drivers.Credential) (*pgx.Conn, error
 	return conn, err
 }
 
-// exec runs SQL on pool and returns the error after checking it for leaks.
+// run runs SQL on pool and returns the error after checking it for leaks.
 func (f *fixture) run(pool *sql.DB, query string, args ...any) error {
 	f.tb.Helper()
 	_, err := pool.ExecContext(context.Background(), query, args...)
