@@ -87,11 +87,14 @@ func copyDatabase(ctx context.Context, q querier, name, src string) error {
 func disownStatements(src, name string) string {
 	creators := idents(ownerRole(src), loginRole(src, drivers.ScopeAdmin, drivers.SlotA), loginRole(src, drivers.ScopeAdmin, drivers.SlotB))
 	users := idents(append(slotRoles(src, drivers.ScopeReadWrite), slotRoles(src, drivers.ScopeReadOnly)...)...)
-	return strings.Join([]string{
+	// DROP OWNED also revokes privileges on shared objects, the source
+	// database's CONNECT among them: give those back, or the source's own
+	// credentials stop opening it.
+	return strings.Join(append([]string{
 		"DROP OWNED BY " + users,
 		"REASSIGN OWNED BY " + creators + " TO " + ident(ownerRole(name)),
 		"DROP OWNED BY " + creators,
-	}, ";\n")
+	}, databaseGrants(src)...), ";\n")
 }
 
 // cloneSchema creates name like CreateDatabase and restores src's schema

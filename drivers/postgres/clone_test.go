@@ -58,6 +58,12 @@ func TestCloneDatabase(t *testing.T) {
 			if _, err := f.connect(clone.Name, srcRO); sqlState(err) != "42501" {
 				t.Fatalf("the source's readonly credential on the clone: SQLSTATE %q, want 42501", sqlState(err))
 			}
+			// Cloning takes nothing from the source: its credentials still open it.
+			for _, c := range []drivers.Credential{srcRO, f.issue(src, drivers.ScopeAdmin, drivers.SlotA, time.Time{})} {
+				db := f.open(src, c)
+				f.mustRun(db, "SELECT count(*) FROM items")
+				db.Close()
+			}
 
 			if _, err := f.driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: src}); err != nil {
 				t.Fatalf("drop the source after cloning it: %v", err)

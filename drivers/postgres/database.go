@@ -149,25 +149,31 @@ func grantStatements(db string) string {
 	rw := idents(slotRoles(db, drivers.ScopeReadWrite)...)
 	ro := idents(slotRoles(db, drivers.ScopeReadOnly)...)
 	creators := idents(owner, admins[0], admins[1])
-	all := idents(allRoles(db)[:6]...)
-	q := ident(db)
-	return strings.Join([]string{
-		"REVOKE ALL ON DATABASE " + q + " FROM PUBLIC",
-		"GRANT CONNECT ON DATABASE " + q + " TO " + all,
-		"GRANT TEMPORARY ON DATABASE " + q + " TO " + idents(admins...) + ", " + rw,
-		"ALTER SCHEMA public OWNER TO " + ident(owner),
+	return strings.Join(append(append([]string{"REVOKE ALL ON DATABASE " + ident(db) + " FROM PUBLIC"}, databaseGrants(db)...),
+		"ALTER SCHEMA public OWNER TO "+ident(owner),
 		"REVOKE ALL ON SCHEMA public FROM PUBLIC",
-		"GRANT USAGE ON SCHEMA public TO " + rw + ", " + ro,
+		"GRANT USAGE ON SCHEMA public TO "+rw+", "+ro,
 		// Objects that already exist (a clone's) ...
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + rw,
-		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + rw,
-		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + ro,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "+rw,
+		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "+rw,
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+ro,
 		// ... and those migrations will create, as the owner or, after a
 		// SET ROLE NONE, as an admin login itself.
-		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO " + rw,
-		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO " + rw,
-		"ALTER DEFAULT PRIVILEGES FOR ROLE " + creators + " IN SCHEMA public GRANT SELECT ON TABLES TO " + ro,
-	}, ";\n") + ";"
+		"ALTER DEFAULT PRIVILEGES FOR ROLE "+creators+" IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "+rw,
+		"ALTER DEFAULT PRIVILEGES FOR ROLE "+creators+" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "+rw,
+		"ALTER DEFAULT PRIVILEGES FOR ROLE "+creators+" IN SCHEMA public GRANT SELECT ON TABLES TO "+ro,
+	), ";\n") + ";"
+}
+
+// databaseGrants returns the database-level privileges of db's login roles:
+// CONNECT for all six, TEMPORARY for admin and readwrite. They live in the
+// shared catalog, so they can be granted from any database.
+func databaseGrants(db string) []string {
+	q := ident(db)
+	return []string{
+		"GRANT CONNECT ON DATABASE " + q + " TO " + idents(allRoles(db)[:6]...),
+		"GRANT TEMPORARY ON DATABASE " + q + " TO " + idents(slotRoles(db, drivers.ScopeAdmin)...) + ", " + idents(slotRoles(db, drivers.ScopeReadWrite)...),
+	}
 }
 
 // inDatabase runs fn on a new admin connection to the named database.
