@@ -5,7 +5,6 @@
 package controlplane
 
 import (
-	"regexp"
 	"time"
 
 	"github.com/envplane/envplane/drivers"
@@ -15,11 +14,19 @@ import (
 // import drivers for it.
 type Scope = drivers.Scope
 
-// slugPattern is what organization and environment slugs must match.
-var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ValidSlug reports whether s is a valid slug.
-func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
+// ValidSlug reports whether s is a valid organization or environment slug:
+// ^[a-z0-9][a-z0-9-]{0,62}$.
+func ValidSlug(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // Organization is the tenant boundary.
 type Organization struct {

@@ -33,6 +33,23 @@ var (
 	ErrDenied = errors.New("credential denied")
 )
 
+// ValidDatabaseName reports whether name has the one shape envplane
+// generates: "env_" and 26 lowercase letters or digits. Drivers turn only
+// such names into files, databases and roles, so no user input can reach a
+// path or an identifier.
+func ValidDatabaseName(name string) bool {
+	const prefix = "env_"
+	if len(name) != len(prefix)+26 || name[:len(prefix)] != prefix {
+		return false
+	}
+	for _, r := range name[len(prefix):] {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // Scope is what a credential may do inside its database.
 type Scope string
 

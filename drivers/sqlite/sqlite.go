@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	// The pure-Go SQLite driver registers itself as "sqlite".
@@ -41,10 +40,6 @@ var (
 	_ drivers.UsageReporter = (*Driver)(nil)
 	_ drivers.HealthChecker = (*Driver)(nil)
 )
-
-// namePattern is the only shape of name the driver turns into a path, so no
-// name can reach outside the target's directory.
-var namePattern = regexp.MustCompile(`^env_[a-z0-9]{26}$`)
 
 // Config configures a SQLite target.
 type Config struct {
@@ -232,7 +227,7 @@ type paths struct {
 
 // paths validates name and returns its files under the target's directory.
 func (d *Driver) paths(name string) (paths, error) {
-	if !namePattern.MatchString(name) {
+	if !drivers.ValidDatabaseName(name) {
 		return paths{}, fmt.Errorf("invalid database name %q (want env_ and 26 lowercase letters or digits): %w", name, drivers.ErrUnsupported)
 	}
 	return paths{

@@ -21,7 +21,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -110,14 +109,11 @@ func New(cfg Config) (*Driver, error) {
 // Name returns "turso".
 func (d *Driver) Name() string { return "turso" }
 
-// generatedName is the shape of every name envplane generates.
-var generatedName = regexp.MustCompile(`^env_[0-9a-z]{26}$`)
-
 // tursoName maps envplane's generated name to a Turso name: Turso allows only
 // lowercase letters, digits and dashes, so the underscore becomes a dash. The
 // mapping is one-to-one because generated names hold exactly one underscore.
 func tursoName(name string) (string, error) {
-	if !generatedName.MatchString(name) {
+	if !drivers.ValidDatabaseName(name) {
 		return "", fmt.Errorf("turso: database name %q is not a generated name (env_ + 26 lowercase characters)", name)
 	}
 	return strings.Replace(name, "_", "-", 1), nil
