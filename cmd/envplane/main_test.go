@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cp "github.com/envplane/envplane/controlplane"
+)
+
+// envplane runs one command in-process with ENVPLANE_DATA_DIR set to dir.
+func envplane(t *testing.T, dir string, args ...string) (string, string, error) {
+	t.Helper()
+	t.Setenv("ENVPLANE_DATA_DIR", dir)
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// TestBootstrapThenServeShareOneStore: bootstrap prints one token once;
+// serve on the same data dir accepts it, and a second bootstrap prints
+// nothing and changes nothing.
+func TestBootstrapThenServeShareOneStore(t *testing.T) {
+	dir := t.TempDir()
+	out, _, err := envplane(t, dir, "bootstrap", "--org", "acme", "--email", "ops@example.com")
+	if err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	token := strings.TrimSpace(out)
+	if !strings.HasPrefix(token, cp.TokenPrefix) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("bootstrap printed %d lines, want the token alone on one", strings.Count(out, "\n"))
+	}
+	again, stderr, err := envplane(t, dir, "bootstrap")
+	if err != nil || again != "" || !strings.Contains(stderr, "already bootstrapped") {
+		t.Fatalf("second bootstrap: stdout %d bytes, stderr %q, err %v", len(again), stderr, err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	t.Setenv("ENVPLANE_LISTEN", addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncWriter
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, &bytes.Buffer{}, &logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if strings.Contains(logs.String(), token) {
+			t.Error("the server logged the admin token")
+		}
+		if _, err := os.Stat(filepath.Join(dir, tokenFile)); !os.IsNotExist(err) {
+			t.Error("serve wrote admin.token on a store that was already bootstrapped")
+		}
+	}()
+	var resp *http.Response
+	for range 100 {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/organizations/acme", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("serve never answered: %v", err)
+	}
+	defer resp.Body.Close()
+	var org cp.Organization
+	if err := json.NewDecoder(resp.Body).Decode(&org); err != nil || resp.StatusCode != http.StatusOK || org.Slug != "acme" {
+		t.Fatalf("GET acme with the bootstrap token: %d, %+v, %v", resp.StatusCode, org, err)
+	}
+}
+
+// TestServeAutoBootstrapsAnEmptyStore: serve on an empty data dir writes the
+// admin token to admin.token (0600) and logs the path, never the token.
+func TestServeAutoBootstrapsAnEmptyStore(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ENVPLANE_DATA_DIR", dir)
+	t.Setenv("ENVPLANE_LISTEN", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncWriter
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, &bytes.Buffer{}, &logs) }()
+	path := filepath.Join(dir, tokenFile)
+	var info os.FileInfo
+	var err error
+	for range 200 {
+		if info, err = os.Stat(path); err == nil && info.Size() > 0 {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	cancel()
+	if serr := <-done; serr != nil {
+		t.Fatalf("serve: %v", serr)
+	}
+	if err != nil {
+		t.Fatalf("admin.token not written: %v", err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token has mode %o, want 600", info.Mode().Perm())
+	}
+	token, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(token), cp.TokenPrefix) {
+		t.Fatal("admin.token does not hold a token")
+	}
+	if l := logs.String(); strings.Contains(l, strings.TrimSpace(string(token))) || !strings.Contains(l, path) {
+		t.Errorf("the log must name the token's path and never the token")
+	}
+}
+
+// TestKeysRotateRewrapRetire: a new key version, every credential re-wrapped
+// under it, and the old version retired only at full coverage.
+func TestKeysRotateRewrapRetire(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := envplane(t, dir, "bootstrap", "--org", "acme"); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	if out, _, err := envplane(t, dir, "keys", "rotate"); err != nil || !strings.Contains(out, "local:2") {
+		t.Fatalf("keys rotate: %q, %v", out, err)
+	}
+	if _, _, err := envplane(t, dir, "keys", "retire", "1"); err == nil {
+		t.Fatal("retired key version 1 while credentials are still wrapped under it")
+	}
+	out, _, err := envplane(t, dir, "keys", "rewrap")
+	if err != nil {
+		t.Fatalf("keys rewrap: %v", err)
+	}
+	var cov cp.KeyCoverage
+	if err := json.Unmarshal([]byte(out), &cov); err != nil {
+		t.Fatalf("rewrap output: %v", err)
+	}
+	if cov.CurrentKeyID != "local:2" || cov.Total == 0 || !cov.Complete() {
+		t.Fatalf("coverage after rewrap: %+v", cov)
+	}
+	if _, _, err := envplane(t, dir, "keys", "retire", "1"); err != nil {
+		t.Fatalf("retire at full coverage: %v", err)
+	}
+	// The store still opens every credential under the remaining key.
+	if out, _, err := envplane(t, dir, "keys", "rewrap"); err != nil || !strings.Contains(out, `"current":`+jsonInt(cov.Total)) {
+		t.Fatalf("after retiring: %q, %v", out, err)
+	}
+}
+
+func jsonInt(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestUnknownConfigKeyIsAnError: a typo in the YAML is refused, not ignored.
+func TestUnknownConfigKeyIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "envplane.yaml")
+	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nlisten_adress: oops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := envplane(t, dir, "migrate", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "listen_adress") {
+		t.Fatalf("unknown key: %v, want an error naming it", err)
+	}
+}
