@@ -270,10 +270,7 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 			return err
 		}
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
-		if err := s.succeed(ctx, q, op); err != nil {
-			return err
-		}
+	return s.complete(ctx, op, func(q Queries) error {
 		action := "credentials.rotated"
 		if len(params.Revoke) > 0 {
 			action = "credentials.revoked"

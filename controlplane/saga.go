@@ -117,12 +117,42 @@ func (s *Service) newOperation(orgID, envID string, kind OperationKind, step str
 	}
 }
 
-// succeed records op finished successfully, through q.
-func (s *Service) succeed(ctx context.Context, q Queries, op *Operation) error {
-	op.Step = stepDone
-	op.Status = OpSucceeded
-	op.Error = ""
-	return s.save(ctx, q, op)
+// advance records that op's step is done and op moves to next, in one
+// transaction with write (the step's own rows), renewing the lease. If the
+// transaction fails, op is left as it was, so the step runs again.
+func (s *Service) advance(ctx context.Context, op *Operation, next string, write func(q Queries) error) error {
+	prev := *op
+	err := s.Store.WithTx(ctx, func(q Queries) error {
+		if write != nil {
+			if err := write(q); err != nil {
+				return err
+			}
+		}
+		op.Step, op.Attempts, op.Error = next, 0, ""
+		return s.save(ctx, q, op)
+	})
+	if err != nil {
+		*op = prev
+	}
+	return err
+}
+
+// complete records op succeeded, in one transaction with write (the last
+// step's rows and audit event). If the transaction fails, op is left as it
+// was, so the step runs again.
+func (s *Service) complete(ctx context.Context, op *Operation, write func(q Queries) error) error {
+	prev := *op
+	err := s.Store.WithTx(ctx, func(q Queries) error {
+		if err := write(q); err != nil {
+			return err
+		}
+		op.Step, op.Status, op.Error = stepDone, OpSucceeded, ""
+		return s.save(ctx, q, op)
+	})
+	if err != nil {
+		*op = prev
+	}
+	return err
 }
 
 // save records op's progress and renews its lease. It fails with ECONFLICT
@@ -152,10 +182,6 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 			err = s.step(ctx, op)
 			s.Logger.Debug("operation step", "operation", op.ID, "kind", op.Kind, "step", step, "duration_ms", float64(time.Since(start).Microseconds())/1000, "ok", err == nil)
 			if err == nil {
-				op.Attempts = 0
-				if err := s.save(ctx, s.Store, op); err != nil {
-					return err
-				}
 				continue
 			}
 		}
@@ -256,10 +282,7 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 		if resp.Database.Region != "" {
 			db.Region = resp.Database.Region
 		}
-		if err := s.Store.UpdateDatabase(ctx, db); err != nil {
-			return err
-		}
-		op.Step = stepIssueCredentials
+		return s.advance(ctx, op, stepIssueCredentials, func(q Queries) error { return q.UpdateDatabase(ctx, db) })
 	case stepIssueCredentials:
 		// The scopes are independent: issuing them at once saves two round
 		// trips to the target on every provisioning.
@@ -278,7 +301,7 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		op.Step = stepInitSchema
+		return s.advance(ctx, op, stepInitSchema, nil)
 	case stepInitSchema:
 		if op.Kind == OpClone {
 			if err := s.rebindClone(ctx, op, env, db, t); err != nil {
@@ -290,12 +313,9 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 			return err
 		}
 		db.SchemaVersion = version
-		if err := s.Store.UpdateDatabase(ctx, db); err != nil {
-			return err
-		}
-		op.Step = stepActivate
+		return s.advance(ctx, op, stepActivate, func(q Queries) error { return q.UpdateDatabase(ctx, db) })
 	case stepActivate:
-		return s.Store.WithTx(ctx, func(q Queries) error {
+		return s.complete(ctx, op, func(q Queries) error {
 			now := s.Now()
 			env.Status = StatusActive
 			env.Error = ""
@@ -307,15 +327,10 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 			if err := q.UpdateDatabase(ctx, db); err != nil {
 				return err
 			}
-			if err := s.succeed(ctx, q, op); err != nil {
-				return err
-			}
 			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.provisioned", env.ID, map[string]any{"operation": op.ID, "database": db.Name, "target": db.Target})
 		})
-	default:
-		return Errorf(EINTERNAL, "unknown provisioning step %q", op.Step)
 	}
-	return nil
+	return Errorf(EINTERNAL, "unknown provisioning step %q", op.Step)
 }
 
 // createDatabase creates the operation's database, as a copy of its source for a clone.
@@ -384,14 +399,14 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 		if err := s.revokeAll(ctx, db, t); err != nil {
 			return err
 		}
-		op.Step = stepDropDatabase
+		return s.advance(ctx, op, stepDropDatabase, nil)
 	case stepDropDatabase:
 		if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
-		op.Step = stepTombstone
+		return s.advance(ctx, op, stepTombstone, nil)
 	case stepTombstone:
-		return s.Store.WithTx(ctx, func(q Queries) error {
+		return s.complete(ctx, op, func(q Queries) error {
 			now := s.Now()
 			env.Status = StatusDeleted
 			env.DeletedAt = &now
@@ -399,15 +414,10 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 			if err := q.UpdateEnvironment(ctx, env); err != nil {
 				return err
 			}
-			if err := s.succeed(ctx, q, op); err != nil {
-				return err
-			}
 			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.deleted", env.ID, map[string]any{"operation": op.ID, "database": db.Name})
 		})
-	default:
-		return Errorf(EINTERNAL, "unknown deprovisioning step %q", op.Step)
 	}
-	return nil
+	return Errorf(EINTERNAL, "unknown deprovisioning step %q", op.Step)
 }
 
 // compensate undoes a provisioning that ran out of attempts (revoke, drop),
@@ -425,7 +435,8 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
+	prev := *op
+	err = s.Store.WithTx(ctx, func(q Queries) error {
 		now := s.Now()
 		if op.Kind != OpRotate {
 			// A deprovisioning that failed half-way ends failed too: its
@@ -444,6 +455,10 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		}
 		return s.audit(ctx, q, nil, env.OrgID, env.ID, "operation.failed", op.ID, map[string]any{"kind": string(op.Kind), "error": op.Error})
 	})
+	if err != nil {
+		*op = prev
+	}
+	return err
 }
 
 // Reconcile claims unfinished operations whose lease expired (their process
