@@ -88,6 +88,11 @@ type PostgresTargetConfig struct {
 	AppHost      string `mapstructure:"app_host"`
 	AppPort      int    `mapstructure:"app_port"`
 	AppSSLMode   string `mapstructure:"app_sslmode"`
+	// SCRAMIterations is the PBKDF2 iteration count of the SCRAM-SHA-256
+	// verifiers envplane computes (default 4096, PostgreSQL's). Secrets are
+	// 256 random bits, so fewer iterations weaken nothing and make every
+	// password change and login cheaper.
+	SCRAMIterations int `mapstructure:"scram_iterations"`
 }
 
 // TursoTargetConfig configures a turso target; the API token comes from a
