@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	cp "github.com/envplane/envplane/controlplane"
 )
 
@@ -167,5 +169,26 @@ func TestUnknownConfigKeyIsAnError(t *testing.T) {
 	_, _, err := envplane(t, dir, "migrate", "--config", cfg)
 	if err == nil || !strings.Contains(err.Error(), "listen_adress") {
 		t.Fatalf("unknown key: %v, want an error naming it", err)
+	}
+}
+
+// TestExampleConfigsLoad: every file in configs/ is a valid configuration.
+func TestExampleConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			root := &cobra.Command{}
+			root.Flags().String("config", f, "")
+			cfg, err := loadConfig(root.Flags())
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if len(cfg.Targets) == 0 || cfg.DefaultTarget == "" {
+				t.Fatalf("no targets: %+v", cfg)
+			}
+		})
 	}
 }
