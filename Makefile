@@ -1,6 +1,6 @@
 # envplane: `make run` serves the embedded default; `make test` runs the full suite.
 GO      ?= go
-BENCH_COUNT ?= 5
+BENCH_COUNT ?= 6
 
 .PHONY: run test build bench lint tools clean
 
