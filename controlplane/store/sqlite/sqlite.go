@@ -31,7 +31,8 @@ const busyTimeoutMillis = 10000
 // Store is the SQLite control-plane store. It is safe for concurrent use.
 type Store struct {
 	queries
-	db *sql.DB
+	db    *sql.DB
+	stmts *stmtCache
 }
 
 var _ controlplane.Store = (*Store)(nil)
@@ -64,7 +65,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{queries: queries{db: db}, db: db}, nil
+	stmts := newStmtCache(db)
+	return &Store{queries: queries{db: cachedDB{stmts}}, db: db, stmts: stmts}, nil
 }
 
 // dsn builds a file: URI for path, so characters such as '?' and '#' in the
@@ -105,7 +107,7 @@ func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) erro
 	// After a commit, Rollback does nothing; after a panic in fn, it undoes
 	// fn's writes before the panic goes on.
 	defer func() { _ = tx.Rollback() }()
-	if err := fn(&queries{db: tx}); err != nil {
+	if err := fn(&queries{db: cachedTx{tx: tx, c: s.stmts}}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -125,7 +127,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the database. Calling it twice is harmless.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.stmts.close(), s.db.Close()); err != nil {
 		return fmt.Errorf("cannot close store: %w", err)
 	}
 	return nil
