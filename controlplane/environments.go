@@ -421,9 +421,10 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, e
 		} else if !IsCode(err, ENOTFOUND) {
 			return err
 		}
+		from := env.Status
 		env.Status = StatusDeleting
 		env.UpdatedAt = s.Now()
-		if err := q.UpdateEnvironment(ctx, env); err != nil {
+		if err := q.SetEnvironmentStatus(ctx, env, from); err != nil {
 			return err
 		}
 		op = s.newOperation(env.OrgID, env.ID, OpDeprovision, stepRevokeAll, nil)
@@ -462,7 +463,7 @@ func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef
 		env.Status = to
 		env.UpdatedAt = s.Now()
 		err = s.Store.WithTx(ctx, func(q Queries) error {
-			if err := q.UpdateEnvironment(ctx, env); err != nil {
+			if err := q.SetEnvironmentStatus(ctx, env, from); err != nil {
 				return err
 			}
 			return s.audit(ctx, q, p, env.OrgID, env.ID, action, env.ID, nil)

@@ -320,7 +320,7 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 			env.Status = StatusActive
 			env.Error = ""
 			env.UpdatedAt = now
-			if err := q.UpdateEnvironment(ctx, env); err != nil {
+			if err := q.SetEnvironmentStatus(ctx, env, StatusProvisioning); err != nil {
 				return err
 			}
 			db.ProvisionedAt = &now
@@ -411,7 +411,7 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 			env.Status = StatusDeleted
 			env.DeletedAt = &now
 			env.UpdatedAt = now
-			if err := q.UpdateEnvironment(ctx, env); err != nil {
+			if err := q.SetEnvironmentStatus(ctx, env, StatusDeleting); err != nil {
 				return err
 			}
 			return s.audit(ctx, q, nil, env.OrgID, env.ID, "environment.deleted", env.ID, map[string]any{"operation": op.ID, "database": db.Name})
@@ -444,7 +444,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			env.Status = StatusFailed
 			env.Error = op.Error
 			env.UpdatedAt = now
-			if err := q.UpdateEnvironment(ctx, env); err != nil {
+			if err := q.SetEnvironmentStatus(ctx, env, StatusProvisioning, StatusDeleting); err != nil {
 				return err
 			}
 		}

@@ -140,9 +140,16 @@ type Queries interface {
 	GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*Environment, error)
 	// ListEnvironments lists environments.
 	ListEnvironments(ctx context.Context, f EnvironmentFilter, p Page) (envs []*Environment, next string, err error)
-	// UpdateEnvironment saves every mutable field of e (name, description,
-	// is_protected, status, error, metadata, updated_at, deleted_at). ENOTFOUND if absent.
+	// UpdateEnvironment saves e's settings: name, description, is_protected,
+	// metadata and updated_at; never its status, which only
+	// SetEnvironmentStatus changes, so a settings change and a lifecycle step
+	// cannot undo each other. ENOTFOUND if absent.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
+	// SetEnvironmentStatus saves e's status, error, updated_at and deleted_at,
+	// only while the stored status is one of from (any, when from is empty).
+	// ECONFLICT if the status moved on meanwhile, or if un-deleting would give
+	// a live slug to two environments; ENOTFOUND if absent.
+	SetEnvironmentStatus(ctx context.Context, e *Environment, from ...EnvironmentStatus) error
 	// CountEnvironments counts the organization's live environments. Inside
 	// WithTx it serializes with other reservations of the organization.
 	CountEnvironments(ctx context.Context, orgID string) (int, error)

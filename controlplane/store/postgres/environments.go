@@ -87,18 +87,45 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 // metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
 // or another organization's; ECONFLICT if un-deleting it would take a live slug.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
-	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	e.UpdatedAt = utc(e.UpdatedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
-	tag, err := q.db.Exec(ctx, `UPDATE environments SET name = $1, description = $2, is_protected = $3, status = $4,
-		error = $5, metadata = $6, updated_at = $7, deleted_at = $8 WHERE org_id = $9 AND id = $10`,
-		e.Name, e.Description, e.IsProtected, string(e.Status), e.Error, metadata, e.UpdatedAt, e.DeletedAt, e.OrgID, e.ID)
+	tag, err := q.db.Exec(ctx, `UPDATE environments SET name = $1, description = $2, is_protected = $3,
+		metadata = $4, updated_at = $5 WHERE org_id = $6 AND id = $7`,
+		e.Name, e.Description, e.IsProtected, metadata, e.UpdatedAt, e.OrgID, e.ID)
 	if err != nil {
 		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
 	}
 	return mustAffect(tag, "environment not found")
+}
+
+// SetEnvironmentStatus saves status, error, updated_at and deleted_at while
+// the stored status is one of from.
+func (q *queries) SetEnvironmentStatus(ctx context.Context, e *controlplane.Environment, from ...controlplane.EnvironmentStatus) error {
+	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	statuses := make([]string, len(from))
+	for i, f := range from {
+		statuses[i] = string(f)
+	}
+	tag, err := q.db.Exec(ctx, `UPDATE environments SET status = $1, error = $2, updated_at = $3, deleted_at = $4
+		WHERE org_id = $5 AND id = $6 AND (cardinality($7::text[]) = 0 OR status = ANY($7::text[]))`,
+		string(e.Status), e.Error, e.UpdatedAt, e.DeletedAt, e.OrgID, e.ID, statuses)
+	if err != nil {
+		return writeErr(err, "set environment status", "environment slug is taken", "environment not found")
+	}
+	if err := mustAffect(tag, "environment not found"); err != nil {
+		var exists bool
+		if qerr := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM environments WHERE org_id = $1 AND id = $2)`, e.OrgID, e.ID).Scan(&exists); qerr != nil {
+			return fmt.Errorf("cannot set environment status: %w", qerr)
+		}
+		if exists {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the environment's status changed meanwhile")
+		}
+		return err
+	}
+	return nil
 }
 
 // CountEnvironments counts the organization's live environments.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -97,19 +98,47 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 // metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
 // or another organization's; ECONFLICT if un-deleting it would take a live slug.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
-	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	e.UpdatedAt = utc(e.UpdatedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
-	res, err := q.db.ExecContext(ctx, `UPDATE environments SET name = ?, description = ?, is_protected = ?, status = ?,
-		error = ?, metadata = ?, updated_at = ?, deleted_at = ? WHERE org_id = ? AND id = ?`,
-		e.Name, e.Description, e.IsProtected, string(e.Status), e.Error, metadata, micros(e.UpdatedAt), nullMicros(e.DeletedAt),
-		e.OrgID, e.ID)
+	res, err := q.db.ExecContext(ctx, `UPDATE environments SET name = ?, description = ?, is_protected = ?,
+		metadata = ?, updated_at = ? WHERE org_id = ? AND id = ?`,
+		e.Name, e.Description, e.IsProtected, metadata, micros(e.UpdatedAt), e.OrgID, e.ID)
 	if err != nil {
 		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
 	}
 	return mustAffect(res, "update environment", "environment not found")
+}
+
+// SetEnvironmentStatus saves status, error, updated_at and deleted_at while
+// the stored status is one of from.
+func (q *queries) SetEnvironmentStatus(ctx context.Context, e *controlplane.Environment, from ...controlplane.EnvironmentStatus) error {
+	e.UpdatedAt, e.DeletedAt = utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	query := `UPDATE environments SET status = ?, error = ?, updated_at = ?, deleted_at = ? WHERE org_id = ? AND id = ?`
+	args := []any{string(e.Status), e.Error, micros(e.UpdatedAt), nullMicros(e.DeletedAt), e.OrgID, e.ID}
+	if len(from) > 0 {
+		query += ` AND status IN (?` + strings.Repeat(`, ?`, len(from)-1) + `)`
+		for _, f := range from {
+			args = append(args, string(f))
+		}
+	}
+	res, err := q.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return writeErr(err, "set environment status", "environment slug is taken", "environment not found")
+	}
+	if err := mustAffect(res, "set environment status", "environment not found"); err != nil {
+		var exists int
+		if qerr := q.db.QueryRowContext(ctx, `SELECT count(*) FROM environments WHERE org_id = ? AND id = ?`, e.OrgID, e.ID).Scan(&exists); qerr != nil {
+			return fmt.Errorf("cannot set environment status: %w", qerr)
+		}
+		if exists > 0 {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the environment's status changed meanwhile")
+		}
+		return err
+	}
+	return nil
 }
 
 // CountEnvironments counts the organization's live environments.

@@ -42,21 +42,36 @@ func testEnvironments(t *testing.T, s controlplane.Store) {
 		Type: controlplane.TypeTest, Status: controlplane.StatusActive, CreatedAt: at(0), UpdatedAt: at(0)}), controlplane.ENOTFOUND)
 	bProd := newEnv(t, s, b, "prod")
 
-	// Update saves the mutable fields only.
+	// Update saves the settings only: not the slug, not the status.
 	e.Name, e.Description, e.IsProtected = "Prod", "", false
-	e.Status, e.Error, e.Metadata, e.UpdatedAt = controlplane.StatusFailed, "boom", nil, at(time.Hour)
-	e.Slug = "renamed"
+	e.Metadata, e.UpdatedAt = nil, at(time.Hour)
+	e.Slug, e.Status, e.Error = "renamed", controlplane.StatusFailed, "boom"
 	must(t, s.UpdateEnvironment(ctx, e))
 	got, err := s.GetEnvironment(ctx, a.ID, e.ID)
 	must(t, err)
-	e.Slug = "prod"
+	e.Slug, e.Status, e.Error = "prod", controlplane.StatusActive, ""
 	same(t, "updated environment", e, got)
 	wrongOrg := *e
 	wrongOrg.OrgID = b.ID
 	wantCode(t, s.UpdateEnvironment(ctx, &wrongOrg), controlplane.ENOTFOUND)
+	wantCode(t, s.SetEnvironmentStatus(ctx, &wrongOrg), controlplane.ENOTFOUND)
 	absent := *e
 	absent.ID = newID("env_")
 	wantCode(t, s.UpdateEnvironment(ctx, &absent), controlplane.ENOTFOUND)
+	wantCode(t, s.SetEnvironmentStatus(ctx, &absent, controlplane.StatusActive), controlplane.ENOTFOUND)
+
+	// SetEnvironmentStatus changes the status only from the statuses given.
+	moved := *e
+	moved.Status, moved.Error, moved.UpdatedAt = controlplane.StatusFailed, "boom", at(2*time.Hour)
+	wantCode(t, s.SetEnvironmentStatus(ctx, &moved, controlplane.StatusProvisioning, controlplane.StatusDeleting), controlplane.ECONFLICT)
+	got, err = s.GetEnvironment(ctx, a.ID, e.ID)
+	must(t, err)
+	same(t, "environment after a refused status change", e, got)
+	must(t, s.SetEnvironmentStatus(ctx, &moved, controlplane.StatusProvisioning, controlplane.StatusActive))
+	got, err = s.GetEnvironment(ctx, a.ID, e.ID)
+	must(t, err)
+	same(t, "environment after a status change", &moved, got)
+	e = &moved
 
 	gone := newEnv(t, s, a, "gone")
 	deleteEnv(t, s, gone)
@@ -118,7 +133,7 @@ func testEnvironmentSlugReuse(t *testing.T, s controlplane.Store) {
 	}
 	// Un-deleting the tombstone would give the slug to two live environments.
 	old.DeletedAt, old.Status = nil, controlplane.StatusActive
-	wantCode(t, s.UpdateEnvironment(ctx, old), controlplane.ECONFLICT)
+	wantCode(t, s.SetEnvironmentStatus(ctx, old), controlplane.ECONFLICT)
 	n, err := s.CountEnvironments(ctx, a.ID)
 	must(t, err)
 	if n != 1 {

@@ -159,7 +159,7 @@ func newEnv(tb testing.TB, q controlplane.Queries, org *controlplane.Organizatio
 func deleteEnv(tb testing.TB, q controlplane.Queries, e *controlplane.Environment) {
 	tb.Helper()
 	e.Status, e.DeletedAt, e.UpdatedAt = controlplane.StatusDeleted, ptr(at(time.Hour)), at(time.Hour)
-	must(tb, q.UpdateEnvironment(tb.Context(), e))
+	must(tb, q.SetEnvironmentStatus(tb.Context(), e))
 }
 
 func newDatabase(tb testing.TB, q controlplane.Queries, e *controlplane.Environment, target string) *controlplane.Database {
