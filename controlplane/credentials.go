@@ -219,8 +219,10 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 	}
 	if len(params.Revoke) > 0 && revokesAll(t) {
 		// The engine stopped every credential of the database: record them
-		// revoked, so the loop below re-issues every scope.
-		if err := s.markAllRevoked(ctx, db); err != nil {
+		// revoked, so the loop below re-issues every scope. Only those from
+		// before this operation: a retried step must not mark the ones it
+		// issued in an earlier attempt, which still work.
+		if err := s.markAllRevoked(ctx, db, op.CreatedAt); err != nil {
 			return err
 		}
 	}
@@ -279,15 +281,18 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 	})
 }
 
-// markAllRevoked records every live credential of the database revoked,
-// without asking the driver (it already stopped them).
-func (s *Service) markAllRevoked(ctx context.Context, db *Database) error {
+// markAllRevoked records every live credential of the database issued
+// before before revoked, without asking the driver (it already stopped them).
+func (s *Service) markAllRevoked(ctx context.Context, db *Database, before time.Time) error {
 	cs, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Statuses: []CredentialStatus{CredentialActive, CredentialRotating}})
 	if err != nil {
 		return err
 	}
 	now := s.Now()
 	for _, c := range cs {
+		if !c.IssuedAt.Before(before) {
+			continue
+		}
 		c.Status = CredentialRevoked
 		c.RevokedAt = &now
 		if err := s.Store.UpdateCredential(ctx, c); err != nil {

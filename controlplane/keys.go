@@ -60,8 +60,11 @@ func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
 			if err != nil {
 				return KeyCoverage{}, fmt.Errorf("cannot rewrap credential %s: %w", c.ID, err)
 			}
+			from := c.KMSKeyID
 			c.DEKCipher, c.KMSKeyID = sealed.DEKCipher, sealed.KeyID
-			if err := s.Store.UpdateCredential(ctx, c); err != nil {
+			// Only the wrapped key changes: a revocation landing meanwhile
+			// is kept, and a concurrent rewrap wins (ECONFLICT) harmlessly.
+			if err := s.Store.RewrapCredential(ctx, c, from); err != nil && !IsCode(err, ECONFLICT) {
 				return KeyCoverage{}, err
 			}
 		}

@@ -171,8 +171,13 @@ type Queries interface {
 	GetCredential(ctx context.Context, databaseID, id string) (*Credential, error)
 	// ListCredentials lists the database's credentials, newest first.
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]*Credential, error)
-	// UpdateCredential saves status, expires_at, revoked_at, kms_key_id and the ciphers. ENOTFOUND if absent.
+	// UpdateCredential saves status, expires_at and revoked_at; never the
+	// ciphers, which only RewrapCredential changes. ENOTFOUND if absent.
 	UpdateCredential(ctx context.Context, c *Credential) error
+	// RewrapCredential replaces c's wrapped data key and key id, only while the
+	// stored key id is still fromKeyID. ECONFLICT if it changed meanwhile;
+	// ENOTFOUND if absent.
+	RewrapCredential(ctx context.Context, c *Credential, fromKeyID string) error
 	// ListCredentialsDue lists rotating credentials whose grace ended at or before now, oldest first.
 	ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*Credential, error)
 	// ListCredentialsExpiring lists up to limit active credentials that expire

@@ -77,13 +77,30 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 // ciphers. ENOTFOUND if absent or another database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
-	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET status = $1, expires_at = $2, revoked_at = $3,
-		kms_key_id = $4, secret_cipher = $5, dek_cipher = $6 WHERE database_id = $7 AND id = $8`,
-		string(c.Status), c.ExpiresAt, c.RevokedAt, c.KMSKeyID, c.SecretCipher, c.DEKCipher, c.DatabaseID, c.ID)
+	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET status = $1, expires_at = $2, revoked_at = $3
+		WHERE database_id = $4 AND id = $5`,
+		string(c.Status), c.ExpiresAt, c.RevokedAt, c.DatabaseID, c.ID)
 	if err != nil {
 		return writeErr(err, "update credential", "credential conflicts", "credential not found")
 	}
 	return mustAffect(tag, "credential not found")
+}
+
+// RewrapCredential replaces the wrapped data key and key id while the stored
+// key id is fromKeyID.
+func (q *queries) RewrapCredential(ctx context.Context, c *controlplane.Credential, fromKeyID string) error {
+	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET kms_key_id = $1, dek_cipher = $2
+		WHERE database_id = $3 AND id = $4 AND kms_key_id = $5`, c.KMSKeyID, c.DEKCipher, c.DatabaseID, c.ID, fromKeyID)
+	if err != nil {
+		return writeErr(err, "rewrap credential", "credential conflicts", "credential not found")
+	}
+	if err := mustAffect(tag, "credential not found"); err != nil {
+		if _, gerr := q.GetCredential(ctx, c.DatabaseID, c.ID); gerr == nil {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the credential's key changed meanwhile")
+		}
+		return err
+	}
+	return nil
 }
 
 // ListCredentialsDue lists up to limit rotating credentials whose grace ended

@@ -82,14 +82,30 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 // ciphers. ENOTFOUND if absent or another database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
-	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET status = ?, expires_at = ?, revoked_at = ?,
-		kms_key_id = ?, secret_cipher = ?, dek_cipher = ? WHERE database_id = ? AND id = ?`,
-		string(c.Status), nullMicros(c.ExpiresAt), nullMicros(c.RevokedAt), c.KMSKeyID, c.SecretCipher, c.DEKCipher,
-		c.DatabaseID, c.ID)
+	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET status = ?, expires_at = ?, revoked_at = ?
+		WHERE database_id = ? AND id = ?`,
+		string(c.Status), nullMicros(c.ExpiresAt), nullMicros(c.RevokedAt), c.DatabaseID, c.ID)
 	if err != nil {
 		return writeErr(err, "update credential", "credential conflicts", "credential not found")
 	}
 	return mustAffect(res, "update credential", "credential not found")
+}
+
+// RewrapCredential replaces the wrapped data key and key id while the stored
+// key id is fromKeyID.
+func (q *queries) RewrapCredential(ctx context.Context, c *controlplane.Credential, fromKeyID string) error {
+	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET kms_key_id = ?, dek_cipher = ?
+		WHERE database_id = ? AND id = ? AND kms_key_id = ?`, c.KMSKeyID, c.DEKCipher, c.DatabaseID, c.ID, fromKeyID)
+	if err != nil {
+		return writeErr(err, "rewrap credential", "credential conflicts", "credential not found")
+	}
+	if err := mustAffect(res, "rewrap credential", "credential not found"); err != nil {
+		if _, gerr := q.GetCredential(ctx, c.DatabaseID, c.ID); gerr == nil {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the credential's key changed meanwhile")
+		}
+		return err
+	}
+	return nil
 }
 
 // ListCredentialsDue lists up to limit rotating credentials whose grace ended

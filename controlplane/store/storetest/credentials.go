@@ -102,16 +102,28 @@ func testCredentials(t *testing.T, s controlplane.Store) {
 	must(t, err)
 	same(t, "revoked readwrite credentials", []string{revoked.ID}, ids(rwRevoked, credID))
 
-	// Update saves status, times, key id and ciphers, nothing else.
+	// Update saves status and times, nothing else; Rewrap the key only.
+	keyID, secretCipher, dekCipher, username := roA.KMSKeyID, roA.SecretCipher, roA.DEKCipher, roA.Username
 	roA.Status, roA.RevokedAt, roA.ExpiresAt = controlplane.CredentialRevoked, ptr(at(time.Hour)), ptr(at(time.Hour))
 	roA.KMSKeyID, roA.SecretCipher, roA.DEKCipher = "local:2", []byte("new secret cipher"), []byte("new dek cipher")
-	username := roA.Username
 	roA.Username = "changed"
 	must(t, s.UpdateCredential(ctx, roA))
 	got, err = s.GetCredential(ctx, d1.ID, roA.ID)
 	must(t, err)
-	roA.Username = username
+	roA.KMSKeyID, roA.SecretCipher, roA.DEKCipher, roA.Username = keyID, secretCipher, dekCipher, username
 	same(t, "updated credential", roA, got)
+
+	rewrapped := *roA
+	rewrapped.KMSKeyID, rewrapped.DEKCipher, rewrapped.Status, rewrapped.SecretCipher = "local:9", []byte("dek under 9"), controlplane.CredentialActive, []byte("ignored")
+	wantCode(t, s.RewrapCredential(ctx, &rewrapped, "local:8"), controlplane.ECONFLICT)
+	must(t, s.RewrapCredential(ctx, &rewrapped, keyID))
+	got, err = s.GetCredential(ctx, d1.ID, roA.ID)
+	must(t, err)
+	roA.KMSKeyID, roA.DEKCipher = "local:9", []byte("dek under 9")
+	same(t, "rewrapped credential (status and secret cipher kept)", roA, got)
+	gone := rewrapped
+	gone.ID = newID("cred_")
+	wantCode(t, s.RewrapCredential(ctx, &gone, "local:9"), controlplane.ENOTFOUND)
 	moved := *roB
 	moved.DatabaseID = d2.ID
 	wantCode(t, s.UpdateCredential(ctx, &moved), controlplane.ENOTFOUND)
