@@ -19,9 +19,11 @@ import (
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/httpapi"
 	"github.com/envplane/envplane/controlplane/keyring/local"
+	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
 	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
 	"github.com/envplane/envplane/dataplane"
 	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
 	sqlitedriver "github.com/envplane/envplane/drivers/sqlite"
 	"github.com/envplane/envplane/migrations"
 )
@@ -76,8 +78,15 @@ type harness struct {
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	wrap    func(drivers.Driver) drivers.Driver
-	targets []*cp.Target
+	wrap     func(drivers.Driver) drivers.Driver
+	targets  []*cp.Target
+	postgres bool
+}
+
+// withPostgresStore keeps the control plane in a fresh database on the
+// PostgreSQL server instead of SQLite.
+func withPostgresStore() harnessOption {
+	return func(c *harnessConfig) { c.postgres = true }
 }
 
 // withTargets adds targets beside the SQLite target "local".
@@ -98,7 +107,13 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	}
 	ctx := context.Background()
 	dir := tb.TempDir()
-	store, err := sqlitestore.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	var store cp.Store
+	var err error
+	if hc.postgres {
+		store, err = pgstore.Open(ctx, drivertest.NewPostgresDatabase(tb))
+	} else {
+		store, err = sqlitestore.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	}
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

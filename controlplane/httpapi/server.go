@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -86,7 +87,7 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 			return nil, fmt.Errorf("route %s %s has no handler", r.Method, r.Path)
 		}
 		delete(handlers, r.OperationID)
-		var mw []echo.MiddlewareFunc
+		mw := []echo.MiddlewareFunc{validText}
 		if !r.Public {
 			mw = append(mw, s.authenticate)
 			if r.Method == http.MethodPost {
@@ -132,6 +133,27 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set("principal", p)
+		return next(c)
+	}
+}
+
+// validText refuses path parameters, the cursor and the Idempotency-Key
+// that are not valid UTF-8 or hold a NUL: no stored name or id can contain
+// one, and some engines refuse such text with an error of their own.
+func validText(next echo.HandlerFunc) echo.HandlerFunc {
+	bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
+	return func(c echo.Context) error {
+		for _, v := range c.ParamValues() {
+			if bad(v) {
+				return cp.Errorf(cp.ENOTFOUND, "not found")
+			}
+		}
+		if bad(c.QueryParam("cursor")) {
+			return cp.Invalid(cp.FieldError{Field: "cursor", Message: "is not a cursor this API gave out"})
+		}
+		if bad(c.Request().Header.Get("Idempotency-Key")) {
+			return cp.Errorf(cp.EMALFORMED, "the Idempotency-Key must be UTF-8 text")
+		}
 		return next(c)
 	}
 }
