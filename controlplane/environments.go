@@ -134,6 +134,17 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if org.MaxEnvironments > 0 && n >= org.MaxEnvironments {
 		return nil, Errorf(ETOOMANY, "the organization has reached its quota of %d environments", org.MaxEnvironments)
 	}
+	if !isDefault {
+		// An organization whose default environment is being deleted is
+		// being deleted (DeleteOrganization marks it under the same lock).
+		def, err := q.GetEnvironment(ctx, org.ID, "default")
+		if err != nil && !IsCode(err, ENOTFOUND) {
+			return nil, err
+		}
+		if def != nil && def.IsDefault && def.Status == StatusDeleting {
+			return nil, Errorf(ECONFLICT, "the organization is being deleted")
+		}
+	}
 	if src != nil {
 		if req.Target != "" && req.Target != src.db.Target {
 			return nil, Invalid(FieldError{Field: "target", Message: "a clone is made on its source's target"})

@@ -148,20 +148,42 @@ func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref stri
 	if err != nil {
 		return err
 	}
-	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: a.org.ID}, Page{Limit: MaxPageLimit})
-	if err != nil {
-		return err
-	}
-	for _, e := range envs {
-		if !e.IsDefault {
-			return Errorf(ECONFLICT, "organization still has environments other than default")
+	// First, under the organization's lock (CountEnvironments takes it),
+	// check that only the default environment is left and mark it deleting:
+	// from then on no reservation can add an environment whose database
+	// the cascade below would orphan.
+	var def *Environment
+	err = s.Store.WithTx(ctx, func(q Queries) error {
+		if _, err := q.CountEnvironments(ctx, a.org.ID); err != nil {
+			return err
 		}
-		if _, err := s.Store.GetRunningOperation(ctx, e.ID); err == nil {
+		envs, _, err := q.ListEnvironments(ctx, EnvironmentFilter{OrgID: a.org.ID}, Page{Limit: MaxPageLimit})
+		if err != nil {
+			return err
+		}
+		for _, e := range envs {
+			if !e.IsDefault {
+				return Errorf(ECONFLICT, "organization still has environments other than default")
+			}
+			def = e
+		}
+		if def == nil {
+			return nil
+		}
+		if _, err := q.GetRunningOperation(ctx, def.ID); err == nil {
 			return Errorf(ECONFLICT, "an operation is running on the default environment")
 		} else if !IsCode(err, ENOTFOUND) {
 			return err
 		}
-		db, err := s.Store.GetEnvironmentDatabase(ctx, e.ID)
+		from := def.Status
+		def.Status, def.UpdatedAt = StatusDeleting, s.Now()
+		return q.SetEnvironmentStatus(ctx, def, from)
+	})
+	if err != nil {
+		return err
+	}
+	if def != nil {
+		db, err := s.Store.GetEnvironmentDatabase(ctx, def.ID)
 		if err != nil {
 			return err
 		}
@@ -170,7 +192,7 @@ func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref stri
 				return err
 			}
 			if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
-				return Errorf(EUNAVAILABLE, "cannot drop the default environment's database").Wrap(err)
+				return Errorf(EUNAVAILABLE, "cannot drop the default environment's database; retry the deletion").Wrap(err)
 			}
 		}
 	}

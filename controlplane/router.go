@@ -141,9 +141,11 @@ func (s *Service) RotateCredentials(ctx context.Context, p *Principal, orgRef, e
 	}
 	grace := s.Grace
 	if req.GraceSeconds != nil {
-		grace = time.Duration(*req.GraceSeconds) * time.Second
-		if grace < 0 || grace > maxGrace {
+		// Checked before multiplying: a huge value would overflow into a short grace.
+		if n := *req.GraceSeconds; n < 0 || n > int(maxGrace/time.Second) {
 			fields = append(fields, FieldError{Field: "grace_seconds", Message: "must be between 0 and 604800"})
+		} else {
+			grace = time.Duration(n) * time.Second
 		}
 	}
 	if len(req.Reason) > 500 {

@@ -478,26 +478,43 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	return len(ops), nil
 }
 
-// Run does the background work of one replica until ctx ends: every
-// interval it resumes abandoned operations, revokes credentials whose grace
-// has ended and starts scheduled rotations.
+// Run does the background work of one replica until ctx ends: a Tick every interval.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := s.Reconcile(ctx); err != nil {
-			s.Logger.Error("reconcile failed", "err", err)
-		}
-		if _, err := s.RevokeDue(ctx); err != nil {
-			s.Logger.Error("revoking expired credentials failed", "err", err)
-		}
-		if _, err := s.RotateDue(ctx); err != nil {
-			s.Logger.Error("scheduled rotation failed", "err", err)
-		}
+		s.Tick(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// TickReport says what one Tick did.
+type TickReport struct {
+	Resumed, Revoked, Rotated, Forgotten int
+}
+
+// Tick is one pass of background work: it resumes abandoned operations,
+// revokes credentials whose grace has ended, starts scheduled rotations and
+// forgets idempotency keys older than IdempotencyTTL. A part that fails is
+// logged and the others still run.
+func (s *Service) Tick(ctx context.Context) TickReport {
+	var r TickReport
+	var err error
+	if r.Resumed, err = s.Reconcile(ctx); err != nil {
+		s.Logger.Error("reconcile failed", "err", err)
+	}
+	if r.Revoked, err = s.RevokeDue(ctx); err != nil {
+		s.Logger.Error("revoking expired credentials failed", "err", err)
+	}
+	if r.Rotated, err = s.RotateDue(ctx); err != nil {
+		s.Logger.Error("scheduled rotation failed", "err", err)
+	}
+	if r.Forgotten, err = s.Store.DeleteIdempotencyRecordsBefore(ctx, s.Now().Add(-s.IdempotencyTTL)); err != nil {
+		s.Logger.Error("pruning idempotency records failed", "err", err)
+	}
+	return r
 }

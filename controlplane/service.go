@@ -60,6 +60,9 @@ type Service struct {
 	Lease      time.Duration
 	// DefaultMaxEnvironments is the quota of organizations created without one.
 	DefaultMaxEnvironments int
+	// IdempotencyTTL is how long an Idempotency-Key's answer is kept for
+	// replay (default 24h).
+	IdempotencyTTL time.Duration
 
 	ops runner
 }
@@ -87,6 +90,7 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		LeaseOwner:             "replica-" + strings.ToLower(ulid.Make().String()),
 		Lease:                  time.Minute,
 		DefaultMaxEnvironments: 100,
+		IdempotencyTTL:         24 * time.Hour,
 	}
 }
 

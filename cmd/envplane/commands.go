@@ -132,19 +132,13 @@ func migrateCommand(stderr io.Writer) *cobra.Command {
 func reconcileCommand(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "reconcile",
-		Short: "Resume abandoned operations and revoke credentials past their grace, once",
+		Short: "Run the background work once: resume abandoned operations, end graces, scheduled rotations, prune idempotency keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, stderr, func(a *app) error {
-				ops, err := a.svc.Reconcile(cmd.Context())
-				if err != nil {
-					return err
-				}
-				revoked, err := a.svc.RevokeDue(cmd.Context())
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(stdout, "resumed %d operations, revoked %d credentials\n", ops, revoked)
+				r := a.svc.Tick(cmd.Context())
+				_, err := fmt.Fprintf(stdout, "resumed %d operations, revoked %d credentials, started %d rotations, forgot %d idempotency keys\n",
+					r.Resumed, r.Revoked, r.Rotated, r.Forgotten)
 				return err
 			})
 		},

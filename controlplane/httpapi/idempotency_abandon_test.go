@@ -41,3 +41,22 @@ func TestIdempotencyKeyOfADeadRequest(t *testing.T) {
 		t.Fatal("the retry that took over the key was not stored for replay")
 	}
 }
+
+// TestIdempotencyKeysAreForgotten: the background pass forgets answers older
+// than IdempotencyTTL, so the table does not grow without bound; a key seen
+// again afterwards starts afresh.
+func TestIdempotencyKeysAreForgotten(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	body := map[string]any{"slug": "dev", "type": "development"}
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", "k1")
+	if r := h.svc.Tick(context.Background()); r.Forgotten != 0 {
+		t.Fatalf("a fresh answer was forgotten: %+v", r)
+	}
+	h.clock.Advance(h.svc.IdempotencyTTL + time.Minute)
+	if r := h.svc.Tick(context.Background()); r.Forgotten != 1 {
+		t.Fatalf("forgot %d answers, want 1", r.Forgotten)
+	}
+	// The key is free again: the same request now runs (and meets the slug it made).
+	wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", "k1"), http.StatusConflict, cp.ECONFLICT, "slug")
+}

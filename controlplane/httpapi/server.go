@@ -356,7 +356,10 @@ func (s *Server) wait(c echo.Context) (time.Duration, error) {
 			if err != nil || n < 0 {
 				return 0, cp.Invalid(cp.FieldError{Field: "Prefer", Message: "wait must be a whole number of seconds"})
 			}
-			return min(time.Duration(n)*time.Second, s.maxWait), nil
+			if n > int(s.maxWait/time.Second) {
+				return s.maxWait, nil
+			}
+			return time.Duration(n) * time.Second, nil
 		}
 	}
 	return s.defaultWait, nil
