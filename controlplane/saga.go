@@ -117,6 +117,41 @@ func (s *Service) newOperation(orgID, envID string, kind OperationKind, step str
 	}
 }
 
+// heartbeat renews op's lease every third of the lease while a step runs,
+// so a step longer than the lease (a large clone, a slow target) is not
+// claimed by another replica meanwhile. If the lease was lost anyway, the
+// returned context is cancelled and the step stops. stop ends the heartbeat.
+func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context.Context, stop func()) {
+	stepCtx, cancel := context.WithCancel(ctx)
+	orgID, id, owner := op.OrgID, op.ID, op.LeaseOwner
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(s.Lease/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stepCtx.Done():
+				return
+			case <-t.C:
+			}
+			err := s.Store.RenewLease(stepCtx, orgID, id, owner, s.Now().Add(s.Lease))
+			if IsCode(err, ECONFLICT) {
+				s.Logger.Warn("operation lease lost; stopping its step", "operation", id)
+				cancel()
+				return
+			}
+			if err != nil && stepCtx.Err() == nil {
+				s.Logger.Warn("cannot renew operation lease", "operation", id, "err", err)
+			}
+		}
+	}()
+	return stepCtx, func() {
+		cancel()
+		<-done
+	}
+}
+
 // advance records that op's step is done and op moves to next, in one
 // transaction with write (the step's own rows), renewing the lease. If the
 // transaction fails, op is left as it was, so the step runs again.
@@ -173,13 +208,17 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 	for !op.Status.Done() {
 		var err error
 		if op.Step == stepCompensate {
-			err = s.compensate(ctx, op)
+			stepCtx, stop := s.heartbeat(ctx, op)
+			err = s.compensate(stepCtx, op)
+			stop()
 			if err == nil {
 				continue
 			}
 		} else {
 			step, start := op.Step, time.Now()
-			err = s.step(ctx, op)
+			stepCtx, stop := s.heartbeat(ctx, op)
+			err = s.step(stepCtx, op)
+			stop()
 			s.Logger.Debug("operation step", "operation", op.ID, "kind", op.Kind, "step", step, "duration_ms", float64(time.Since(start).Microseconds())/1000, "ok", err == nil)
 			if err == nil {
 				continue

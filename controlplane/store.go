@@ -220,6 +220,11 @@ type Queries interface {
 	// LeaseExpiresAt to now; a finished (Done) operation is never claimed.
 	UpdateOperation(ctx context.Context, op *Operation) error
 
+	// RenewLease extends to until the lease owner holds on an unfinished
+	// operation, touching nothing else (a heartbeat while a long step runs).
+	// ECONFLICT if owner no longer holds it; ENOTFOUND if absent.
+	RenewLease(ctx context.Context, orgID, id, owner string, until time.Time) error
+
 	// AppendAuditEvent inserts e. Audit events are never updated or deleted.
 	AppendAuditEvent(ctx context.Context, e *AuditEvent) error
 	// ListAuditEvents lists the organization's events, newest first.

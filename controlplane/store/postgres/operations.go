@@ -108,3 +108,20 @@ func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operatio
 	}
 	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
 }
+
+// RenewLease extends the lease owner holds on an unfinished operation.
+func (q *queries) RenewLease(ctx context.Context, orgID, id, owner string, until time.Time) error {
+	tag, err := q.db.Exec(ctx, `UPDATE operations SET lease_expires_at = $1
+		WHERE org_id = $2 AND id = $3 AND lease_owner = $4 AND status IN ('pending', 'running')`,
+		utc(until), orgID, id, owner)
+	if err != nil {
+		return fmt.Errorf("cannot renew lease: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	if _, err := q.GetOperation(ctx, orgID, id); err != nil {
+		return err
+	}
+	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+}

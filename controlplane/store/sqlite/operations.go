@@ -115,3 +115,24 @@ func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operatio
 	}
 	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
 }
+
+// RenewLease extends the lease owner holds on an unfinished operation.
+func (q *queries) RenewLease(ctx context.Context, orgID, id, owner string, until time.Time) error {
+	res, err := q.db.ExecContext(ctx, `UPDATE operations SET lease_expires_at = ?
+		WHERE org_id = ? AND id = ? AND lease_owner = ? AND status IN ('pending', 'running')`,
+		micros(utc(until)), orgID, id, owner)
+	if err != nil {
+		return fmt.Errorf("cannot renew lease: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("cannot renew lease: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := q.GetOperation(ctx, orgID, id); err != nil {
+		return err
+	}
+	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+}

@@ -123,6 +123,16 @@ func testClaimOperations(t *testing.T, s controlplane.Store) {
 	must(t, err)
 	same(t, "claimed after w1's leases expired", []string{pending.ID, running.ID}, ids(claimed, opID))
 
+	// A holder renews its lease; a former holder cannot.
+	must(t, s.RenewLease(ctx, e.OrgID, pending.ID, "w2", at(20*time.Minute)))
+	wantCode(t, s.RenewLease(ctx, e.OrgID, pending.ID, "w1", at(20*time.Minute)), controlplane.ECONFLICT)
+	wantCode(t, s.RenewLease(ctx, e.OrgID, newID("op_"), "w2", at(20*time.Minute)), controlplane.ENOTFOUND)
+	renewed, err := s.GetOperation(ctx, e.OrgID, pending.ID)
+	must(t, err)
+	if renewed.LeaseExpiresAt == nil || !renewed.LeaseExpiresAt.Equal(us(at(20*time.Minute))) || renewed.Step != pending.Step {
+		t.Errorf("after RenewLease: lease until %v, step %q", renewed.LeaseExpiresAt, renewed.Step)
+	}
+
 	// w1 lost the lease: its update is refused; w2's goes through.
 	lost := *pending
 	lost.LeaseOwner, lost.LeaseExpiresAt, lost.Status = "w1", ptr(at(5*time.Minute)), controlplane.OpRunning
