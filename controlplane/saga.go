@@ -248,6 +248,9 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 			return err
 		}
 	}
+	if s.Observer != nil {
+		s.Observer.OperationFinished(op.Kind, op.Status, s.Now().Sub(op.CreatedAt))
+	}
 	return nil
 }
 

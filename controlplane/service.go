@@ -23,6 +23,14 @@ type Target struct {
 	Capacity int
 }
 
+// Observer hears about the service's work, for metrics. Its methods must
+// not block.
+type Observer interface {
+	// OperationFinished reports an operation that ended, how, and how long
+	// after it was requested.
+	OperationFinished(kind OperationKind, status OperationStatus, elapsed time.Duration)
+}
+
 // Service orchestrates the control plane: it authorizes every call with
 // Authorize, keeps the registry in the Store, seals credentials with the
 // Keyring and drives databases through the targets' drivers. Dependencies are
@@ -37,6 +45,8 @@ type Service struct {
 	// Schema initializes every new database.
 	Schema *dataplane.Initializer
 	Logger *slog.Logger
+	// Observer, when set, hears about finished operations (metrics).
+	Observer Observer
 
 	// Now and NewID are injected so state machines test deterministically.
 	Now   func() time.Time

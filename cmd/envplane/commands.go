@@ -50,6 +50,11 @@ func serve(ctx context.Context, a *app) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ops, err := httpapi.NewOperationMetrics(reg)
+	if err != nil {
+		return err
+	}
+	a.svc.Observer = ops
 	srv, err := httpapi.NewServer(a.svc, a.logger, reg, httpapi.Options{})
 	if err != nil {
 		return err

@@ -137,7 +137,13 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	svc.Now = clk.Now
 	svc.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane(), Now: clk.Now}
-	srv, err := httpapi.NewServer(svc, logger, prometheus.NewRegistry(), httpapi.Options{})
+	reg := prometheus.NewRegistry()
+	ops, err := httpapi.NewOperationMetrics(reg)
+	if err != nil {
+		tb.Fatalf("metrics: %v", err)
+	}
+	svc.Observer = ops
+	srv, err := httpapi.NewServer(svc, logger, reg, httpapi.Options{})
 	if err != nil {
 		tb.Fatalf("server: %v", err)
 	}

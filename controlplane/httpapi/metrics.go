@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	cp "github.com/envplane/envplane/controlplane"
 )
 
 // metrics are the server's Prometheus collectors.
@@ -36,4 +38,41 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) observe(method, route string, status int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+}
+
+// OperationMetrics counts finished operations and their durations by kind
+// and outcome; it is the service's Observer.
+type OperationMetrics struct {
+	finished *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+var _ cp.Observer = (*OperationMetrics)(nil)
+
+// NewOperationMetrics registers the operation collectors with reg. It fails
+// if they are registered already.
+func NewOperationMetrics(reg prometheus.Registerer) (*OperationMetrics, error) {
+	m := &OperationMetrics{
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envplane_operations_finished_total",
+			Help: "Operations (provision, clone, deprovision, rotate) that ended, by kind and status.",
+		}, []string{"kind", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "envplane_operation_duration_seconds",
+			Help:    "Time from an operation's request to its end, by kind and status.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"kind", "status"}),
+	}
+	for _, c := range []prometheus.Collector{m.finished, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// OperationFinished records one finished operation.
+func (m *OperationMetrics) OperationFinished(kind cp.OperationKind, status cp.OperationStatus, elapsed time.Duration) {
+	m.finished.WithLabelValues(string(kind), string(status)).Inc()
+	m.duration.WithLabelValues(string(kind), string(status)).Observe(elapsed.Seconds())
 }
