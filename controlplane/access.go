@@ -55,10 +55,6 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 // not see is ENOTFOUND.
 func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef string, action Action) (*access, error) {
 	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
-	if IsCode(err, EFORBIDDEN) {
-		// An app key may not read its organization but may act on its environment.
-		a, err = s.orgVisible(ctx, p, orgRef)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -67,16 +63,8 @@ func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef st
 		return nil, err
 	}
 	a.env = env
-	// Owners, admins and the platform admin see every environment: only a
-	// member's environment role can change the decision.
-	if p.UserID != "" && a.subject.OrgRole == OrgMember && !p.PlatformAdmin {
-		m, err := s.Store.GetEnvironmentMember(ctx, env.ID, p.UserID)
-		switch {
-		case err == nil:
-			a.subject.EnvRole = m.Role
-		case !IsCode(err, ENOTFOUND):
-			return nil, err
-		}
+	if err := s.lookupEnvRole(ctx, a, env.ID); err != nil {
+		return nil, err
 	}
 	if err := Authorize(a.subject, action, a.resource()); err != nil {
 		return nil, err
@@ -84,17 +72,22 @@ func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef st
 	return a, nil
 }
 
-// orgVisible resolves the organization for a principal that may act in it
-// without reading it (app keys).
-func (s *Service) orgVisible(ctx context.Context, p *Principal, ref string) (*access, error) {
-	org, err := s.Store.GetOrganization(ctx, ref)
-	if err != nil {
-		return nil, err
+// lookupEnvRole fills in the subject's role on the environment. Owners,
+// admins and the platform admin see every environment, so only a member's
+// role can change a decision, and only a member's is looked up.
+func (s *Service) lookupEnvRole(ctx context.Context, a *access, envID string) error {
+	p := a.subject.Principal
+	if p.UserID == "" || p.PlatformAdmin || a.subject.OrgRole != OrgMember {
+		return nil
 	}
-	if p.OrgID != org.ID {
-		return nil, Errorf(ENOTFOUND, "organization not found")
+	m, err := s.Store.GetEnvironmentMember(ctx, envID, p.UserID)
+	switch {
+	case err == nil:
+		a.subject.EnvRole = m.Role
+	case !IsCode(err, ENOTFOUND):
+		return err
 	}
-	return &access{org: org, subject: Subject{Principal: p}}, nil
+	return nil
 }
 
 // envAccessByID is envAccess for routes that name the environment by id only.

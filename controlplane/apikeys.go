@@ -126,7 +126,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 		}
 		resp.Environment, resp.MaxScope = env.ID, k.MaxScope
 	} else {
-		owner := p.UserID
+		owner, ownerRole := p.UserID, a.subject.OrgRole
 		if req.User != "" {
 			m, err := s.member(ctx, s.Store, a.org.ID, req.User)
 			if IsCode(err, ENOTFOUND) {
@@ -135,7 +135,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 			if err != nil {
 				return nil, err
 			}
-			owner = m.UserID
+			owner, ownerRole = m.UserID, m.Role
 		}
 		if owner == "" {
 			return nil, Invalid(FieldError{Field: "user", Message: "required for a key made by an app key"})
@@ -145,16 +145,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 		if err := Authorize(a.subject, ActAPIKeyWrite, r); err != nil {
 			return nil, err
 		}
-		if owner != p.UserID {
-			m, err := s.Store.GetOrgMembership(ctx, a.org.ID, owner)
-			if err != nil {
-				return nil, err
-			}
-			// A key acts as its user: minting an owner's key would make an
-			// admin an owner.
-			if m.Role == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
-				return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may make a key for an owner")
-			}
+		// A key acts as its user: minting an owner's key would make an
+		// admin an owner.
+		if owner != p.UserID && ownerRole == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
+			return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may make a key for an owner")
 		}
 		k.UserID = owner
 		resp.User = owner

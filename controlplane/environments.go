@@ -299,18 +299,11 @@ func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, 
 	if err != nil {
 		return nil, nil, err
 	}
-	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: op.OrgID, IDs: []string{op.EnvironmentID}, IncludeDeleted: true}, Page{Limit: 1})
+	env, db, err := s.operationEnvironment(ctx, op)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(envs) == 0 {
-		return nil, nil, Errorf(ENOTFOUND, "environment not found")
-	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, op.EnvironmentID)
-	if err != nil && !IsCode(err, ENOTFOUND) {
-		return nil, nil, err
-	}
-	return view(envs[0], db), op, nil
+	return view(env, db), op, nil
 }
 
 // ListEnvironments lists the live environments p can see, with their databases.
@@ -503,20 +496,14 @@ func (s *Service) GetOperation(ctx context.Context, p *Principal, id string) (*O
 	if err != nil {
 		return nil, err
 	}
+	// The environment is not loaded: the operation of a deleted
+	// environment stays readable to whoever could see the environment.
 	a, err := s.orgAccess(ctx, p, orgID, ActOrgRead)
-	if IsCode(err, EFORBIDDEN) {
-		a, err = s.orgVisible(ctx, p, orgID)
-	}
 	if err != nil {
 		return nil, err
 	}
-	if p.UserID != "" && a.subject.OrgRole != "" {
-		m, err := s.Store.GetEnvironmentMember(ctx, op.EnvironmentID, p.UserID)
-		if err == nil {
-			a.subject.EnvRole = m.Role
-		} else if !IsCode(err, ENOTFOUND) {
-			return nil, err
-		}
+	if err := s.lookupEnvRole(ctx, a, op.EnvironmentID); err != nil {
+		return nil, err
 	}
 	if err := Authorize(a.subject, ActOperationRead, Resource{OrgID: orgID, EnvironmentID: op.EnvironmentID}); err != nil {
 		return nil, err

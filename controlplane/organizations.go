@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"strings"
-	"time"
 )
 
 // CreateOrganization creates an organization and reserves its default
@@ -459,6 +458,3 @@ func (s *Service) ListAuditEvents(ctx context.Context, p *Principal, ref string,
 	}
 	return s.Store.ListAuditEvents(ctx, a.org.ID, page)
 }
-
-// timePtr returns a pointer to t.
-func timePtr(t time.Time) *time.Time { return &t }

@@ -83,21 +83,6 @@ func (s *Service) Shutdown() {
 	s.ops.wg.Wait()
 }
 
-// await waits up to d for op to finish here and returns the operation as
-// stored. It returns early when ctx ends.
-func (s *Service) await(ctx context.Context, done <-chan struct{}, op *Operation, d time.Duration) (*Operation, error) {
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
-	return s.Store.GetOperation(ctx, op.OrgID, op.ID)
-}
-
 // newOperation returns an operation leased to this replica, ready to insert.
 func (s *Service) newOperation(orgID, envID string, kind OperationKind, step string, params []byte) *Operation {
 	now := s.Now()
@@ -288,16 +273,27 @@ func (s *Service) step(ctx context.Context, op *Operation) error {
 	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
 }
 
-// envAndDatabase loads the operation's environment (deleted or not) and its database.
-func (s *Service) envAndDatabase(ctx context.Context, op *Operation) (*Environment, *Database, *Target, error) {
+// operationEnvironment loads the operation's environment (deleted or not)
+// and its database.
+func (s *Service) operationEnvironment(ctx context.Context, op *Operation) (*Environment, *Database, error) {
 	envs, _, err := s.Store.ListEnvironments(ctx, EnvironmentFilter{OrgID: op.OrgID, IDs: []string{op.EnvironmentID}, IncludeDeleted: true}, Page{Limit: 1})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if len(envs) == 0 {
-		return nil, nil, nil, Errorf(ENOTFOUND, "environment not found")
+		return nil, nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	db, err := s.Store.GetEnvironmentDatabase(ctx, op.EnvironmentID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return envs[0], db, nil
+}
+
+// envAndDatabase loads what a step works on: the operation's environment,
+// its database and the target that holds it.
+func (s *Service) envAndDatabase(ctx context.Context, op *Operation) (*Environment, *Database, *Target, error) {
+	env, db, err := s.operationEnvironment(ctx, op)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -305,7 +301,7 @@ func (s *Service) envAndDatabase(ctx context.Context, op *Operation) (*Environme
 	if !ok {
 		return nil, nil, nil, Errorf(EUNAVAILABLE, "target %q is not configured", db.Target)
 	}
-	return envs[0], db, t, nil
+	return env, db, t, nil
 }
 
 func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
@@ -443,7 +439,7 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 		}
 		return s.advance(ctx, op, stepDropDatabase, nil)
 	case stepDropDatabase:
-		if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
+		if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
 		return s.advance(ctx, op, stepTombstone, nil)
@@ -473,7 +469,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		if err := s.revokeAll(ctx, db, t); err != nil {
 			return err
 		}
-		if _, err := t.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db.DriverDatabase()}); err != nil {
+		if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
 	}

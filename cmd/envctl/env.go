@@ -310,7 +310,8 @@ for scripts:
 			if envID != "" {
 				conn, err = a.client.GetConnectionByID(cmd.Context(), envID, cp.Scope(scope))
 			} else {
-				org, env := a.org, argv[len(argv)-1]
+				var org string
+				env := argv[len(argv)-1]
 				if len(argv) == 2 {
 					org = argv[0]
 				} else if org, err = a.needOrg(); err != nil {

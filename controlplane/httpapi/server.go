@@ -48,8 +48,6 @@ type Options struct {
 	MaxWait     time.Duration
 }
 
-type principalKey struct{}
-
 // NewServer returns the API server over svc, logging to logger and registering
 // its metrics with reg. It fails if the route table and the handlers disagree.
 func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, opts Options) (*Server, error) {
