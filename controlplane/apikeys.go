@@ -147,8 +147,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 		}
 		// A key acts as its user: minting an owner's key would make an
 		// admin an owner.
-		if owner != p.UserID && ownerRole == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
-			return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may make a key for an owner")
+		if owner != p.UserID && ownerRole == OrgOwner {
+			if err := Authorize(a.subject, ActOwnerWrite, a.resource()); err != nil {
+				return nil, err
+			}
 		}
 		k.UserID = owner
 		resp.User = owner

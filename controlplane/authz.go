@@ -37,6 +37,7 @@ const (
 	ActSchemaRead     Action = "schema.read"          // owner, admin, every env role
 	ActSchemaMigrate  Action = "schema.migrate"       // owner, admin, env_admin, env_maker
 	ActOperationRead  Action = "operation.read"       // whoever can see (ActEnvRead) the operation's environment
+	ActOwnerWrite     Action = "owner.write"          // owner: add, promote, demote or remove an owner, or make an owner's key
 )
 
 // ConnectionAction returns the action that resolving a connection of scope
@@ -132,7 +133,7 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{who: gPlatform}, true
 	case ActOrgRead:
 		return rule{who: gOrgAdmin | gMember, app: true}, true
-	case ActOrgUpdate, ActOrgDelete:
+	case ActOrgUpdate, ActOrgDelete, ActOwnerWrite:
 		return rule{who: gOwner}, true
 	case ActMemberRead, ActMemberWrite, ActAuditRead, ActEnvCreate:
 		return rule{who: gOrgAdmin}, true
@@ -234,10 +235,18 @@ func envVisible(s Subject, r Resource) bool {
 		return false
 	case p.IsApp():
 		return p.EnvironmentID == r.EnvironmentID
-	case p.PlatformAdmin, s.OrgRole == OrgOwner, s.OrgRole == OrgAdmin:
+	case SeesAllEnvironments(s):
 		return true
 	}
 	return s.OrgRole.Valid() && s.EnvRole.Valid()
+}
+
+// SeesAllEnvironments reports whether the subject sees every environment of
+// an organization it can see (the platform admin, owners and admins), so no
+// environment role needs looking up or filtering by.
+func SeesAllEnvironments(s Subject) bool {
+	p := s.Principal
+	return p != nil && !p.IsApp() && (p.PlatformAdmin || s.OrgRole == OrgOwner || s.OrgRole == OrgAdmin)
 }
 
 // standing returns what a user subject is on r, as a grant set. App keys have

@@ -79,6 +79,7 @@ func TestAuthorizeGrid(t *testing.T) {
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  Y  Y  Y  Y", "org read", controlplane.ActOrgRead, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org update", controlplane.ActOrgUpdate, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org delete", controlplane.ActOrgDelete, orgRes()},
+		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "owner write", controlplane.ActOwnerWrite, orgRes()},
 		{" Y  Y  Y  F  F  F  F  F  N  N  F  F  F  F", "member read", controlplane.ActMemberRead, orgRes()},
 		{" Y  Y  Y  F  F  F  F  F  N  N  F  F  F  F", "member write", controlplane.ActMemberWrite, orgRes()},
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  F  F  F  F", "own api key read", controlplane.ActAPIKeyRead, ownKey(member)},
@@ -140,6 +141,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActEnvDelete, controlplane.ActEnvSuspend, controlplane.ActConnAdmin, controlplane.ActConnReadWrite,
 		controlplane.ActConnReadOnly, controlplane.ActCredRead, controlplane.ActCredRotate, controlplane.ActEnvMemberRead,
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
+		controlplane.ActOwnerWrite,
 	}
 }
 
@@ -271,5 +273,20 @@ func TestVisible(t *testing.T) {
 	}
 	if controlplane.Visible(controlplane.Subject{OrgRole: controlplane.OrgOwner}, envRes()) {
 		t.Error("Visible without a principal = true")
+	}
+}
+
+// TestSeesAllEnvironments: the platform admin, owners and admins see every
+// environment; members, outsiders and app keys do not.
+func TestSeesAllEnvironments(t *testing.T) {
+	// PA OW AD EA EM EU EV MN NM XO AA AW AR AX
+	want := strings.Fields("Y  Y  Y  N  N  N  N  N  N  Y  N  N  N  N")
+	for i, k := range subjectKinds() {
+		if got := controlplane.SeesAllEnvironments(k.subject); got != (want[i] == "Y") {
+			t.Errorf("%s: SeesAllEnvironments = %v", k.name, got)
+		}
+	}
+	if controlplane.SeesAllEnvironments(controlplane.Subject{}) {
+		t.Error("a subject without a principal sees every environment")
 	}
 }

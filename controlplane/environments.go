@@ -316,7 +316,7 @@ func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef str
 	switch {
 	case p.IsApp():
 		f.IDs = []string{p.EnvironmentID}
-	case p.PlatformAdmin || a.subject.OrgRole == OrgOwner || a.subject.OrgRole == OrgAdmin:
+	case SeesAllEnvironments(a.subject):
 	default:
 		roles, err := s.Store.ListUserEnvironmentRoles(ctx, a.org.ID, p.UserID)
 		if err != nil {

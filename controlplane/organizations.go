@@ -281,8 +281,10 @@ func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req A
 	if len(fields) > 0 {
 		return nil, Invalid(fields...)
 	}
-	if req.Role == OrgOwner && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
-		return nil, Errorf(EFORBIDDEN, "forbidden: only an owner may add an owner")
+	if req.Role == OrgOwner {
+		if err := Authorize(a.subject, ActOwnerWrite, a.resource()); err != nil {
+			return nil, err
+		}
 	}
 	var m *OrgMembership
 	err = s.Store.WithTx(ctx, func(q Queries) error {
@@ -359,8 +361,10 @@ func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef s
 		if err != nil {
 			return err
 		}
-		if (m.Role == OrgOwner || req.Role == OrgOwner) && a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
-			return Errorf(EFORBIDDEN, "forbidden: only an owner may change an owner")
+		if m.Role == OrgOwner || req.Role == OrgOwner {
+			if err := Authorize(a.subject, ActOwnerWrite, a.resource()); err != nil {
+				return err
+			}
 		}
 		if m.Role == OrgOwner && req.Role != OrgOwner {
 			if err := s.keepAnOwner(ctx, q, a.org.ID); err != nil {
@@ -392,8 +396,8 @@ func (s *Service) RemoveMember(ctx context.Context, p *Principal, ref, userRef s
 			return err
 		}
 		if m.Role == OrgOwner {
-			if a.subject.OrgRole != OrgOwner && !p.PlatformAdmin {
-				return Errorf(EFORBIDDEN, "forbidden: only an owner may remove an owner")
+			if err := Authorize(a.subject, ActOwnerWrite, a.resource()); err != nil {
+				return err
 			}
 			if err := s.keepAnOwner(ctx, q, a.org.ID); err != nil {
 				return err
