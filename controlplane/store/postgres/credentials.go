@@ -73,8 +73,8 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 	return creds, nil
 }
 
-// UpdateCredential saves c's status, expires_at, revoked_at, kms_key_id and
-// ciphers. ENOTFOUND if absent or another database's.
+// UpdateCredential saves c's status, expires_at and revoked_at, never its
+// ciphers (RewrapCredential). ENOTFOUND if absent or another database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
 	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET status = $1, expires_at = $2, revoked_at = $3

@@ -83,9 +83,9 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	return envs, next, nil
 }
 
-// UpdateEnvironment saves e's name, description, is_protected, status, error,
-// metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
-// or another organization's; ECONFLICT if un-deleting it would take a live slug.
+// UpdateEnvironment saves e's settings: name, description, is_protected,
+// metadata and updated_at, never its status. ENOTFOUND if absent or another
+// organization's.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.UpdatedAt = utc(e.UpdatedAt)
 	metadata, err := encodeJSON(e.Metadata)
@@ -96,7 +96,7 @@ func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environ
 		metadata = $4, updated_at = $5 WHERE org_id = $6 AND id = $7`,
 		e.Name, e.Description, e.IsProtected, metadata, e.UpdatedAt, e.OrgID, e.ID)
 	if err != nil {
-		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
+		return writeErr(err, "update environment", "environment conflicts", "environment not found")
 	}
 	return mustAffect(tag, "environment not found")
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/envplane/envplane/controlplane"
 )
 
@@ -100,13 +102,7 @@ func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operatio
 	if err != nil {
 		return writeErr(err, "update operation", "operation conflicts", "operation not found")
 	}
-	if tag.RowsAffected() > 0 {
-		return nil
-	}
-	if _, err := q.GetOperation(ctx, op.OrgID, op.ID); err != nil {
-		return err
-	}
-	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+	return q.leaseHeld(ctx, tag, op.OrgID, op.ID)
 }
 
 // RenewLease extends the lease owner holds on an unfinished operation.
@@ -117,6 +113,13 @@ func (q *queries) RenewLease(ctx context.Context, orgID, id, owner string, until
 	if err != nil {
 		return fmt.Errorf("cannot renew lease: %w", err)
 	}
+	return q.leaseHeld(ctx, tag, orgID, id)
+}
+
+// leaseHeld turns the result of a write guarded by the lease into the
+// contract's answer: nil when it changed the row, ENOTFOUND when the
+// operation is absent, ECONFLICT when another owner holds it.
+func (q *queries) leaseHeld(ctx context.Context, tag pgconn.CommandTag, orgID, id string) error {
 	if tag.RowsAffected() > 0 {
 		return nil
 	}

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/envplane/envplane/controlplane"
@@ -133,11 +131,10 @@ func cutPage[T any](rows []T, n int, key func(T) string) ([]T, string) {
 	return rows, key(rows[n-1])
 }
 
-// inList returns "(?, ?, ...)" for n values and the values as arguments.
-func inList(values []string) (string, []any) {
-	args := make([]any, len(values))
-	for i, v := range values {
-		args[i] = v
-	}
-	return "(" + strings.Join(slices.Repeat([]string{"?"}, len(values)), ", ") + ")", args
+// inList returns the right side of "x IN ..." for values, and its one
+// argument: a JSON array that SQLite unpacks. One query text serves every
+// length, so the statement cache holds one statement per call site.
+func inList[S ~string](values []S) (string, any) {
+	b, _ := json.Marshal(values) // a slice of strings always marshals
+	return "(SELECT value FROM json_each(?))", string(b)
 }

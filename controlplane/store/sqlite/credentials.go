@@ -62,13 +62,9 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 		args = append(args, string(f.Scope))
 	}
 	if f.Statuses != nil {
-		statuses := make([]string, len(f.Statuses))
-		for i, s := range f.Statuses {
-			statuses[i] = string(s)
-		}
-		list, statusArgs := inList(statuses)
+		list, arg := inList(f.Statuses)
 		where += " AND status IN " + list
-		args = append(args, statusArgs...)
+		args = append(args, arg)
 	}
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials WHERE `+where+`
 		ORDER BY issued_at DESC, id DESC`, args, scanCredential)
@@ -78,8 +74,8 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 	return creds, nil
 }
 
-// UpdateCredential saves c's status, expires_at, revoked_at, kms_key_id and
-// ciphers. ENOTFOUND if absent or another database's.
+// UpdateCredential saves c's status, expires_at and revoked_at, never its
+// ciphers (RewrapCredential). ENOTFOUND if absent or another database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
 	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET status = ?, expires_at = ?, revoked_at = ?

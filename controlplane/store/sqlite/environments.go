@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -78,9 +77,9 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	n := pageLimit(p.Limit)
 	where, args := "org_id = ? AND id > ?", []any{f.OrgID, p.Cursor}
 	if f.IDs != nil {
-		list, idArgs := inList(f.IDs)
+		list, arg := inList(f.IDs)
 		where += " AND id IN " + list
-		args = append(args, idArgs...)
+		args = append(args, arg)
 	}
 	if !f.IncludeDeleted {
 		where += " AND deleted_at IS NULL"
@@ -94,9 +93,9 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	return envs, next, nil
 }
 
-// UpdateEnvironment saves e's name, description, is_protected, status, error,
-// metadata, updated_at and deleted_at, tombstone or not. ENOTFOUND if absent
-// or another organization's; ECONFLICT if un-deleting it would take a live slug.
+// UpdateEnvironment saves e's settings: name, description, is_protected,
+// metadata and updated_at, never its status. ENOTFOUND if absent or another
+// organization's.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.UpdatedAt = utc(e.UpdatedAt)
 	metadata, err := encodeJSON(e.Metadata)
@@ -107,7 +106,7 @@ func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environ
 		metadata = ?, updated_at = ? WHERE org_id = ? AND id = ?`,
 		e.Name, e.Description, e.IsProtected, metadata, micros(e.UpdatedAt), e.OrgID, e.ID)
 	if err != nil {
-		return writeErr(err, "update environment", "environment slug is taken", "environment not found")
+		return writeErr(err, "update environment", "environment conflicts", "environment not found")
 	}
 	return mustAffect(res, "update environment", "environment not found")
 }
@@ -119,10 +118,9 @@ func (q *queries) SetEnvironmentStatus(ctx context.Context, e *controlplane.Envi
 	query := `UPDATE environments SET status = ?, error = ?, updated_at = ?, deleted_at = ? WHERE org_id = ? AND id = ?`
 	args := []any{string(e.Status), e.Error, micros(e.UpdatedAt), nullMicros(e.DeletedAt), e.OrgID, e.ID}
 	if len(from) > 0 {
-		query += ` AND status IN (?` + strings.Repeat(`, ?`, len(from)-1) + `)`
-		for _, f := range from {
-			args = append(args, string(f))
-		}
+		list, arg := inList(from)
+		query += ` AND status IN ` + list
+		args = append(args, arg)
 	}
 	res, err := q.db.ExecContext(ctx, query, args...)
 	if err != nil {

@@ -103,17 +103,7 @@ func (q *queries) UpdateOperation(ctx context.Context, op *controlplane.Operatio
 	if err != nil {
 		return writeErr(err, "update operation", "operation conflicts", "operation not found")
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("cannot update operation: %w", err)
-	}
-	if n > 0 {
-		return nil
-	}
-	if _, err := q.GetOperation(ctx, op.OrgID, op.ID); err != nil {
-		return err
-	}
-	return controlplane.Errorf(controlplane.ECONFLICT, "operation is leased by another owner")
+	return q.leaseHeld(ctx, res, "update operation", op.OrgID, op.ID)
 }
 
 // RenewLease extends the lease owner holds on an unfinished operation.
@@ -124,9 +114,16 @@ func (q *queries) RenewLease(ctx context.Context, orgID, id, owner string, until
 	if err != nil {
 		return fmt.Errorf("cannot renew lease: %w", err)
 	}
+	return q.leaseHeld(ctx, res, "renew lease", orgID, id)
+}
+
+// leaseHeld turns the result of a write guarded by the lease into the
+// contract's answer: nil when it changed the row, ENOTFOUND when the
+// operation is absent, ECONFLICT when another owner holds it.
+func (q *queries) leaseHeld(ctx context.Context, res sql.Result, action, orgID, id string) error {
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("cannot renew lease: %w", err)
+		return fmt.Errorf("cannot %s: %w", action, err)
 	}
 	if n > 0 {
 		return nil

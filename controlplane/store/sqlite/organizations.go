@@ -50,9 +50,9 @@ func (q *queries) ListOrganizations(ctx context.Context, ids []string, p control
 	n := pageLimit(p.Limit)
 	where, args := "1 = 1", []any{}
 	if ids != nil {
-		list, idArgs := inList(ids)
+		list, arg := inList(ids)
 		where += " AND id IN " + list
-		args = append(args, idArgs...)
+		args = append(args, arg)
 	}
 	if p.Cursor != "" {
 		where += " AND id > ?"
