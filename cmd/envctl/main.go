@@ -102,7 +102,7 @@ Environment:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.setup(cmd)
+			return a.setup()
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -129,7 +129,7 @@ Environment:
 }
 
 // setup checks the shared flags and builds the client.
-func (a *app) setup(cmd *cobra.Command) error {
+func (a *app) setup() error {
 	if a.output != "table" && a.output != "json" {
 		return usageError{fmt.Errorf("unknown output %q: want table or json", a.output)}
 	}

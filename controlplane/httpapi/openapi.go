@@ -23,7 +23,6 @@ var echoParam = regexp.MustCompile(`:([A-Za-z_][A-Za-z0-9_]*)`)
 const (
 	bearerScheme   = "bearer"
 	problemRef     = "Problem"
-	schemaRefBase  = "#/components/schemas/"
 	responseRefDir = "#/components/responses/"
 )
 

@@ -120,7 +120,7 @@ func TestProblemErrWithoutCode(t *testing.T) {
 	}{
 		{http.StatusNotFound, cp.ENOTFOUND},
 		{http.StatusUnauthorized, cp.EUNAUTHORIZED},
-		{http.StatusMethodNotAllowed, cp.EMALFORMED},
+		{http.StatusMethodNotAllowed, cp.EMETHOD},
 		{http.StatusBadGateway, cp.EINTERNAL},
 	}
 	for _, tt := range tests {
