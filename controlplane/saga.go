@@ -421,7 +421,7 @@ func (s *Service) rebindClone(ctx context.Context, op *Operation, env *Environme
 		return err
 	}
 	defer dst.DB.Close()
-	if err := s.Schema.Rebind(ctx, dst.DB, dst.Dialect, src.DB, src.Dialect, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}); err != nil {
+	if err := s.Schema.Rebind(ctx, dst.DB, dst.Dialect, src.DB, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}); err != nil {
 		return fmt.Errorf("cannot adopt the cloned database: %w", err)
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 // tables that already exist. Rebind copies the source's ledger into a clone
 // whose ledger is empty, so applied migrations are not run again, then
 // replaces the meta row with owner. Idempotent.
-func (in *Initializer) Rebind(ctx context.Context, dst *sql.DB, dstDialect drivers.Dialect, src *sql.DB, srcDialect drivers.Dialect, owner Owner) error {
+func (in *Initializer) Rebind(ctx context.Context, dst *sql.DB, dstDialect drivers.Dialect, src *sql.DB, owner Owner) error {
 	if err := createLedger(ctx, dst, dstDialect); err != nil {
 		return err
 	}
@@ -34,18 +34,12 @@ func (in *Initializer) Rebind(ctx context.Context, dst *sql.DB, dstDialect drive
 		}
 	}
 	got, ok, err := readOwner(ctx, dst, dstDialect)
-	if err != nil {
-		return err
-	}
-	if ok && got == owner {
-		return nil
-	}
-	exists, err := tableExists(ctx, dst, dstDialect, MetaTable)
-	if err != nil || !exists {
+	if err != nil || !ok || got == owner {
+		// No owner row yet (Apply writes it) or already ours.
 		return err
 	}
 	if _, err := dst.ExecContext(ctx, `DELETE FROM `+MetaTable); err != nil {
 		return fmt.Errorf("cannot clear the copied owner: %w", err)
 	}
-	return claimOwner(ctx, dst, dstDialect, owner, in.now())
+	return claimOwner(ctx, dst, dstDialect, owner, in.now().UTC())
 }

@@ -76,12 +76,15 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 	if drift := findDrift(applied, system, app); len(drift) > 0 {
 		return Result{}, &DriftError{Drift: drift}
 	}
-	if got, ok, err := readOwner(ctx, db, dialect); err != nil {
+	got, owned, err := readOwner(ctx, db, dialect)
+	if err != nil {
 		return Result{}, err
-	} else if ok && got != owner {
+	}
+	if owned && got != owner {
 		return Result{}, &OwnerMismatchError{Want: owner, Got: got}
 	}
 
+	upToDate := len(pending(applied, system)) == 0 && len(pending(applied, app)) == 0
 	var res Result
 	run := func(ms []migration) error {
 		for _, m := range pending(applied, ms) {
@@ -99,11 +102,20 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 	if err := run(system); err != nil {
 		return res, err
 	}
-	if err := claimOwner(ctx, db, dialect, owner, in.now().UTC()); err != nil {
-		return res, err
+	if !owned {
+		if err := claimOwner(ctx, db, dialect, owner, in.now().UTC()); err != nil {
+			return res, err
+		}
 	}
 	if err := run(app); err != nil {
 		return res, err
+	}
+	if upToDate {
+		// Nothing was pending, so the ledger read above is still the
+		// truth: an up-to-date database costs no further round trip (each
+		// is an HTTP request on Turso).
+		res.SchemaVersion = schemaVersion(applied)
+		return res, nil
 	}
 	after, err := readLedger(ctx, db)
 	if err != nil {
