@@ -87,7 +87,7 @@ func AddVersion(path string) (int, error) {
 		return 0, err
 	}
 	defer clearKeys(keys)
-	version := slices.Max(slices.Collect(maps.Keys(keys))) + 1
+	version := currentVersion(keys) + 1
 	keys[version] = newKey()
 	data := encode(keys)
 	defer clear(data)
@@ -113,7 +113,7 @@ func Retire(path string, version int) error {
 	if _, ok := keys[version]; !ok {
 		return fmt.Errorf("cannot retire %s: %w", KeyID(version), ErrUnknownVersion)
 	}
-	if version == slices.Max(slices.Collect(maps.Keys(keys))) {
+	if version == currentVersion(keys) {
 		return fmt.Errorf("cannot retire %s: it is the current version", KeyID(version))
 	}
 	clear(keys[version])
@@ -168,7 +168,7 @@ func readFile(path string) (map[int][]byte, error) {
 
 // parseSpec splits a key spec into versions and decoded keys. Errors name an
 // entry by position and version only.
-func parseSpec(spec string) (map[int][]byte, error) {
+func parseSpec(spec string) (_ map[int][]byte, err error) {
 	var entries []string
 	for line := range strings.Lines(spec) {
 		line = strings.TrimSpace(line)
@@ -185,37 +185,37 @@ func parseSpec(spec string) (map[int][]byte, error) {
 		return nil, errors.New("no keys")
 	}
 	keys := make(map[int][]byte, len(entries))
+	defer func() {
+		if err != nil {
+			clearKeys(keys)
+		}
+	}()
 	for i, entry := range entries {
 		n := i + 1
 		versionText, encoded, versioned := strings.Cut(entry, ":")
 		version := 1
 		if !versioned {
 			if len(entries) > 1 {
-				clearKeys(keys)
 				return nil, fmt.Errorf("entry %d has no version; only a single key may omit it", n)
 			}
 			encoded = versionText
 		} else {
 			v, err := strconv.Atoi(strings.TrimSpace(versionText))
 			if err != nil || v < 1 {
-				clearKeys(keys)
 				return nil, fmt.Errorf("entry %d: version is not a positive integer", n)
 			}
 			version = v
 		}
 		if _, dup := keys[version]; dup {
-			clearKeys(keys)
 			return nil, fmt.Errorf("entry %d: version %d appears twice", n, version)
 		}
 		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
 		if err != nil {
 			clear(key)
-			clearKeys(keys)
 			return nil, fmt.Errorf("entry %d (version %d): key is not padded standard base64", n, version)
 		}
 		if len(key) != KeySize {
 			clear(key)
-			clearKeys(keys)
 			return nil, fmt.Errorf("entry %d (version %d): key is %d bytes, want %d", n, version, len(key), KeySize)
 		}
 		keys[version] = key
@@ -298,4 +298,9 @@ func syncDir(dir string) error {
 		return fmt.Errorf("cannot sync key file directory: %w", err)
 	}
 	return nil
+}
+
+// currentVersion returns the highest version of keys, the one Wrap uses.
+func currentVersion(keys map[int][]byte) int {
+	return slices.Max(slices.Collect(maps.Keys(keys)))
 }

@@ -31,8 +31,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -85,7 +83,7 @@ func New(keys map[int][]byte) (*Keyring, error) {
 		}
 		kr.aeads[version] = aead
 	}
-	kr.current = slices.Max(slices.Collect(maps.Keys(keys)))
+	kr.current = currentVersion(keys)
 	return kr, nil
 }
 
