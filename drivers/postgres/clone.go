@@ -110,10 +110,7 @@ func (d *Driver) cloneSchema(ctx context.Context, q querier, name, src string) e
 	if err != nil {
 		return fmt.Errorf("postgres: schema-only clone needs psql: %w", drivers.ErrUnsupported)
 	}
-	if err := d.create(ctx, q, name, func(ctx context.Context) error {
-		_, err := q.Exec(ctx, "CREATE DATABASE "+ident(name)+" "+createStrategy)
-		return err
-	}); err != nil {
+	if err := d.create(ctx, q, name, createEmpty(q, name)); err != nil {
 		return err
 	}
 	mark := "envplane: schema restored from " + src

@@ -54,10 +54,7 @@ func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseR
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	err := d.exclusive(ctx, req.Name, func(q querier) error {
-		return d.create(ctx, q, req.Name, func(ctx context.Context) error {
-			_, err := q.Exec(ctx, "CREATE DATABASE "+ident(req.Name)+" "+createStrategy)
-			return err
-		})
+		return d.create(ctx, q, req.Name, createEmpty(q, req.Name))
 	})
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
@@ -80,9 +77,6 @@ func (d *Driver) database(name, region string) drivers.Database {
 // new database before the grants. The owner role is created before the
 // database, so a database that exists without it was not made by envplane.
 func (d *Driver) create(ctx context.Context, q querier, name string, makeDatabase func(context.Context) error, prepare ...string) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
 	s, err := readState(ctx, q, name)
 	if err != nil {
 		return err
@@ -138,6 +132,15 @@ func ensureRoles(ctx context.Context, q querier, db string, existing []string) e
 		return wrap("cannot create roles of "+db, err)
 	}
 	return nil
+}
+
+// createEmpty returns the step that makes name an empty database, with the
+// strategy ADR 0004 chose.
+func createEmpty(q querier, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := q.Exec(ctx, "CREATE DATABASE "+ident(name)+" "+createStrategy)
+		return err
+	}
 }
 
 // grantStatements returns the statements, run inside the database, that

@@ -159,10 +159,6 @@ func kindOf(status int) error {
 	return nil
 }
 
-func retryable(status int) bool {
-	return status == http.StatusTooManyRequests || status >= 500
-}
-
 // call is one logical API call: method, path under the base URL, query, JSON body.
 type call struct {
 	op     string
@@ -201,7 +197,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			return nil
 		default:
 			failure = &Error{Op: cl.op, Status: status, Message: c.scrub(message(body)), kind: kindOf(status)}
-			if !retryable(status) {
+			if failure.kind != drivers.ErrUnavailable {
 				return failure
 			}
 			if ra, ok := c.retryAfter(header.Get("Retry-After")); ok {
