@@ -351,38 +351,23 @@ func (d *Driver) Open(ctx context.Context, req drivers.OpenRequest) (drivers.Ope
 	if err := d.check(ctx, base, req.Credential.Secret); err != nil {
 		return drivers.OpenResponse{}, err
 	}
-	secret := req.Credential.Secret
-	c := tokenConnector{url: base, token: func() drivers.Secret { return secret }}
-	if _, err := c.connector(); err != nil {
-		return drivers.OpenResponse{}, err
-	}
-	return drivers.OpenResponse{DB: sql.OpenDB(c), Dialect: drivers.DialectLibSQL}, nil
-}
-
-// tokenConnector makes libsql connections with a token it keeps in a closure:
-// fmt walks a *sql.DB's fields, its connector's included, so a token held in
-// a string field would print with the pool.
-type tokenConnector struct {
-	url   string
-	token func() drivers.Secret
-}
-
-func (c tokenConnector) connector() (driver.Connector, error) {
-	inner, err := libsql.NewConnector(c.url, libsql.WithAuthToken(c.token().Reveal()))
+	inner, err := libsql.NewConnector(base, libsql.WithAuthToken(req.Credential.Secret.Reveal()))
 	if err != nil {
-		return nil, fmt.Errorf("turso: cannot configure the libsql client for %s", c.url)
+		return drivers.OpenResponse{}, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
 	}
-	return inner, nil
+	return drivers.OpenResponse{DB: sql.OpenDB(tokenConnector{connect: inner.Connect}), Dialect: drivers.DialectLibSQL}, nil
+}
+
+// tokenConnector makes libsql connections through a connector it holds only
+// in a closure: fmt walks a *sql.DB's fields, its connector's included, and
+// the libsql connector keeps the token in a string field that would print
+// with the pool.
+type tokenConnector struct {
+	connect func(context.Context) (driver.Conn, error)
 }
 
 // Connect opens one libsql connection.
-func (c tokenConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	inner, err := c.connector()
-	if err != nil {
-		return nil, err
-	}
-	return inner.Connect(ctx)
-}
+func (c tokenConnector) Connect(ctx context.Context) (driver.Conn, error) { return c.connect(ctx) }
 
 // Driver returns the libsql driver.
 func (c tokenConnector) Driver() driver.Driver { return libsql.Driver{} }
