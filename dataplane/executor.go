@@ -48,13 +48,8 @@ func (txExecutor) apply(ctx context.Context, db *sql.DB, d drivers.Dialect, m mi
 			return false, err
 		}
 	}
-	var n int
-	q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE namespace = %s AND version = %s`, LedgerTable, placeholder(d, 1), placeholder(d, 2))
-	if err := tx.QueryRowContext(ctx, q, m.Namespace, m.Version).Scan(&n); err != nil {
-		return false, fmt.Errorf("cannot read the migration ledger: %w", err)
-	}
-	if n > 0 {
-		return false, nil
+	if done, err := recorded(ctx, tx, d, m); err != nil || done {
+		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return false, err

@@ -57,19 +57,11 @@ func lockLedger(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// placeholder returns the n-th (1-based) bind parameter in d's syntax.
-func placeholder(d drivers.Dialect, n int) string {
-	if d == drivers.DialectPostgres {
-		return fmt.Sprintf("$%d", n)
-	}
-	return "?"
-}
-
 // insertLedgerSQL records one applied migration; its arguments are
 // ledgerArgs(m).
 func insertLedgerSQL(d drivers.Dialect) string {
 	return fmt.Sprintf("INSERT INTO %s (namespace, version, name, checksum, applied_at) VALUES (%s, %s, %s, %s, %s)",
-		LedgerTable, placeholder(d, 1), placeholder(d, 2), placeholder(d, 3), placeholder(d, 4), placeholder(d, 5))
+		LedgerTable, d.Placeholder(1), d.Placeholder(2), d.Placeholder(3), d.Placeholder(4), d.Placeholder(5))
 }
 
 func ledgerArgs(m Migration) []any {
@@ -139,7 +131,7 @@ func readOwner(ctx context.Context, db *sql.DB, d drivers.Dialect) (owner Owner,
 // names owner: two runners racing for one database cannot both win.
 func claimOwner(ctx context.Context, db *sql.DB, d drivers.Dialect, owner Owner, now time.Time) error {
 	q := fmt.Sprintf(`INSERT INTO %s (id, environment_id, org_id, created_at) VALUES (1, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
-		MetaTable, placeholder(d, 1), placeholder(d, 2), placeholder(d, 3))
+		MetaTable, d.Placeholder(1), d.Placeholder(2), d.Placeholder(3))
 	if _, err := db.ExecContext(ctx, q, owner.EnvironmentID, owner.OrgID, now.Format(time.RFC3339Nano)); err != nil {
 		return fmt.Errorf("cannot record the database's owner: %w", err)
 	}

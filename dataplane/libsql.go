@@ -28,25 +28,30 @@ import (
 // otherwise have to share the parameters out among the migration's statements.
 type libsqlExecutor struct{}
 
-func (libsqlExecutor) apply(ctx context.Context, db *sql.DB, _ drivers.Dialect, m migration) (bool, error) {
-	if done, err := recorded(ctx, db, m); err != nil || done {
+func (libsqlExecutor) apply(ctx context.Context, db *sql.DB, d drivers.Dialect, m migration) (bool, error) {
+	if done, err := recorded(ctx, db, d, m); err != nil || done {
 		return false, err
 	}
 	err := runBatch(ctx, db, libsqlBatch(m))
 	if err == nil {
 		return true, nil
 	}
-	if done, lerr := recorded(ctx, db, m); lerr == nil && done {
+	if done, lerr := recorded(ctx, db, d, m); lerr == nil && done {
 		return false, nil
 	}
 	return false, err
 }
 
-// recorded reports whether the ledger holds m.
-func recorded(ctx context.Context, db *sql.DB, m migration) (bool, error) {
+// rowQuerier is a *sql.DB or a *sql.Tx.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// recorded reports whether the ledger has a row for m.
+func recorded(ctx context.Context, q rowQuerier, d drivers.Dialect, m migration) (bool, error) {
 	var n int
-	q := `SELECT count(*) FROM ` + LedgerTable + ` WHERE namespace = ? AND version = ?`
-	if err := db.QueryRowContext(ctx, q, m.Namespace, m.Version).Scan(&n); err != nil {
+	query := fmt.Sprintf(`SELECT count(*) FROM %s WHERE namespace = %s AND version = %s`, LedgerTable, d.Placeholder(1), d.Placeholder(2))
+	if err := q.QueryRowContext(ctx, query, m.Namespace, m.Version).Scan(&n); err != nil {
 		return false, fmt.Errorf("cannot read the migration ledger: %w", err)
 	}
 	return n > 0, nil

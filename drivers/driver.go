@@ -15,6 +15,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -136,6 +137,15 @@ const (
 	DialectPostgres Dialect = "postgres"
 	DialectLibSQL   Dialect = "libsql"
 )
+
+// Placeholder returns the n-th (1-based) bind parameter in d's syntax: $n for
+// PostgreSQL, ? otherwise.
+func (d Dialect) Placeholder(n int) string {
+	if d == DialectPostgres {
+		return "$" + strconv.Itoa(n)
+	}
+	return "?"
+}
 
 // Database identifies one data-plane database as the control plane recorded it
 // when the driver created it.

@@ -264,13 +264,6 @@ func (s *suite) denied(tb testing.TB, db drivers.Database, c drivers.Credential,
 	}
 }
 
-func placeholder(d drivers.Dialect, n int) string {
-	if d == drivers.DialectPostgres {
-		return fmt.Sprintf("$%d", n)
-	}
-	return "?"
-}
-
 func (s *suite) exec(tb testing.TB, db *sql.DB, query string, args ...any) error {
 	tb.Helper()
 	_, err := db.ExecContext(context.Background(), query, args...)
@@ -298,7 +291,7 @@ func (s *suite) count(tb testing.TB, db *sql.DB) int {
 
 func (s *suite) insert(tb testing.TB, db *sql.DB, d drivers.Dialect, id int) error {
 	tb.Helper()
-	q := fmt.Sprintf("INSERT INTO %s (id, note) VALUES (%s, %s)", table, placeholder(d, 1), placeholder(d, 2))
+	q := fmt.Sprintf("INSERT INTO %s (id, note) VALUES (%s, %s)", table, d.Placeholder(1), d.Placeholder(2))
 	return s.exec(tb, db, q, id, fmt.Sprintf("row %d", id))
 }
 
@@ -473,9 +466,9 @@ func (s *suite) testScopes(t *testing.T) {
 	if err := s.insert(t, w.DB, w.Dialect, 2); err != nil {
 		s.fail(t, "readwrite insert into the admin's table", err)
 	}
-	q := fmt.Sprintf("UPDATE %s SET note = %s WHERE id = %s", table, placeholder(w.Dialect, 1), placeholder(w.Dialect, 2))
+	q := fmt.Sprintf("UPDATE %s SET note = %s WHERE id = %s", table, w.Dialect.Placeholder(1), w.Dialect.Placeholder(2))
 	s.mustExec(t, w.DB, q, "changed", 1)
-	q = fmt.Sprintf("DELETE FROM %s WHERE id = %s", table, placeholder(w.Dialect, 1))
+	q = fmt.Sprintf("DELETE FROM %s WHERE id = %s", table, w.Dialect.Placeholder(1))
 	s.mustExec(t, w.DB, q, 2)
 	if err := s.insert(t, w.DB, w.Dialect, 3); err != nil {
 		s.fail(t, "readwrite insert", err)
