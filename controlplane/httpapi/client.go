@@ -182,6 +182,15 @@ func readProblem(resp *http.Response) error {
 	return p.Err()
 }
 
+// call sends one request and decodes its JSON answer into a new T.
+func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any, opts []RequestOption) (*T, error) {
+	var out T
+	if _, err := c.do(ctx, method, path, query, body, &out, opts); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func orgPathOf(org string) string { return "/v1/organizations/" + url.PathEscape(org) }
 
 func envPathOf(org, env string) string {
@@ -191,11 +200,7 @@ func envPathOf(org, env string) string {
 // Me returns the calling principal, its organizations and roles. Returns
 // EUNAUTHORIZED for a missing or bad key.
 func (c *Client) Me(ctx context.Context) (*cp.Me, error) {
-	var out cp.Me
-	if _, err := c.do(ctx, http.MethodGet, "/v1/me", nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Me](ctx, c, http.MethodGet, "/v1/me", nil, nil, nil)
 }
 
 // OpenAPI returns the API's OpenAPI document as the server serves it.
@@ -212,40 +217,24 @@ func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
 // ECONFLICT when the slug is taken, EINVALID for bad fields. Idempotent only
 // with WithIdempotencyKey.
 func (c *Client) CreateOrganization(ctx context.Context, req cp.CreateOrganizationRequest, opts ...RequestOption) (*cp.CreateOrganizationResponse, error) {
-	var out cp.CreateOrganizationResponse
-	if _, err := c.do(ctx, http.MethodPost, "/v1/organizations", nil, req, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.CreateOrganizationResponse](ctx, c, http.MethodPost, "/v1/organizations", nil, req, opts)
 }
 
 // ListOrganizations returns one page of the organizations visible to the caller.
 func (c *Client) ListOrganizations(ctx context.Context, page ListOptions) (*cp.List[*cp.Organization], error) {
-	var out cp.List[*cp.Organization]
-	if _, err := c.do(ctx, http.MethodGet, "/v1/organizations", page.query(), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.Organization]](ctx, c, http.MethodGet, "/v1/organizations", page.query(), nil, nil)
 }
 
 // GetOrganization returns one organization by slug or id. Returns ENOTFOUND
 // when it is absent or not visible.
 func (c *Client) GetOrganization(ctx context.Context, org string) (*cp.Organization, error) {
-	var out cp.Organization
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org), nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Organization](ctx, c, http.MethodGet, orgPathOf(org), nil, nil, nil)
 }
 
 // UpdateOrganization changes the fields set in req (owner only) and returns
 // the organization afterwards. Idempotent.
 func (c *Client) UpdateOrganization(ctx context.Context, org string, req cp.UpdateOrganizationRequest) (*cp.Organization, error) {
-	var out cp.Organization
-	if _, err := c.do(ctx, http.MethodPatch, orgPathOf(org), nil, req, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Organization](ctx, c, http.MethodPatch, orgPathOf(org), nil, req, nil)
 }
 
 // DeleteOrganization deletes an organization (owner only). Returns ECONFLICT
@@ -257,31 +246,19 @@ func (c *Client) DeleteOrganization(ctx context.Context, org string) error {
 
 // ListMembers returns one page of an organization's members.
 func (c *Client) ListMembers(ctx context.Context, org string, page ListOptions) (*cp.List[*cp.OrgMembership], error) {
-	var out cp.List[*cp.OrgMembership]
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org)+"/members", page.query(), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.OrgMembership]](ctx, c, http.MethodGet, orgPathOf(org)+"/members", page.query(), nil, nil)
 }
 
 // AddMember gives a user (by email; a new email creates the user) a role in
 // the organization. Returns ECONFLICT when the user is already a member.
 func (c *Client) AddMember(ctx context.Context, org string, req cp.AddMemberRequest, opts ...RequestOption) (*cp.OrgMembership, error) {
-	var out cp.OrgMembership
-	if _, err := c.do(ctx, http.MethodPost, orgPathOf(org)+"/members", nil, req, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.OrgMembership](ctx, c, http.MethodPost, orgPathOf(org)+"/members", nil, req, opts)
 }
 
 // UpdateMember changes a member's role; user is a user id or email. Returns
 // ECONFLICT when it would demote the last owner. Idempotent.
 func (c *Client) UpdateMember(ctx context.Context, org, user string, req cp.UpdateMemberRequest) (*cp.OrgMembership, error) {
-	var out cp.OrgMembership
-	if _, err := c.do(ctx, http.MethodPatch, orgPathOf(org)+"/members/"+url.PathEscape(user), nil, req, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.OrgMembership](ctx, c, http.MethodPatch, orgPathOf(org)+"/members/"+url.PathEscape(user), nil, req, nil)
 }
 
 // RemoveMember removes a user (id or email) from the organization. Returns
@@ -294,30 +271,18 @@ func (c *Client) RemoveMember(ctx context.Context, org, user string) error {
 // ListAPIKeys returns one page of the organization's API keys (all of them
 // for owners and admins, the caller's own for others).
 func (c *Client) ListAPIKeys(ctx context.Context, org string, page ListOptions) (*cp.List[*cp.APIKey], error) {
-	var out cp.List[*cp.APIKey]
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org)+"/api-keys", page.query(), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.APIKey]](ctx, c, http.MethodGet, orgPathOf(org)+"/api-keys", page.query(), nil, nil)
 }
 
 // CreateAPIKey creates an API key and returns it with its token, which the
 // API shows only this once.
 func (c *Client) CreateAPIKey(ctx context.Context, org string, req cp.CreateAPIKeyRequest, opts ...RequestOption) (*cp.CreateAPIKeyResponse, error) {
-	var out cp.CreateAPIKeyResponse
-	if _, err := c.do(ctx, http.MethodPost, orgPathOf(org)+"/api-keys", nil, req, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.CreateAPIKeyResponse](ctx, c, http.MethodPost, orgPathOf(org)+"/api-keys", nil, req, opts)
 }
 
 // GetAPIKey returns one API key's metadata. Returns ENOTFOUND when absent.
 func (c *Client) GetAPIKey(ctx context.Context, org, id string) (*cp.APIKey, error) {
-	var out cp.APIKey
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org)+"/api-keys/"+url.PathEscape(id), nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.APIKey](ctx, c, http.MethodGet, orgPathOf(org)+"/api-keys/"+url.PathEscape(id), nil, nil, nil)
 }
 
 // RevokeAPIKey revokes an API key at once.
@@ -329,11 +294,7 @@ func (c *Client) RevokeAPIKey(ctx context.Context, org, id string) error {
 // ListAuditEvents returns one page of the organization's audit events,
 // newest first.
 func (c *Client) ListAuditEvents(ctx context.Context, org string, page ListOptions) (*cp.List[*cp.AuditEvent], error) {
-	var out cp.List[*cp.AuditEvent]
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org)+"/audit-events", page.query(), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.AuditEvent]](ctx, c, http.MethodGet, orgPathOf(org)+"/audit-events", page.query(), nil, nil)
 }
 
 // CreateEnvironment creates an environment in org and provisions its
@@ -380,31 +341,19 @@ func decodeEnvironmentAnswer(status int, raw json.RawMessage) (*cp.EnvironmentVi
 
 // ListEnvironments returns one page of the environments of org the caller can see.
 func (c *Client) ListEnvironments(ctx context.Context, org string, page ListOptions) (*cp.List[*cp.EnvironmentView], error) {
-	var out cp.List[*cp.EnvironmentView]
-	if _, err := c.do(ctx, http.MethodGet, orgPathOf(org)+"/environments", page.query(), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.EnvironmentView]](ctx, c, http.MethodGet, orgPathOf(org)+"/environments", page.query(), nil, nil)
 }
 
 // GetEnvironment returns one environment (slug or id) with its database.
 // Returns ENOTFOUND when absent or not visible.
 func (c *Client) GetEnvironment(ctx context.Context, org, env string) (*cp.EnvironmentView, error) {
-	var out cp.EnvironmentView
-	if _, err := c.do(ctx, http.MethodGet, envPathOf(org, env), nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.EnvironmentView](ctx, c, http.MethodGet, envPathOf(org, env), nil, nil, nil)
 }
 
 // UpdateEnvironment changes the fields set in req and returns the
 // environment afterwards. Idempotent.
 func (c *Client) UpdateEnvironment(ctx context.Context, org, env string, req cp.UpdateEnvironmentRequest) (*cp.EnvironmentView, error) {
-	var out cp.EnvironmentView
-	if _, err := c.do(ctx, http.MethodPatch, envPathOf(org, env), nil, req, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.EnvironmentView](ctx, c, http.MethodPatch, envPathOf(org, env), nil, req, nil)
 }
 
 // DeleteEnvironment starts deleting an environment and dropping its database;
@@ -421,20 +370,12 @@ func (c *Client) DeleteEnvironment(ctx context.Context, org, env string) (*cp.En
 // SuspendEnvironment suspends an environment: its connection lookups answer
 // ELOCKED until resumed.
 func (c *Client) SuspendEnvironment(ctx context.Context, org, env string, opts ...RequestOption) (*cp.EnvironmentView, error) {
-	var out cp.EnvironmentView
-	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/suspend", nil, nil, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.EnvironmentView](ctx, c, http.MethodPost, envPathOf(org, env)+"/suspend", nil, nil, opts)
 }
 
 // ResumeEnvironment resumes a suspended environment.
 func (c *Client) ResumeEnvironment(ctx context.Context, org, env string, opts ...RequestOption) (*cp.EnvironmentView, error) {
-	var out cp.EnvironmentView
-	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/resume", nil, nil, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.EnvironmentView](ctx, c, http.MethodPost, envPathOf(org, env)+"/resume", nil, nil, opts)
 }
 
 func scopeQuery(scope cp.Scope) url.Values {
@@ -449,69 +390,41 @@ func scopeQuery(scope cp.Scope) url.Values {
 // secret: callers must not print or log it. Returns ELOCKED for a suspended
 // environment, EFORBIDDEN above the caller's scope.
 func (c *Client) GetConnection(ctx context.Context, org, env string, scope cp.Scope) (*cp.Connection, error) {
-	var out cp.Connection
-	if _, err := c.do(ctx, http.MethodGet, envPathOf(org, env)+"/connection", scopeQuery(scope), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Connection](ctx, c, http.MethodGet, envPathOf(org, env)+"/connection", scopeQuery(scope), nil, nil)
 }
 
 // GetConnectionByID is GetConnection by environment id.
 func (c *Client) GetConnectionByID(ctx context.Context, id string, scope cp.Scope) (*cp.Connection, error) {
-	var out cp.Connection
-	if _, err := c.do(ctx, http.MethodGet, "/v1/environments/"+url.PathEscape(id)+"/connection", scopeQuery(scope), nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Connection](ctx, c, http.MethodGet, "/v1/environments/"+url.PathEscape(id)+"/connection", scopeQuery(scope), nil, nil)
 }
 
 // ListCredentials returns the metadata of an environment's credentials
 // (never secrets).
 func (c *Client) ListCredentials(ctx context.Context, org, env string) (*cp.List[*cp.Credential], error) {
-	var out cp.List[*cp.Credential]
-	if _, err := c.do(ctx, http.MethodGet, envPathOf(org, env)+"/credentials", nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.Credential]](ctx, c, http.MethodGet, envPathOf(org, env)+"/credentials", nil, nil, nil)
 }
 
 // RotateCredentials rotates an environment's credentials; the old ones keep
 // working for the grace period.
 func (c *Client) RotateCredentials(ctx context.Context, org, env string, req cp.RotateCredentialsRequest, opts ...RequestOption) (*cp.CredentialsResponse, error) {
-	var out cp.CredentialsResponse
-	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/credentials/rotate", nil, req, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.CredentialsResponse](ctx, c, http.MethodPost, envPathOf(org, env)+"/credentials/rotate", nil, req, opts)
 }
 
 // RevokeCredentials revokes credentials at once (one, or all of the
 // environment's) and issues new ones.
 func (c *Client) RevokeCredentials(ctx context.Context, org, env string, req cp.RevokeCredentialsRequest, opts ...RequestOption) (*cp.CredentialsResponse, error) {
-	var out cp.CredentialsResponse
-	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/credentials/revoke", nil, req, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.CredentialsResponse](ctx, c, http.MethodPost, envPathOf(org, env)+"/credentials/revoke", nil, req, opts)
 }
 
 // ListEnvironmentMembers returns the users holding a role on an environment.
 func (c *Client) ListEnvironmentMembers(ctx context.Context, org, env string) (*cp.List[*cp.EnvironmentMember], error) {
-	var out cp.List[*cp.EnvironmentMember]
-	if _, err := c.do(ctx, http.MethodGet, envPathOf(org, env)+"/members", nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.List[*cp.EnvironmentMember]](ctx, c, http.MethodGet, envPathOf(org, env)+"/members", nil, nil, nil)
 }
 
 // PutEnvironmentMember gives a user (id or email) a role on an environment,
 // replacing any previous one. Idempotent.
 func (c *Client) PutEnvironmentMember(ctx context.Context, org, env, user string, req cp.PutEnvironmentMemberRequest) (*cp.EnvironmentMember, error) {
-	var out cp.EnvironmentMember
-	if _, err := c.do(ctx, http.MethodPut, envPathOf(org, env)+"/members/"+url.PathEscape(user), nil, req, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.EnvironmentMember](ctx, c, http.MethodPut, envPathOf(org, env)+"/members/"+url.PathEscape(user), nil, req, nil)
 }
 
 // RemoveEnvironmentMember removes a user's role on an environment.
@@ -522,31 +435,19 @@ func (c *Client) RemoveEnvironmentMember(ctx context.Context, org, env, user str
 
 // GetSchema returns an environment's migration ledger, pending migrations and drift.
 func (c *Client) GetSchema(ctx context.Context, org, env string) (*cp.SchemaStatus, error) {
-	var out cp.SchemaStatus
-	if _, err := c.do(ctx, http.MethodGet, envPathOf(org, env)+"/schema", nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.SchemaStatus](ctx, c, http.MethodGet, envPathOf(org, env)+"/schema", nil, nil, nil)
 }
 
 // MigrateSchema applies an environment's pending migrations and returns the
 // status afterwards. Idempotent: applied migrations are not re-run.
 func (c *Client) MigrateSchema(ctx context.Context, org, env string, opts ...RequestOption) (*cp.SchemaStatus, error) {
-	var out cp.SchemaStatus
-	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/schema/migrate", nil, nil, &out, opts); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.SchemaStatus](ctx, c, http.MethodPost, envPathOf(org, env)+"/schema/migrate", nil, nil, opts)
 }
 
 // GetOperation returns one operation. Returns ENOTFOUND when absent or when
 // its environment is not visible.
 func (c *Client) GetOperation(ctx context.Context, id string) (*cp.Operation, error) {
-	var out cp.Operation
-	if _, err := c.do(ctx, http.MethodGet, "/v1/operations/"+url.PathEscape(id), nil, nil, &out, nil); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[cp.Operation](ctx, c, http.MethodGet, "/v1/operations/"+url.PathEscape(id), nil, nil, nil)
 }
 
 // WaitOperation polls an operation every poll (default one second) until it
