@@ -282,7 +282,6 @@ func (s *suite) count(tb testing.TB, db *sql.DB) int {
 	tb.Helper()
 	var n int
 	err := db.QueryRowContext(context.Background(), "SELECT count(*) FROM "+table).Scan(&n)
-	s.check(tb, "count", err)
 	if err != nil {
 		s.fail(tb, "count rows", err)
 	}
@@ -309,7 +308,6 @@ func (s *suite) works(tb testing.TB, db drivers.Database, c drivers.Credential, 
 	}
 	var one int
 	err = resp.DB.QueryRowContext(context.Background(), "SELECT 1").Scan(&one)
-	s.check(tb, "select 1", err)
 	if err != nil {
 		s.fail(tb, why+": select 1", err)
 	}

@@ -178,15 +178,14 @@ func initRegistry(ctx context.Context, p paths) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("cannot create credential registry of %s: %w", p.name, err)
 	}
-	reg, err := sql.Open("sqlite", registryDSN(p))
+	err = withRegistry(p, func(reg *sql.DB) error {
+		if _, err := reg.ExecContext(ctx, registrySchema); err != nil {
+			return err
+		}
+		_, err := reg.ExecContext(ctx, `INSERT INTO registry (id, name) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, p.name)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("cannot open credential registry of %s: %w", p.name, err)
-	}
-	defer reg.Close()
-	if _, err := reg.ExecContext(ctx, registrySchema); err != nil {
-		return fmt.Errorf("cannot initialize credential registry of %s: %w", p.name, err)
-	}
-	if _, err := reg.ExecContext(ctx, `INSERT INTO registry (id, name) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, p.name); err != nil {
 		return fmt.Errorf("cannot initialize credential registry of %s: %w", p.name, err)
 	}
 	return nil
