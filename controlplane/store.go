@@ -19,6 +19,19 @@ const (
 	MaxPageLimit     = 500
 )
 
+// PageLimit returns the number of rows a page of limit n holds: n, or
+// DefaultPageLimit when n is 0 or less, capped at MaxPageLimit. Both stores
+// apply it.
+func PageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultPageLimit
+	case n > MaxPageLimit:
+		return MaxPageLimit
+	}
+	return n
+}
+
 // ResourceKind names the org-owned rows whose organization can be looked up
 // from an id alone (for routes that carry no organization).
 type ResourceKind string

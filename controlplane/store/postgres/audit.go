@@ -43,7 +43,7 @@ func (q *queries) AppendAuditEvent(ctx context.Context, e *controlplane.AuditEve
 
 // ListAuditEvents lists the organization's events, newest (highest id) first.
 func (q *queries) ListAuditEvents(ctx context.Context, orgID string, p controlplane.Page) ([]*controlplane.AuditEvent, string, error) {
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	var a args
 	where := "org_id = " + a.add(orgID)
 	if p.Cursor != "" {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/envplane/envplane/controlplane"
 )
 
 // Timestamps are timestamptz, microsecond precision. Writes truncate the
@@ -124,18 +122,6 @@ func queryCounts(ctx context.Context, db dbtx, query string) (map[string]int, er
 		return nil, err
 	}
 	return counts, nil
-}
-
-// pageLimit is the number of rows a page holds: DefaultPageLimit for 0 or
-// less, at most MaxPageLimit.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return controlplane.DefaultPageLimit
-	case n > controlplane.MaxPageLimit:
-		return controlplane.MaxPageLimit
-	}
-	return n
 }
 
 // cutPage trims a result fetched with LIMIT n+1 to n rows and returns the

@@ -66,7 +66,7 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	if f.IDs != nil && len(f.IDs) == 0 {
 		return []*controlplane.Environment{}, "", nil
 	}
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	var a args
 	where := "org_id = " + a.add(f.OrgID) + " AND id > " + a.add(p.Cursor)
 	if f.IDs != nil {

@@ -45,7 +45,7 @@ func (q *queries) GetOrgMembership(ctx context.Context, orgID, userID string) (*
 // ListOrgMemberships lists the organization's members by user id; the cursor
 // is a user id.
 func (q *queries) ListOrgMemberships(ctx context.Context, orgID string, p controlplane.Page) ([]*controlplane.OrgMembership, string, error) {
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	ms, err := queryAll(ctx, q.db, membershipSelect+` WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3`,
 		[]any{orgID, p.Cursor, n + 1}, scanMembership)
 	if err != nil {

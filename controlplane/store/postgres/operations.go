@@ -80,7 +80,7 @@ func (q *queries) ClaimOperations(ctx context.Context, owner string, now, until 
 				AND (not_before IS NULL OR not_before <= $3)
 			ORDER BY id LIMIT $4
 			FOR UPDATE SKIP LOCKED)
-		RETURNING `+opColumns, []any{owner, utc(until), utc(now), pageLimit(limit)}, scanOperation)
+		RETURNING `+opColumns, []any{owner, utc(until), utc(now), controlplane.PageLimit(limit)}, scanOperation)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim operations: %w", err)
 	}

@@ -46,7 +46,7 @@ func (q *queries) ListOrganizations(ctx context.Context, ids []string, p control
 	if ids != nil && len(ids) == 0 {
 		return []*controlplane.Organization{}, "", nil
 	}
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	var a args
 	where := "id > " + a.add(p.Cursor)
 	if ids != nil {

@@ -64,7 +64,7 @@ func (q *queries) GetAPIKey(ctx context.Context, orgID, id string) (*controlplan
 // ListAPIKeys lists the organization's keys by id, revoked ones included;
 // userID, when set, restricts to that user's.
 func (q *queries) ListAPIKeys(ctx context.Context, orgID, userID string, p controlplane.Page) ([]*controlplane.APIKey, string, error) {
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	where, args := "org_id = ? AND id > ?", []any{orgID, p.Cursor}
 	if userID != "" {
 		where += " AND user_id = ?"

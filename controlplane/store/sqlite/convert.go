@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/envplane/envplane/controlplane"
 )
 
 // Timestamps are stored as INTEGER microseconds since the Unix epoch, UTC.
@@ -107,18 +105,6 @@ func queryAll[T any](ctx context.Context, db dbtx, query string, args []any, sca
 		return nil, err
 	}
 	return out, nil
-}
-
-// pageLimit is the number of rows a page holds: DefaultPageLimit for 0 or
-// less, at most MaxPageLimit.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return controlplane.DefaultPageLimit
-	case n > controlplane.MaxPageLimit:
-		return controlplane.MaxPageLimit
-	}
-	return n
 }
 
 // cutPage trims a result fetched with LIMIT n+1 to n rows and returns the

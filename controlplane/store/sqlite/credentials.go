@@ -109,7 +109,7 @@ func (q *queries) RewrapCredential(ctx context.Context, c *controlplane.Credenti
 func (q *queries) ListCredentialsDue(ctx context.Context, now time.Time, limit int) ([]*controlplane.Credential, error) {
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
 		WHERE status = 'rotating' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
-		[]any{micros(utc(now)), pageLimit(limit)}, scanCredential)
+		[]any{micros(utc(now)), controlplane.PageLimit(limit)}, scanCredential)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list due credentials: %w", err)
 	}
@@ -121,7 +121,7 @@ func (q *queries) ListCredentialsDue(ctx context.Context, now time.Time, limit i
 func (q *queries) ListCredentialsExpiring(ctx context.Context, before time.Time, limit int) ([]*controlplane.Credential, error) {
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
 		WHERE status = 'active' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
-		[]any{micros(utc(before)), pageLimit(limit)}, scanCredential)
+		[]any{micros(utc(before)), controlplane.PageLimit(limit)}, scanCredential)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list expiring credentials: %w", err)
 	}
@@ -133,7 +133,7 @@ func (q *queries) ListCredentialsExpiring(ctx context.Context, before time.Time,
 func (q *queries) ListCredentialsByKey(ctx context.Context, notKeyID string, limit int) ([]*controlplane.Credential, error) {
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials
 		WHERE status <> 'revoked' AND kms_key_id <> ? ORDER BY id LIMIT ?`,
-		[]any{notKeyID, pageLimit(limit)}, scanCredential)
+		[]any{notKeyID, controlplane.PageLimit(limit)}, scanCredential)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list credentials by key: %w", err)
 	}

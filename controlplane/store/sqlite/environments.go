@@ -74,7 +74,7 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	if f.IDs != nil && len(f.IDs) == 0 {
 		return []*controlplane.Environment{}, "", nil
 	}
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	where, args := "org_id = ? AND id > ?", []any{f.OrgID, p.Cursor}
 	if f.IDs != nil {
 		list, arg := inList(f.IDs)

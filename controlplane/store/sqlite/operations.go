@@ -81,7 +81,7 @@ func (q *queries) ClaimOperations(ctx context.Context, owner string, now, until 
 				AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?)
 				AND (not_before IS NULL OR not_before <= ?)
 			ORDER BY id LIMIT ?)
-		RETURNING `+opColumns, []any{owner, micros(utc(until)), nowMicros, nowMicros, pageLimit(limit)}, scanOperation)
+		RETURNING `+opColumns, []any{owner, micros(utc(until)), nowMicros, nowMicros, controlplane.PageLimit(limit)}, scanOperation)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim operations: %w", err)
 	}

@@ -47,7 +47,7 @@ func (q *queries) ListOrganizations(ctx context.Context, ids []string, p control
 	if ids != nil && len(ids) == 0 {
 		return []*controlplane.Organization{}, "", nil
 	}
-	n := pageLimit(p.Limit)
+	n := controlplane.PageLimit(p.Limit)
 	where, args := "1 = 1", []any{}
 	if ids != nil {
 		list, arg := inList(ids)
