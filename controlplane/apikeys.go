@@ -109,7 +109,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 	k := &APIKey{ID: s.NewID("key"), OrgID: a.org.ID, Name: name, CreatedAt: s.Now(), ExpiresAt: req.ExpiresAt}
 	resp := &CreateAPIKeyResponse{ID: k.ID, Name: name, ExpiresAt: req.ExpiresAt}
 	if req.Environment != "" {
-		if err := Authorize(a.subject, ActEnvCreate, a.resource()); err != nil {
+		// An app key has no user: ActAPIKeyWrite on a key owned by no one is
+		// for owners and admins only.
+		if err := Authorize(a.subject, ActAPIKeyWrite, a.resource()); err != nil {
 			return nil, err
 		}
 		env, err := s.Store.GetEnvironment(ctx, a.org.ID, req.Environment)
