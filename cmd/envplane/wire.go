@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/keyring/local"
@@ -97,8 +98,9 @@ func openKeyring(cfg *Config, logger *slog.Logger) (cp.Keyring, error) {
 	return kr, nil
 }
 
-// buildTargets constructs each configured target's driver.
-func buildTargets(ctx context.Context, cfg *Config) ([]*cp.Target, error) {
+// buildTargets constructs each configured target's driver, reading the
+// service's clock, so that issue, expiry and revocation agree everywhere.
+func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp.Target, error) {
 	var out []*cp.Target
 	seen := map[string]bool{}
 	for i, tc := range cfg.Targets {
@@ -106,7 +108,7 @@ func buildTargets(ctx context.Context, cfg *Config) ([]*cp.Target, error) {
 			return nil, fmt.Errorf("targets[%d]: name is required and must be unique", i)
 		}
 		seen[tc.Name] = true
-		d, err := buildDriver(ctx, cfg, tc)
+		d, err := buildDriver(ctx, cfg, tc, now)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 		}
@@ -115,14 +117,14 @@ func buildTargets(ctx context.Context, cfg *Config) ([]*cp.Target, error) {
 	return out, nil
 }
 
-func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig) (drivers.Driver, error) {
+func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() time.Time) (drivers.Driver, error) {
 	switch tc.Driver {
 	case "sqlite":
 		dir := tc.SQLite.Dir
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "databases", tc.Name)
 		}
-		return sqlitedriver.New(sqlitedriver.Config{Dir: dir})
+		return sqlitedriver.New(sqlitedriver.Config{Dir: dir, Now: now})
 	case "postgres":
 		pc := tc.Postgres
 		url, err := readSecret(pc.AdminURLFile, pc.AdminURLEnv, "postgres.admin_url")
@@ -136,7 +138,7 @@ func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig) (drivers.Dri
 		if err != nil {
 			return nil, err
 		}
-		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token)})
+		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token), Now: now})
 	}
 	return nil, fmt.Errorf("unknown driver %q", tc.Driver)
 }
@@ -164,11 +166,14 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 	if err != nil {
 		return nil, err
 	}
-	targets, err := buildTargets(ctx, cfg)
+	// One clock for the service, the drivers and the schema initializer.
+	now := func() time.Time { return time.Now().UTC() }
+	targets, err := buildTargets(ctx, cfg, now)
 	if err != nil {
 		return nil, err
 	}
 	svc := cp.New(store, kr, targets, cfg.DefaultTarget)
+	svc.Now = now
 	if _, ok := svc.Targets[cfg.DefaultTarget]; !ok {
 		return nil, fmt.Errorf("default_target %q is not among the targets", cfg.DefaultTarget)
 	}
@@ -182,7 +187,7 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 		}
 		svc.CredentialTTL[t] = ttl
 	}
-	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane()}
+	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane(), Now: now}
 	if cfg.AppMigrations != "" {
 		if _, err := os.Stat(cfg.AppMigrations); err != nil {
 			return nil, fmt.Errorf("app_migrations: %w", err)

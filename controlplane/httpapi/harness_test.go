@@ -81,6 +81,18 @@ type harnessConfig struct {
 	wrap     func(drivers.Driver) drivers.Driver
 	targets  []*cp.Target
 	postgres bool
+	clock    *clock
+}
+
+// newClock returns a test clock that starts at the real time, so that
+// servers which check expiry by their own clock (PostgreSQL's VALID UNTIL,
+// tursodb's tokens) agree with it, and the suite passes on any date.
+func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Second)} }
+
+// withClock makes the harness read clk, for tests that give the same clock
+// to targets they build themselves.
+func withClock(clk *clock) harnessOption {
+	return func(c *harnessConfig) { c.clock = clk }
 }
 
 // withPostgresStore keeps the control plane in a fresh database on the
@@ -121,8 +133,12 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	if err != nil {
 		tb.Fatalf("keyring: %v", err)
 	}
+	clk := hc.clock
+	if clk == nil {
+		clk = newClock()
+	}
 	var d drivers.Driver
-	d, err = sqlitedriver.New(sqlitedriver.Config{Dir: filepath.Join(dir, "databases")})
+	d, err = sqlitedriver.New(sqlitedriver.Config{Dir: filepath.Join(dir, "databases"), Now: clk.Now})
 	if err != nil {
 		tb.Fatalf("driver: %v", err)
 	}
@@ -131,7 +147,6 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	clk := &clock{now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
 	svc := cp.New(store, kr, append([]*cp.Target{{Name: "local", Region: "local", Driver: d}}, hc.targets...), "local")
 	svc.Logger = logger
 	svc.Now = clk.Now

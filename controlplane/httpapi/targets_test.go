@@ -31,8 +31,9 @@ func TestTargetsSideBySide(t *testing.T) {
 		t.Fatalf("postgres driver: %v", err)
 	}
 	t.Cleanup(pg.Close)
-	edge, platform := tursoTarget(t)
-	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
+	clk := newClock()
+	edge, platform := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
 	h.svc.CredentialTTL[cp.TypeDevelopment] = 24 * time.Hour
 	h.org(t, "acme")
 
@@ -96,12 +97,12 @@ func TestTargetsSideBySide(t *testing.T) {
 
 // tursoTarget returns a target "edge" on a Turso Platform double whose
 // databases are real tursodb servers.
-func tursoTarget(t *testing.T) (*cp.Target, *tursotest.Platform) {
+func tursoTarget(t *testing.T, clk *clock) (*cp.Target, *tursotest.Platform) {
 	t.Helper()
-	platform := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true})
+	platform := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true, Now: clk.Now})
 	tu, err := turso.New(turso.Config{
 		Organization: platform.Organization, Group: platform.Group, Location: platform.Location,
-		BaseURL: platform.URL, Token: platform.Token, DatabaseURL: platform.DatabaseURL,
+		BaseURL: platform.URL, Token: platform.Token, DatabaseURL: platform.DatabaseURL, Now: clk.Now,
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 	})
 	if err != nil {
@@ -127,8 +128,9 @@ func works(t *testing.T, sqlDriver, dsn string) bool {
 // of the grace (the active ones keep working), and an emergency revocation
 // stops every token of the database and re-issues every scope.
 func TestTursoRotationAndEmergencyRevocation(t *testing.T) {
-	edge, _ := tursoTarget(t)
-	h := newHarness(t, withTargets(edge))
+	clk := newClock()
+	edge, _ := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(edge))
 	h.org(t, "acme")
 	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "edge", "type": "development", "target": "edge"})
 	resolve := func(scope string) cp.Connection {
