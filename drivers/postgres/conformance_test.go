@@ -15,10 +15,10 @@ import (
 // private server that checks passwords.
 func TestConformance(t *testing.T) {
 	shared := serverURL(t)
-	checks := checksPasswords(t, shared)
+	checks := drivertest.ChecksPasswords(t, shared)
 	t.Run("SharedServer", func(t *testing.T) { conformance(t, shared, checks) })
 	if !checks {
-		t.Run("PasswordServer", func(t *testing.T) { conformance(t, startPasswordServer(t), true) })
+		t.Run("PasswordServer", func(t *testing.T) { conformance(t, drivertest.StartPasswordPostgres(t), true) })
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
 	"github.com/envplane/envplane/drivers/postgres"
 )
 
@@ -80,7 +81,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // Errors from every failure path a caller can meet carry neither a secret,
 // nor a DSN with one, nor the verifier sent to the server.
 func TestErrorsCarryNoSecret(t *testing.T) {
-	f := newFixture(t, passwordServerURL(t))
+	f := newFixture(t, drivertest.PasswordPostgresURL(t))
 	ctx := context.Background()
 	a, b := f.create(), f.create()
 	c := f.issue(a, drivers.ScopeAdmin, drivers.SlotA, time.Time{})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
 	"github.com/envplane/envplane/drivers/postgres"
 )
 
@@ -20,7 +21,7 @@ import (
 // server stores only a SCRAM verifier, never the password; with the default
 // iteration count and with the lowest one.
 func TestPasswordsAreChecked(t *testing.T) {
-	server := passwordServerURL(t)
+	server := drivertest.PasswordPostgresURL(t)
 	for _, iterations := range []int{0, 1} {
 		t.Run(fmt.Sprintf("scram-iterations=%d", iterations), func(t *testing.T) {
 			passwordsAreChecked(t, newFixture(t, server, func(c *postgres.Config) { c.SCRAMIterations = iterations }), iterations)
@@ -73,7 +74,7 @@ func TestPsqlConnectsWithDescriptorDSN(t *testing.T) {
 	if err != nil {
 		t.Skip("psql is not installed")
 	}
-	f := newFixture(t, passwordServerURL(t))
+	f := newFixture(t, drivertest.PasswordPostgresURL(t))
 	db := f.create()
 	ctx := context.Background()
 	c := f.issue(db, drivers.ScopeReadOnly, drivers.SlotB, time.Time{})

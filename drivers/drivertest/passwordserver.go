@@ -1,4 +1,4 @@
-package postgres_test
+package drivertest
 
 import (
 	"context"
@@ -16,28 +16,26 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/envplane/envplane/drivers/drivertest"
 )
 
-// passwordServerURL returns the admin URL of a PostgreSQL server that checks
-// passwords, for the properties a trust-authenticated server cannot show
-// (a wrong or expired password refused). It is the shared test server when
-// that one checks passwords; otherwise it starts a private server from the
-// same installation's binaries, with scram-sha-256 authentication, in a
-// temporary directory, and stops it at cleanup. With neither it reports a
-// missing server (a failure under CI=true).
-func passwordServerURL(tb testing.TB) string {
+// PasswordPostgresURL returns the admin URL of a PostgreSQL server that
+// checks passwords, for what a trust-authenticated server hides (a wrong,
+// rotated or revoked password refused). It is the shared test server when
+// that one checks passwords; otherwise it starts a private server
+// (StartPasswordPostgres). With neither it reports a missing server (a
+// failure under CI=true).
+func PasswordPostgresURL(tb testing.TB) string {
 	tb.Helper()
-	shared := serverURL(tb)
-	if checksPasswords(tb, shared) {
+	shared := PostgresAdminURL(tb)
+	if ChecksPasswords(tb, shared) {
 		return shared
 	}
-	return startPasswordServer(tb)
+	return StartPasswordPostgres(tb)
 }
 
-// checksPasswords logs in as a throwaway role with a wrong password.
-func checksPasswords(tb testing.TB, adminURL string) bool {
+// ChecksPasswords reports whether the server at adminURL refuses a wrong
+// password: it logs in as a throwaway role with one.
+func ChecksPasswords(tb testing.TB, adminURL string) bool {
 	tb.Helper()
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, adminURL)
@@ -45,8 +43,8 @@ func checksPasswords(tb testing.TB, adminURL string) bool {
 		tb.Fatalf("connect to test server: %v", err)
 	}
 	defer admin.Close(ctx)
-	role := "envplane_probe_" + randomLower(tb, 12)
-	if _, err := admin.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD '"+randomLower(tb, 32)+"'"); err != nil {
+	role := "envplane_probe_" + RandomSuffix(tb)
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD '"+RandomSuffix(tb)+RandomSuffix(tb)+"'"); err != nil {
 		tb.Fatalf("create probe role: %v", err)
 	}
 	defer admin.Exec(ctx, "DROP ROLE "+pgx.Identifier{role}.Sanitize())
@@ -63,7 +61,12 @@ func checksPasswords(tb testing.TB, adminURL string) bool {
 	return false
 }
 
-func startPasswordServer(tb testing.TB) string {
+// StartPasswordPostgres starts a private PostgreSQL server from the
+// installation's binaries (pg_config --bindir), with scram-sha-256
+// authentication and fsync off, in a temporary directory, on a free
+// loopback port; it stops it at cleanup and returns its admin URL (which
+// holds the random admin password: never print it).
+func StartPasswordPostgres(tb testing.TB) string {
 	tb.Helper()
 	out, err := exec.Command("pg_config", "--bindir").Output()
 	if err != nil {
@@ -91,7 +94,7 @@ func startPasswordServer(tb testing.TB) string {
 			tb.Fatalf("chown temp dir: %v", err)
 		}
 	}
-	password := randomLower(tb, 32)
+	password := RandomSuffix(tb) + RandomSuffix(tb)
 	pwfile := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
 		tb.Fatalf("write password file: %v", err)
@@ -166,5 +169,5 @@ func freePort(tb testing.TB) int {
 // missingPasswordServer fails under CI=true and skips elsewhere.
 func missingPasswordServer(tb testing.TB, format string, args ...any) {
 	tb.Helper()
-	drivertest.MissingServer(tb, "the test server trusts every password and no private server can start: %s", fmt.Sprintf(format, args...))
+	MissingServer(tb, "the test server trusts every password and no private server can start: %s", fmt.Sprintf(format, args...))
 }
