@@ -8,7 +8,7 @@ BENCH_COUNT ?= 6
 run:
 	$(GO) run ./cmd/envplane serve
 
-## test: the full suite; PostgreSQL at 127.0.0.1:5432 and tursodb (installed into .tools) are used when present
+## test: the full suite; PostgreSQL at 127.0.0.1:5432, tursodb and vaultdev (installed into .tools) are used when present
 test: tools
 	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 ./...
 
@@ -27,9 +27,10 @@ lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## tools: tursodb for the Turso data-plane tests (a failure is fatal only under CI=true, where those tests must run)
+## tools: tursodb for the Turso data-plane tests, vaultdev for the vault keyring's (a failure is fatal only under CI=true, where those tests must run)
 tools:
 	@bash .ci/install-tursodb >/dev/null || [ "$$CI" != "true" ]
+	@bash .ci/install-vaultdev >/dev/null || [ "$$CI" != "true" ]
 
 clean:
 	rm -rf bin bench.out
