@@ -202,6 +202,10 @@ type Credential struct {
 	ExpiresAt    *time.Time       `json:"expires_at,omitempty"`
 	RotatedFrom  string           `json:"rotated_from,omitempty"`
 	RevokedAt    *time.Time       `json:"revoked_at,omitempty"`
+	// PromisedUntil is the latest refresh_after the router handed out for
+	// the credential (an upper bound): a rotated credential is revoked only
+	// after it, so every holder was told to move first.
+	PromisedUntil *time.Time `json:"promised_until,omitempty"`
 }
 
 // EnvRole is a user's role on one environment.

@@ -59,6 +59,86 @@ type CredentialFilter struct {
 	Scope Scope
 	// Statuses, if set, restricts to these statuses.
 	Statuses []CredentialStatus
+	// IssuedSince, if not zero, restricts to credentials issued at or after it.
+	IssuedSince time.Time
+}
+
+// RouteQuery names what one resolve reads from the store in one round trip.
+type RouteQuery struct {
+	// OrgRef is the organization's id or slug. Empty means the environment
+	// is named by id alone, in whatever organization holds it.
+	OrgRef string
+	// EnvRef is the environment's id or slug within the organization, or
+	// its id when OrgRef is empty.
+	EnvRef string
+	// Scope selects the credential: the newest active one of that scope.
+	Scope Scope
+	// UserID, when set, fills in that user's organization and environment roles.
+	UserID string
+}
+
+// Route is everything a resolve needs, read at once: the organization, the
+// live environment, its database and newest active credential of the scope,
+// and the user's roles.
+type Route struct {
+	Org         *Organization
+	Environment *Environment
+	// Database is nil while the environment has none.
+	Database *Database
+	// Credential is the newest active credential of the scope (ciphers
+	// included); nil when there is none.
+	Credential *Credential
+	// OrgRole and EnvRole are the user's roles; empty when the query named
+	// no user or the user has none.
+	OrgRole OrgRole
+	EnvRole EnvRole
+}
+
+// Change records that something the router's answers depend on changed in
+// an organization (a credential rotated or revoked, an environment
+// suspended, a role or key changed), so every replica drops what it cached
+// for that organization. An empty OrgID means everything.
+type Change struct {
+	// Seq orders changes: a reader that saw Seq n has seen every change
+	// below n that will ever commit. The store assigns it.
+	Seq       int64
+	OrgID     string
+	Reason    string
+	CreatedAt time.Time
+}
+
+// Receipt records resolutions of one environment's credential by one API
+// key on one replica within one minute: the router's answer to "who could
+// reach this database with which credential".
+type Receipt struct {
+	ID            string `json:"id"`
+	OrgID         string `json:"organization_id"`
+	EnvironmentID string `json:"environment_id"`
+	// KeyID is the API key that resolved; UserID its user, empty for app keys.
+	KeyID        string `json:"key_id"`
+	UserID       string `json:"user_id,omitempty"`
+	Scope        Scope  `json:"scope"`
+	CredentialID string `json:"credential_id"`
+	// KeyVersion is the keyring key version the credential was sealed under.
+	KeyVersion string `json:"key_version"`
+	// Replica names the control-plane replica that answered.
+	Replica string `json:"replica"`
+	// FirstAt and LastAt bound the resolutions counted; FirstAt's minute is
+	// the receipt's bucket.
+	FirstAt time.Time `json:"first_at"`
+	LastAt  time.Time `json:"last_at"`
+	Count   int64     `json:"count"`
+}
+
+// ReceiptFilter selects receipts of one environment.
+type ReceiptFilter struct {
+	// OrgID and EnvironmentID are required.
+	OrgID, EnvironmentID string
+	// Since keeps receipts whose last resolution is at or after it; Until
+	// those whose first is at or before it. Zero means unbounded.
+	Since, Until time.Time
+	// CredentialID, if set, keeps that credential's receipts.
+	CredentialID string
 }
 
 // Store is the control plane's persistence. Every method returns *Error values
@@ -180,10 +260,21 @@ type Queries interface {
 
 	// CreateCredential inserts c.
 	CreateCredential(ctx context.Context, c *Credential) error
+	// CountCredentials counts the database's credentials that f selects.
+	CountCredentials(ctx context.Context, f CredentialFilter) (int, error)
+	// PromiseCredential records that a refresh_after up to until was handed
+	// out for an active credential: it raises promised_until to until and
+	// never lowers it. ECONFLICT if the credential is no longer active (a
+	// rotation demoted it meanwhile); ENOTFOUND if absent. Inside WithTx on
+	// PostgreSQL it waits for a transaction that changes the credential.
+	PromiseCredential(ctx context.Context, databaseID, id string, until time.Time) error
 	// GetCredential finds a credential of the database. ENOTFOUND if absent.
 	GetCredential(ctx context.Context, databaseID, id string) (*Credential, error)
 	// ListCredentials lists the database's credentials, newest first.
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]*Credential, error)
+	// ResolveRoute reads, in one round trip, what a resolve needs (see
+	// Route). ENOTFOUND if the organization or the live environment is absent.
+	ResolveRoute(ctx context.Context, q RouteQuery) (*Route, error)
 	// UpdateCredential saves status, expires_at and revoked_at; never the
 	// ciphers, which only RewrapCredential changes. ENOTFOUND if absent.
 	UpdateCredential(ctx context.Context, c *Credential) error
@@ -242,6 +333,29 @@ type Queries interface {
 	AppendAuditEvent(ctx context.Context, e *AuditEvent) error
 	// ListAuditEvents lists the organization's events, newest first.
 	ListAuditEvents(ctx context.Context, orgID string, p Page) (events []*AuditEvent, next string, err error)
+
+	// AppendChange records c and sets c.Seq. Changes commit in Seq order:
+	// concurrent appenders take turns (on PostgreSQL, a counter row locked
+	// until commit).
+	AppendChange(ctx context.Context, c *Change) error
+	// ListChanges lists up to limit changes with Seq above after, in Seq order.
+	ListChanges(ctx context.Context, after int64, limit int) ([]*Change, error)
+	// LastChange returns the highest Seq recorded, 0 when none.
+	LastChange(ctx context.Context) (int64, error)
+	// DeleteChangesBefore removes changes created before before and returns
+	// how many it removed, keeping the newest so Seq never goes back.
+	DeleteChangesBefore(ctx context.Context, before time.Time) (int, error)
+
+	// RecordReceipts adds rs: a receipt of the same environment, key, scope,
+	// credential, key version, replica and minute as a stored one adds its
+	// Count to it and moves LastAt forward; any other is inserted with its
+	// ID. ENOTFOUND if an environment is absent.
+	RecordReceipts(ctx context.Context, rs []*Receipt) error
+	// ListReceipts lists an environment's receipts, newest first.
+	ListReceipts(ctx context.Context, f ReceiptFilter, p Page) (rs []*Receipt, next string, err error)
+	// DeleteReceiptsBefore removes receipts whose last resolution is before
+	// before, and returns how many it removed; for retention.
+	DeleteReceiptsBefore(ctx context.Context, before time.Time) (int, error)
 
 	// CreateIdempotencyRecord inserts r. ECONFLICT if (owner, key) exists.
 	CreateIdempotencyRecord(ctx context.Context, r *IdempotencyRecord) error

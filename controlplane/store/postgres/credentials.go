@@ -9,16 +9,17 @@ import (
 )
 
 const credColumns = `id, database_id, scope, slot, username, secret_cipher, dek_cipher, kms_key_id, status,
-	issued_at, expires_at, rotated_from, revoked_at`
+	issued_at, expires_at, rotated_from, revoked_at, promised_until`
 
 func scanCredential(s scanner) (*controlplane.Credential, error) {
 	var c controlplane.Credential
 	var rotatedFrom *string
 	if err := s.Scan(&c.ID, &c.DatabaseID, &c.Scope, &c.Slot, &c.Username, &c.SecretCipher, &c.DEKCipher, &c.KMSKeyID,
-		&c.Status, &c.IssuedAt, &c.ExpiresAt, &rotatedFrom, &c.RevokedAt); err != nil {
+		&c.Status, &c.IssuedAt, &c.ExpiresAt, &rotatedFrom, &c.RevokedAt, &c.PromisedUntil); err != nil {
 		return nil, err
 	}
 	c.IssuedAt, c.ExpiresAt, c.RevokedAt = c.IssuedAt.UTC(), fromDBPtr(c.ExpiresAt), fromDBPtr(c.RevokedAt)
+	c.PromisedUntil = fromDBPtr(c.PromisedUntil)
 	c.RotatedFrom = deref(rotatedFrom)
 	return &c, nil
 }
@@ -28,10 +29,11 @@ func scanCredential(s scanner) (*controlplane.Credential, error) {
 // for an unknown scope or status.
 func (q *queries) CreateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.IssuedAt, c.ExpiresAt, c.RevokedAt = utc(c.IssuedAt), utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	c.PromisedUntil = utcPtr(c.PromisedUntil)
 	_, err := q.db.Exec(ctx, `INSERT INTO database_credentials (`+credColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		c.ID, c.DatabaseID, string(c.Scope), string(c.Slot), c.Username, c.SecretCipher, c.DEKCipher, c.KMSKeyID,
-		string(c.Status), c.IssuedAt, c.ExpiresAt, nullString(c.RotatedFrom), c.RevokedAt)
+		string(c.Status), c.IssuedAt, c.ExpiresAt, nullString(c.RotatedFrom), c.RevokedAt, c.PromisedUntil)
 	if err != nil {
 		return writeErr(err, "create credential", "credential exists", "database not found")
 	}
@@ -48,12 +50,9 @@ func (q *queries) GetCredential(ctx context.Context, databaseID, id string) (*co
 	return c, nil
 }
 
-// ListCredentials lists the database's credentials, newest issued first.
-func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
-	if f.Statuses != nil && len(f.Statuses) == 0 {
-		return []*controlplane.Credential{}, nil
-	}
-	var a args
+// credWhere returns the WHERE clause that selects f's credentials; its
+// arguments go to a.
+func credWhere(f controlplane.CredentialFilter, a *args) string {
 	where := "database_id = " + a.add(f.DatabaseID)
 	if f.Scope != "" {
 		where += " AND scope = " + a.add(string(f.Scope))
@@ -65,6 +64,20 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 		}
 		where += " AND status = ANY(" + a.add(statuses) + ")"
 	}
+	if !f.IssuedSince.IsZero() {
+		where += " AND issued_at >= " + a.add(utc(f.IssuedSince))
+	}
+	return where
+}
+
+// ListCredentials lists the database's credentials that f selects, newest
+// issued first.
+func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return []*controlplane.Credential{}, nil
+	}
+	var a args
+	where := credWhere(f, &a)
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials WHERE `+where+`
 		ORDER BY issued_at DESC, id DESC`, a, scanCredential)
 	if err != nil {
@@ -73,8 +86,46 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 	return creds, nil
 }
 
+// CountCredentials counts the database's credentials that f selects.
+func (q *queries) CountCredentials(ctx context.Context, f controlplane.CredentialFilter) (int, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return 0, nil
+	}
+	var a args
+	where := credWhere(f, &a)
+	var n int
+	if err := q.db.QueryRow(ctx, `SELECT count(*) FROM database_credentials WHERE `+where, a...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count credentials: %w", err)
+	}
+	return n, nil
+}
+
+// PromiseCredential raises the credential's promised_until to until, never
+// lowering it, while the credential is active. ECONFLICT if it is rotating
+// or revoked; ENOTFOUND if absent or another database's. A transaction that
+// changed the credential and has not ended holds its row: the promise waits
+// for it, then sees the credential as that transaction left it, so a
+// rotation that demotes the credential and then reads its promise either
+// sees this one or makes it fail.
+func (q *queries) PromiseCredential(ctx context.Context, databaseID, id string, until time.Time) error {
+	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET promised_until = GREATEST(promised_until, $1)
+		WHERE database_id = $2 AND id = $3 AND status = 'active'`, utc(until), databaseID, id)
+	if err != nil {
+		return fmt.Errorf("cannot promise credential: %w", err)
+	}
+	if err := mustAffect(tag, "credential not found"); err != nil {
+		if _, gerr := q.GetCredential(ctx, databaseID, id); gerr == nil {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the credential is no longer active")
+		}
+		return err
+	}
+	return nil
+}
+
 // UpdateCredential saves c's status, expires_at and revoked_at, never its
-// ciphers (RewrapCredential). ENOTFOUND if absent or another database's.
+// ciphers (RewrapCredential) nor its promise (PromiseCredential), which a
+// resolve may have raised since c was read. ENOTFOUND if absent or another
+// database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
 	tag, err := q.db.Exec(ctx, `UPDATE database_credentials SET status = $1, expires_at = $2, revoked_at = $3

@@ -10,18 +10,19 @@ import (
 )
 
 const credColumns = `id, database_id, scope, slot, username, secret_cipher, dek_cipher, kms_key_id, status,
-	issued_at, expires_at, rotated_from, revoked_at`
+	issued_at, expires_at, rotated_from, revoked_at, promised_until`
 
 func scanCredential(s scanner) (*controlplane.Credential, error) {
 	var c controlplane.Credential
 	var issued int64
-	var expires, revoked sql.NullInt64
+	var expires, revoked, promised sql.NullInt64
 	var rotatedFrom sql.NullString
 	if err := s.Scan(&c.ID, &c.DatabaseID, &c.Scope, &c.Slot, &c.Username, &c.SecretCipher, &c.DEKCipher, &c.KMSKeyID,
-		&c.Status, &issued, &expires, &rotatedFrom, &revoked); err != nil {
+		&c.Status, &issued, &expires, &rotatedFrom, &revoked, &promised); err != nil {
 		return nil, err
 	}
 	c.IssuedAt, c.ExpiresAt, c.RevokedAt = fromMicros(issued), fromNullMicros(expires), fromNullMicros(revoked)
+	c.PromisedUntil = fromNullMicros(promised)
 	c.RotatedFrom = rotatedFrom.String
 	return &c, nil
 }
@@ -31,10 +32,12 @@ func scanCredential(s scanner) (*controlplane.Credential, error) {
 // for an unknown scope or status.
 func (q *queries) CreateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.IssuedAt, c.ExpiresAt, c.RevokedAt = utc(c.IssuedAt), utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
+	c.PromisedUntil = utcPtr(c.PromisedUntil)
 	_, err := q.db.ExecContext(ctx, `INSERT INTO database_credentials (`+credColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.DatabaseID, string(c.Scope), string(c.Slot), c.Username, c.SecretCipher, c.DEKCipher, c.KMSKeyID,
-		string(c.Status), micros(c.IssuedAt), nullMicros(c.ExpiresAt), nullString(c.RotatedFrom), nullMicros(c.RevokedAt))
+		string(c.Status), micros(c.IssuedAt), nullMicros(c.ExpiresAt), nullString(c.RotatedFrom), nullMicros(c.RevokedAt),
+		nullMicros(c.PromisedUntil))
 	if err != nil {
 		return writeErr(err, "create credential", "credential exists", "database not found")
 	}
@@ -51,11 +54,9 @@ func (q *queries) GetCredential(ctx context.Context, databaseID, id string) (*co
 	return c, nil
 }
 
-// ListCredentials lists the database's credentials, newest issued first.
-func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
-	if f.Statuses != nil && len(f.Statuses) == 0 {
-		return []*controlplane.Credential{}, nil
-	}
+// credWhere returns the WHERE clause that selects f's credentials, and its
+// arguments.
+func credWhere(f controlplane.CredentialFilter) (string, []any) {
 	where, args := "database_id = ?", []any{f.DatabaseID}
 	if f.Scope != "" {
 		where += " AND scope = ?"
@@ -66,6 +67,20 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 		where += " AND status IN " + list
 		args = append(args, arg)
 	}
+	if !f.IssuedSince.IsZero() {
+		where += " AND issued_at >= ?"
+		args = append(args, micros(utc(f.IssuedSince)))
+	}
+	return where, args
+}
+
+// ListCredentials lists the database's credentials that f selects, newest
+// issued first.
+func (q *queries) ListCredentials(ctx context.Context, f controlplane.CredentialFilter) ([]*controlplane.Credential, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return []*controlplane.Credential{}, nil
+	}
+	where, args := credWhere(f)
 	creds, err := queryAll(ctx, q.db, `SELECT `+credColumns+` FROM database_credentials WHERE `+where+`
 		ORDER BY issued_at DESC, id DESC`, args, scanCredential)
 	if err != nil {
@@ -74,8 +89,44 @@ func (q *queries) ListCredentials(ctx context.Context, f controlplane.Credential
 	return creds, nil
 }
 
+// CountCredentials counts the database's credentials that f selects.
+func (q *queries) CountCredentials(ctx context.Context, f controlplane.CredentialFilter) (int, error) {
+	if f.Statuses != nil && len(f.Statuses) == 0 {
+		return 0, nil
+	}
+	where, args := credWhere(f)
+	var n int
+	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM database_credentials WHERE `+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count credentials: %w", err)
+	}
+	return n, nil
+}
+
+// PromiseCredential raises the credential's promised_until to until, never
+// lowering it, while the credential is active. ECONFLICT if it is rotating
+// or revoked; ENOTFOUND if absent or another database's. A transaction that
+// demoted the credential holds the write lock until it ends: the promise
+// waits for it, then finds the credential no longer active.
+func (q *queries) PromiseCredential(ctx context.Context, databaseID, id string, until time.Time) error {
+	until = utc(until)
+	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET promised_until = max(coalesce(promised_until, ?1), ?1)
+		WHERE database_id = ?2 AND id = ?3 AND status = 'active'`, micros(until), databaseID, id)
+	if err != nil {
+		return fmt.Errorf("cannot promise credential: %w", err)
+	}
+	if err := mustAffect(res, "promise credential", "credential not found"); err != nil {
+		if _, gerr := q.GetCredential(ctx, databaseID, id); gerr == nil {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the credential is no longer active")
+		}
+		return err
+	}
+	return nil
+}
+
 // UpdateCredential saves c's status, expires_at and revoked_at, never its
-// ciphers (RewrapCredential). ENOTFOUND if absent or another database's.
+// ciphers (RewrapCredential) nor its promise (PromiseCredential), which a
+// resolve may have raised since c was read. ENOTFOUND if absent or another
+// database's.
 func (q *queries) UpdateCredential(ctx context.Context, c *controlplane.Credential) error {
 	c.ExpiresAt, c.RevokedAt = utcPtr(c.ExpiresAt), utcPtr(c.RevokedAt)
 	res, err := q.db.ExecContext(ctx, `UPDATE database_credentials SET status = ?, expires_at = ?, revoked_at = ?
