@@ -2,7 +2,7 @@ package httpapi_test
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,7 +74,7 @@ func TestRouterClientFollowsRotation(t *testing.T) {
 	ctx := context.Background()
 	timer := newRefresherTimer()
 	client := &router.Client{BaseURL: h.srv.URL, Token: drivers.Secret(h.admin), HTTPClient: h.srv.Client()}
-	p, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, sqlopen.Open, router.Options{Now: h.clock.Now, After: timer.After})
+	p, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, sqlopen.Connector, router.Options{Now: h.clock.Now, After: timer.After, Watch: router.WatchOff})
 	if err != nil {
 		t.Fatalf("open pool: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestRouterClientRefusals(t *testing.T) {
 		})
 	}
 
-	p, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "dev"}, drivers.ScopeAdmin, sqlopen.Open, router.Options{Now: h.clock.Now})
+	p, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "dev"}, drivers.ScopeAdmin, sqlopen.Connector, router.Options{Now: h.clock.Now, Watch: router.WatchOff})
 	if err != nil {
 		t.Fatalf("open pool: %v", err)
 	}
@@ -235,7 +235,7 @@ func TestRouterClientRefusals(t *testing.T) {
 // openerThatMustNotRun fails the test if a pool is opened.
 func openerThatMustNotRun(tb testing.TB) router.Opener {
 	tb.Helper()
-	return func(string, drivers.Secret) (*sql.DB, error) {
+	return func(string, drivers.Secret) (driver.Connector, error) {
 		tb.Error("a pool was opened for a refused connection")
 		return nil, errors.New("refused")
 	}

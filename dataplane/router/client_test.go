@@ -207,3 +207,82 @@ func TestResolveFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchAsksTheRouter: a watch is the resolve's request with after and
+// wait (whole seconds, rounded up, 1 s to 60 s), answered like a resolve.
+func TestWatchAsksTheRouter(t *testing.T) {
+	s := newRouterServer(t)
+	refresh := time.Date(2026, 11, 22, 12, 1, 0, 0, time.UTC)
+	s.answerWith(t, sqliteConnection("/srv/env.db", "cred_2", refresh))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		wait time.Duration
+		want string
+	}{
+		{30 * time.Second, "30s"},
+		{1500 * time.Millisecond, "2s"},
+		{0, "1s"},
+		{2 * time.Minute, "60s"},
+	} {
+		before := len(s.seen())
+		got, err := s.client().Watch(ctx, router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, "cred_1", tc.wait)
+		if err != nil {
+			t.Fatalf("watch %s: %v", tc.wait, err)
+		}
+		reqs := s.seen()[before:]
+		if len(reqs) != 1 {
+			t.Fatalf("watch %s: %d requests, want 1", tc.wait, len(reqs))
+		}
+		r := reqs[0]
+		if want := "scope=readwrite&after=cred_1&wait=" + tc.want; r.method != http.MethodGet || r.path != "/v1/organizations/acme/environments/dev/connection" || r.query != want {
+			t.Errorf("watch %s: %s %s?%s, want GET …/connection?%s", tc.wait, r.method, r.path, r.query, want)
+		}
+		if r.auth != "Bearer "+s.token {
+			t.Error("the watch does not carry the token as a Bearer credential")
+		}
+		if got.CredentialID != "cred_2" || !got.RefreshAfter.Equal(refresh) || got.DSN.Reveal() != sqliteDSN("/srv/env.db") {
+			t.Errorf("watch %s decoded %+v", tc.wait, got)
+		}
+	}
+
+	s.answerProblem(http.StatusUnauthorized, "unauthorized", "the key was revoked")
+	_, err := s.client().Watch(ctx, router.Target{EnvironmentID: "env_01"}, drivers.ScopeReadWrite, "cred_1", time.Second)
+	var e *router.Error
+	if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || !errors.Is(err, router.ErrUnauthorized) {
+		t.Errorf("watch refused: %v, want a 401 *router.Error", err)
+	}
+	if strings.Contains(printed(err), s.token) {
+		t.Error("the refusal shows the token")
+	}
+	before := len(s.seen())
+	if _, err := s.client().Watch(ctx, router.Target{Org: "acme"}, drivers.ScopeReadWrite, "cred_1", time.Second); err == nil {
+		t.Error("a watch of a target without an environment was sent")
+	}
+	if n := len(s.seen()) - before; n != 0 {
+		t.Errorf("%d requests for a watch the client can refuse itself", n)
+	}
+}
+
+// TestWatchOutlastsTheClientTimeout: a watch the router holds for longer
+// than the HTTP client's timeout still gets its answer, since the client's
+// timeout is raised above the wait for a watch (on a copy: the caller's
+// client keeps its timeout).
+func TestWatchOutlastsTheClientTimeout(t *testing.T) {
+	s := newRouterServer(t)
+	s.holdWatches()
+	s.answerWith(t, sqliteConnection("/srv/env.db", "cred_1", time.Date(2026, 11, 22, 12, 1, 0, 0, time.UTC)))
+	const timeout = 100 * time.Millisecond
+	c := &router.Client{BaseURL: s.srv.URL, Token: drivers.Secret(s.token), HTTPClient: &http.Client{Timeout: timeout}}
+	go func() {
+		s.nextWatch(t)
+		time.Sleep(4 * timeout)
+		s.releaseWatches()
+	}()
+	got, err := c.Watch(context.Background(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, "cred_1", time.Second)
+	if err != nil || got.CredentialID != "cred_1" {
+		t.Fatalf("watch held past the client's timeout: %+v, %v", got, err)
+	}
+	if c.HTTPClient.Timeout != timeout {
+		t.Errorf("the caller's client now has timeout %s", c.HTTPClient.Timeout)
+	}
+}

@@ -94,3 +94,24 @@ func problem(status int, contentType string, body []byte) *Error {
 	}
 	return e
 }
+
+// final reports whether e is a refusal that asking again will not change
+// until someone acts: the token is refused (401), the scope is not allowed
+// (403), or the environment is gone or hidden (404). A suspension (423) and
+// the control plane's own failures are worth retrying.
+func (e *Error) final() bool {
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return true
+	}
+	return false
+}
+
+// finalError returns the *Error in err's chain when it is final, nil otherwise.
+func finalError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) && e.final() {
+		return e
+	}
+	return nil
+}

@@ -3,8 +3,10 @@ package router_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,42 +26,143 @@ type seenRequest struct {
 	method, path, rawPath, query, auth, accept string
 }
 
+// isWatch reports whether r was a watch (it asks to wait).
+func (r seenRequest) isWatch() bool {
+	q, _ := url.ParseQuery(r.query)
+	return q.Has("wait")
+}
+
 // answer is what the router double answers next.
 type answer struct {
 	status      int
 	contentType string
 	body        []byte
+	// credentialID is the credential a 200 answer names.
+	credentialID string
 	// hangup closes the connection without answering.
 	hangup bool
 }
 
 // routerServer is the router client's peer: an httptest server that answers
-// with what the test sets and records every request.
+// with what the test sets and records every request. By default it answers
+// a watch at once, as a router that does not hold watches would; once
+// holdWatches is called it holds them as the router does.
 type routerServer struct {
 	srv   *httptest.Server
 	token string
+	// watches receives every watch as it arrives.
+	watches chan seenRequest
 
 	mu       sync.Mutex
 	next     answer
 	requests []seenRequest
+	holding  bool
+	// releases counts releaseWatches calls.
+	releases int
+	// changed is closed (and replaced) whenever the answer changes or
+	// held watches are released.
+	changed chan struct{}
 }
 
 func newRouterServer(tb testing.TB) *routerServer {
 	tb.Helper()
-	s := &routerServer{token: "ep_test_" + strings.Repeat("k", 24), next: answer{status: http.StatusNotFound}}
+	s := &routerServer{
+		token: "ep_test_" + strings.Repeat("k", 24), next: answer{status: http.StatusNotFound},
+		watches: make(chan seenRequest, 1024), changed: make(chan struct{}),
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
 	return s
 }
 
-func (s *routerServer) serve(w http.ResponseWriter, r *http.Request) {
+// holdWatches makes the double hold a watch that names the credential it
+// would answer with until the answer changes (or releaseWatches), as the
+// router holds it until another credential is active or the wait passed.
+func (s *routerServer) holdWatches() {
 	s.mu.Lock()
-	s.requests = append(s.requests, seenRequest{
+	defer s.mu.Unlock()
+	s.holding = true
+}
+
+// releaseWatches answers the watches held now with the unchanged
+// connection, as the router does once the wait has passed; later ones are
+// held again.
+func (s *routerServer) releaseWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releases++
+	s.wake()
+}
+
+// wake wakes the held watches; s.mu is held.
+func (s *routerServer) wake() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// down stops the double: the open connections close and new ones are
+// refused, until up. Held watches are answered first: net/http's client
+// sends a GET again on a new connection when its connection closes before
+// an answer, and the server must not hold that one while it closes.
+func (s *routerServer) down() {
+	s.mu.Lock()
+	holding := s.holding
+	s.holding = false
+	s.wake()
+	s.mu.Unlock()
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+	s.mu.Lock()
+	s.holding = holding
+	s.mu.Unlock()
+}
+
+// up starts the double again on the address it had.
+func (s *routerServer) up(tb testing.TB) {
+	tb.Helper()
+	l, err := net.Listen("tcp", s.srv.Listener.Addr().String())
+	if err != nil {
+		tb.Fatalf("listen again on the router's address: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	// Registered after the pool's cleanup, this runs before it, while the
+	// pool may have a watch held.
+	tb.Cleanup(s.down)
+	s.srv = srv
+}
+
+func (s *routerServer) serve(w http.ResponseWriter, r *http.Request) {
+	seen := seenRequest{
 		method: r.Method, path: r.URL.Path, rawPath: r.URL.EscapedPath(), query: r.URL.RawQuery,
 		auth: r.Header.Get("Authorization"), accept: r.Header.Get("Accept"),
-	})
-	a := s.next
+	}
+	s.mu.Lock()
+	s.requests = append(s.requests, seen)
+	releases := s.releases
 	s.mu.Unlock()
+	if seen.isWatch() {
+		s.watches <- seen
+	}
+	after := r.URL.Query().Get("after")
+	var a answer
+	for {
+		s.mu.Lock()
+		a = s.next
+		held := s.holding && s.releases == releases && seen.isWatch() && a.status == http.StatusOK && a.credentialID == after
+		changed := s.changed
+		s.mu.Unlock()
+		if !held {
+			break
+		}
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if a.hangup {
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
@@ -86,7 +189,7 @@ func (s *routerServer) answerWith(tb testing.TB, c wireConnection) {
 	if err != nil {
 		tb.Fatalf("marshal connection: %v", err)
 	}
-	s.set(answer{status: http.StatusOK, contentType: "application/json", body: raw})
+	s.set(answer{status: http.StatusOK, contentType: "application/json", body: raw, credentialID: c.CredentialID})
 }
 
 // answerProblem makes the double answer with a problem+json refusal.
@@ -102,6 +205,7 @@ func (s *routerServer) set(a answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.next = a
+	s.wake()
 }
 
 // seen returns the requests received so far.
@@ -109,6 +213,24 @@ func (s *routerServer) seen() []seenRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]seenRequest(nil), s.requests...)
+}
+
+// counts returns how many resolves and how many watches were received.
+func (s *routerServer) counts() (resolves, watches int) {
+	for _, r := range s.seen() {
+		if r.isWatch() {
+			watches++
+		} else {
+			resolves++
+		}
+	}
+	return resolves, watches
+}
+
+// nextWatch returns the next watch the double receives.
+func (s *routerServer) nextWatch(tb testing.TB) seenRequest {
+	tb.Helper()
+	return <-s.watches
 }
 
 // wireConnection is the control plane's JSON answer, written here as the
@@ -155,11 +277,14 @@ type wait struct {
 }
 
 // fakeClock is the pool's clock: time moves only when the test advances it,
-// and every wait of the refresher is handed to the test, which fires it.
+// and every wait of the refresher (and of the watcher) is handed to the
+// test, which fires it.
 type fakeClock struct {
 	mu    sync.Mutex
 	now   time.Time
 	waits chan wait
+	// passed are waits take received while looking for another one.
+	passed []wait
 }
 
 func newFakeClock() *fakeClock {
@@ -188,7 +313,45 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 // has finished what it was doing and sleeps.
 func (c *fakeClock) next(tb testing.TB) wait {
 	tb.Helper()
-	return <-c.waits
+	return c.take(tb, func(wait) bool { return true })
+}
+
+// take returns the first wait, in the order they began, for which match
+// holds, keeping the others for later calls: the refresher and the watcher
+// wait on the same clock, and a test tells their waits apart by length.
+func (c *fakeClock) take(tb testing.TB, match func(wait) bool) wait {
+	tb.Helper()
+	c.mu.Lock()
+	for i, w := range c.passed {
+		if match(w) {
+			c.passed = append(c.passed[:i], c.passed[i+1:]...)
+			c.mu.Unlock()
+			return w
+		}
+	}
+	c.mu.Unlock()
+	for {
+		w := <-c.waits
+		if match(w) {
+			return w
+		}
+		c.mu.Lock()
+		c.passed = append(c.passed, w)
+		c.mu.Unlock()
+	}
+}
+
+// watchOptions are pool options on the fake clock with a watch, whose
+// backoff lies between 1 s and 8 s; the refresh_after of the test's answers
+// is an hour away, so the refresher's waits are longer.
+func (c *fakeClock) watchOptions() router.Options {
+	return router.Options{Now: c.Now, After: c.After, MinBackoff: time.Second, MaxBackoff: 8 * time.Second}
+}
+
+// watcherWait returns the watcher's next wait (a backoff of at most 8 s).
+func (c *fakeClock) watcherWait(tb testing.TB) wait {
+	tb.Helper()
+	return c.take(tb, func(w wait) bool { return w.d <= 8*time.Second })
 }
 
 // fire ends w and returns the refresher's next wait, so the refresher's
@@ -199,22 +362,23 @@ func (c *fakeClock) fire(tb testing.TB, w wait) wait {
 	return c.next(tb)
 }
 
-// options are pool options on the fake clock.
+// options are pool options on the fake clock, without a watch: every wait
+// is then the refresher's.
 func (c *fakeClock) options() router.Options {
-	return router.Options{Now: c.Now, After: c.After}
+	return router.Options{Now: c.Now, After: c.After, Watch: router.WatchOff}
 }
 
-// opener records the pools it opens with sqlopen.Open.
+// opener records the connectors it opens with sqlopen.Connector.
 type opener struct {
 	mu     sync.Mutex
 	opened []string
 }
 
-func (o *opener) open(driver string, dsn drivers.Secret) (*sql.DB, error) {
+func (o *opener) open(name string, dsn drivers.Secret) (driver.Connector, error) {
 	o.mu.Lock()
-	o.opened = append(o.opened, driver)
+	o.opened = append(o.opened, name)
 	o.mu.Unlock()
-	return sqlopen.Open(driver, dsn)
+	return sqlopen.Connector(name, dsn)
 }
 
 func (o *opener) count() int {

@@ -10,13 +10,14 @@
 //
 //	client := &router.Client{BaseURL: baseURL, Token: drivers.Secret(token)}
 //	pool, err := router.Open(ctx, client, router.Target{Org: "acme", Env: "prod"},
-//		drivers.ScopeReadWrite, sqlopen.Open, router.Options{})
+//		drivers.ScopeReadWrite, sqlopen.Connector, router.Options{})
 //	...
 //	db, err := pool.DB(ctx)
 //
 // The package speaks the control plane's HTTP API and never imports the
 // control plane: the answer it decodes is defined here. Database drivers
-// come with the Opener (sqlopen.Open links SQLite, PostgreSQL and libSQL).
+// come with the Opener (sqlopen.Connector links SQLite, PostgreSQL and
+// libSQL).
 package router
 
 import (
@@ -27,6 +28,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,8 +124,8 @@ type wireConnection struct {
 }
 
 // Client resolves connections from the control plane's router. Its zero
-// HTTPClient is a client with a 30 s timeout. A Client is safe for concurrent
-// use once its fields are set.
+// HTTPClient is a client with a 30 s timeout (plus the wait, for a watch).
+// A Client is safe for concurrent use once its fields are set.
 type Client struct {
 	// BaseURL is the control plane's URL, e.g. https://envplane.example.com.
 	BaseURL string
@@ -140,10 +142,59 @@ type Client struct {
 // when the control plane cannot be reached, and an error for an answer that
 // lacks what a connection needs. It only reads, so it is idempotent.
 func (c *Client) Resolve(ctx context.Context, target Target, scope drivers.Scope) (Connection, error) {
+	return c.get(ctx, target, scope, nil, c.httpClient(0))
+}
+
+// Watch is a long poll on target's connection: it asks
+// "…/connection?scope=S&after=AFTER&wait=Ws", which the router answers as
+// soon as the newest active credential is another than after (at once when
+// after is unknown, older or empty), or with its refusal once the token or
+// the environment may no longer resolve, and otherwise after wait with the
+// connection as it is. wait is sent in whole seconds, rounded up and
+// bounded to 1 s to MaxWatchWait. The HTTP client's timeout is raised above
+// wait for this request (a copy of HTTPClient is used when its timeout is
+// shorter). It returns what Resolve returns (an error wrapping ctx's error
+// as well when ctx ends first); it only reads, so it is idempotent.
+func (c *Client) Watch(ctx context.Context, target Target, scope drivers.Scope, after string, wait time.Duration) (Connection, error) {
+	secs := watchSeconds(wait)
+	query := []string{"after", after, "wait", strconv.Itoa(secs) + "s"}
+	return c.get(ctx, target, scope, query, c.httpClient(time.Duration(secs)*time.Second))
+}
+
+// MaxWatchWait is the longest wait the router accepts for a watch.
+const MaxWatchWait = time.Minute
+
+// watchSeconds returns wait in whole seconds, rounded up, from 1 to MaxWatchWait.
+func watchSeconds(wait time.Duration) int {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return min(max(secs, 1), int(MaxWatchWait/time.Second))
+}
+
+// httpClient returns the client for a request the router may hold for
+// hold: one whose timeout is at least hold plus the default timeout, so a
+// watch is not cut off while the router waits. That is HTTPClient when its
+// timeout is long enough (or none), a copy of it otherwise (sharing its
+// transport), and a new client when there is no HTTPClient.
+func (c *Client) httpClient(hold time.Duration) *http.Client {
+	least := hold + defaultHTTPTimeout
+	if c.HTTPClient == nil {
+		return &http.Client{Timeout: least}
+	}
+	if hold == 0 || c.HTTPClient.Timeout == 0 || c.HTTPClient.Timeout >= least {
+		return c.HTTPClient
+	}
+	hc := *c.HTTPClient
+	hc.Timeout = least
+	return &hc
+}
+
+// get asks the router for target's connection with scope and the extra
+// query pairs (name, value, name, value…) and checks the answer.
+func (c *Client) get(ctx context.Context, target Target, scope drivers.Scope, query []string, hc *http.Client) (Connection, error) {
 	if !scope.Valid() {
 		return Connection{}, fmt.Errorf("router: scope %q is not admin, readwrite or readonly", scope)
 	}
-	endpoint, err := c.endpoint(target, scope)
+	endpoint, err := c.endpoint(target, scope, query)
 	if err != nil {
 		return Connection{}, err
 	}
@@ -154,10 +205,6 @@ func (c *Client) Resolve(ctx context.Context, target Target, scope drivers.Scope
 	req.Header.Set("Accept", "application/json")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token.Reveal())
-	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: defaultHTTPTimeout}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -181,9 +228,10 @@ func (c *Client) Resolve(ctx context.Context, target Target, scope drivers.Scope
 	return w.connection(target, scope)
 }
 
-// endpoint returns the router's URL for target and scope. The base URL is
-// never quoted back: it may carry credentials.
-func (c *Client) endpoint(target Target, scope drivers.Scope) (string, error) {
+// endpoint returns the router's URL for target and scope, with the extra
+// query pairs after the scope. The base URL is never quoted back: it may
+// carry credentials.
+func (c *Client) endpoint(target Target, scope drivers.Scope, query []string) (string, error) {
 	segs, err := target.segments()
 	if err != nil {
 		return "", err
@@ -199,7 +247,13 @@ func (c *Client) endpoint(target Target, scope drivers.Scope) (string, error) {
 	}
 	u.Path = base + "/" + strings.Join(segs, "/")
 	u.RawPath = rawBase + "/" + strings.Join(escaped, "/")
-	u.RawQuery = url.Values{"scope": {string(scope)}}.Encode()
+	// Written by hand, not with url.Values, so the scope comes first as
+	// the router's documentation shows it.
+	q := "scope=" + url.QueryEscape(string(scope))
+	for i := 0; i+1 < len(query); i += 2 {
+		q += "&" + url.QueryEscape(query[i]) + "=" + url.QueryEscape(query[i+1])
+	}
+	u.RawQuery = q
 	u.Fragment = ""
 	return u.String(), nil
 }

@@ -1,25 +1,28 @@
-// Package sqlopen is the router's default Opener: it opens a *sql.DB for a
-// connection the router handed out, with the database/sql driver that fits
-// envplane's driver name (sqlite: modernc.org/sqlite, postgres: pgx's
-// stdlib, turso: libsql-client-go). Importing it links those three drivers
+// Package sqlopen is the router's default Opener (Connector): it opens a
+// database/sql connector for a connection the router handed out, with the
+// database/sql driver that fits envplane's driver name (sqlite:
+// modernc.org/sqlite, postgres: pgx's stdlib, turso: libsql-client-go). Importing it links those three drivers
 // (and registers them with database/sql, which their packages do on import);
 // applications that bring their own drivers give router.Open their own
 // Opener and leave this package out.
 //
-// The pools it returns keep the DSN and its secret in a closure, never in a
-// field: fmt walks a *sql.DB's fields, its connector's included, so a secret
-// held in one would print with the pool.
+// The connectors it returns keep the DSN and its secret in a closure, never
+// in a field: fmt walks a *sql.DB's fields, its connector's included, so a
+// secret held in one would print with the pool.
 package sqlopen
 
 import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/tursodatabase/libsql-client-go/libsql"
 	"modernc.org/sqlite"
@@ -42,28 +45,41 @@ func DriverName(name string) (string, error) {
 	return "", fmt.Errorf("sqlopen: driver %q: %w", name, drivers.ErrUnsupported)
 }
 
-// Open returns a pool on dsn for envplane's driver name; it does not connect
-// (the router runs a query on it before using it). It returns an error
-// wrapping drivers.ErrUnsupported for an unknown driver, and an error that
-// never quotes dsn when dsn does not parse. It has no side effects, so repeating
-// it is harmless (each call returns a new pool for the caller to close).
-func Open(name string, dsn drivers.Secret) (*sql.DB, error) {
-	var c driver.Connector
-	var err error
+// Connector returns a connector on dsn for envplane's driver name; it does
+// not connect. Every connection it opens reports the database's refusal of
+// the credential as an error wrapping drivers.ErrDenied, which the router's
+// Pool answers by resolving again: PostgreSQL's SQLSTATE 28P01 (wrong or
+// expired password) and 28000 (role not permitted to log in, or no
+// pg_hba entry); for libSQL an HTTP 401 or 403 from the first round trip,
+// which Connect makes itself (SELECT 1) since the client sends nothing
+// before the first statement. SQLite files check no credential. It returns
+// an error wrapping drivers.ErrUnsupported for an unknown driver, and an
+// error that never quotes dsn when dsn does not parse; no error of its
+// connectors quotes dsn or the secret in it. It has no side effects, so
+// repeating it is harmless (each call returns a new connector).
+func Connector(name string, dsn drivers.Secret) (driver.Connector, error) {
 	switch name {
 	case "sqlite":
-		c, err = sqliteConnector(dsn)
+		return sqliteConnector(dsn)
 	case "postgres":
-		c, err = postgresConnector(dsn)
+		return postgresConnector(dsn)
 	case "turso":
-		c, err = tursoConnector(dsn)
-	default:
-		_, err = DriverName(name) // the one "unsupported driver" error
+		return tursoConnector(dsn)
 	}
+	_, err := DriverName(name) // the one "unsupported driver" error
+	return nil, err
+}
+
+// Open returns a pool on dsn for envplane's driver name, built on
+// Connector, for applications that use a connection directly rather than
+// through router.Pool. It does not connect, returns Connector's errors, and
+// has no side effects (each call returns a new pool for the caller to close).
+func Open(name string, dsn drivers.Secret) (*sql.DB, error) {
+	c, err := Connector(name, dsn)
 	if err != nil {
 		return nil, err
 	}
-	return sql.OpenDB(hidden{inner: func() driver.Connector { return c }}), nil
+	return sql.OpenDB(c), nil
 }
 
 func sqliteConnector(dsn drivers.Secret) (driver.Connector, error) {
@@ -71,7 +87,7 @@ func sqliteConnector(dsn drivers.Secret) (driver.Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlopen: the sqlite DSN does not parse")
 	}
-	return c, nil
+	return hidden{inner: func() driver.Connector { return c }, connect: c.Connect}, nil
 }
 
 func postgresConnector(dsn drivers.Secret) (driver.Connector, error) {
@@ -79,7 +95,26 @@ func postgresConnector(dsn drivers.Secret) (driver.Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlopen: the postgres DSN does not parse")
 	}
-	return stdlib.GetConnector(*cfg), nil
+	c := stdlib.GetConnector(*cfg)
+	connect := func(ctx context.Context) (driver.Conn, error) {
+		conn, err := c.Connect(ctx)
+		if err != nil {
+			return nil, postgresError(err)
+		}
+		return conn, nil
+	}
+	return hidden{inner: func() driver.Connector { return c }, connect: connect}, nil
+}
+
+// postgresError marks the server's refusal of the credential with
+// drivers.ErrDenied, by SQLSTATE. pgx's connect errors name the host, user
+// and database, never the password.
+func postgresError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
+		return fmt.Errorf("sqlopen: postgres refused the credential (SQLSTATE %s): %w: %w", pe.Code, drivers.ErrDenied, err)
+	}
+	return err
 }
 
 // tursoConnector takes the token out of the DSN's query (authToken, as the
@@ -103,17 +138,71 @@ func tursoConnector(dsn drivers.Secret) (driver.Connector, error) {
 		// With the token removed, the client's message names at most the URL.
 		return nil, fmt.Errorf("sqlopen: the turso DSN is not one libsql accepts: %w", err)
 	}
-	return c, nil
+	connect := func(ctx context.Context) (driver.Conn, error) {
+		// The HTTP client's Connect sends nothing: a refused token would
+		// surface in the middle of the caller's first statement, too late
+		// to dial again. So a probe connection makes one round trip first:
+		// its Ping runs SELECT 1 (hranaV2; not through driver.Pinger, whose
+		// method it names PingContext, so database/sql's Ping never calls
+		// it). A probe, not the connection handed out: a server that keeps
+		// no stream between requests (no baton, as tursodb answers) leaves
+		// a connection unusable after its first request.
+		probe, err := c.Connect(ctx)
+		if err != nil {
+			return nil, tursoError(err, token)
+		}
+		if p, ok := probe.(interface{ PingContext(context.Context) error }); ok {
+			err = p.PingContext(ctx)
+		}
+		probe.Close()
+		if err != nil {
+			return nil, tursoError(err, token)
+		}
+		conn, err := c.Connect(ctx)
+		if err != nil {
+			return nil, tursoError(err, token)
+		}
+		return conn, nil
+	}
+	return hidden{inner: func() driver.Connector { return c }, connect: connect}, nil
 }
 
-// hidden is a connector that reaches the real one through a closure, which
-// fmt prints as an address.
+// tursoError marks an HTTP 401 or 403 answer with drivers.ErrDenied and
+// makes sure no error quotes the token. libsql-client-go has no typed error
+// for an HTTP status: it formats every non-200 answer as "error code 401:
+// <body>" (then wraps that as "failed to execute SQL:\n…"), and that prefix
+// is the only place the status appears, so it is what is matched here, on
+// each error of the chain: the one exception to classifying by type. The
+// refusal's own text (the server's body) is not passed on.
+func tursoError(err error, token drivers.Secret) error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		for _, status := range []string{"401", "403"} {
+			if strings.HasPrefix(e.Error(), "error code "+status+":") {
+				return fmt.Errorf("sqlopen: libsql refused the token (HTTP %s): %w", status, drivers.ErrDenied)
+			}
+		}
+	}
+	if msg, t := err.Error(), token.Reveal(); t != "" && strings.Contains(msg, t) {
+		return fmt.Errorf("sqlopen: libsql: %s", strings.ReplaceAll(msg, t, drivers.Secret(t).String()))
+	}
+	return fmt.Errorf("sqlopen: libsql: %w", err)
+}
+
+// hidden is a connector that reaches the real one through closures, which
+// fmt prints as addresses.
 type hidden struct {
-	inner func() driver.Connector
+	inner   func() driver.Connector
+	connect func(context.Context) (driver.Conn, error)
 }
 
-// Connect opens one connection with the real connector.
-func (h hidden) Connect(ctx context.Context) (driver.Conn, error) { return h.inner().Connect(ctx) }
+var (
+	_ driver.Connector = hidden{}
+	_ io.Closer        = hidden{}
+)
+
+// Connect opens one connection with the real connector; a refused
+// credential is an error wrapping drivers.ErrDenied.
+func (h hidden) Connect(ctx context.Context) (driver.Conn, error) { return h.connect(ctx) }
 
 // Driver returns the real connector's driver.
 func (h hidden) Driver() driver.Driver { return h.inner().Driver() }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/envplane/envplane/dataplane/router/sqlopen"
 	"github.com/envplane/envplane/drivers"
 	"github.com/envplane/envplane/drivers/drivertest"
@@ -152,5 +155,138 @@ func TestOpenRefusesDSNsQuietly(t *testing.T) {
 		if strings.Contains(printed(err), secret) {
 			t.Errorf("%s: the error %q quotes the DSN", driver, err)
 		}
+	}
+}
+
+// connectErr dials once with Connector(driver, dsn) and returns the error.
+func connectErr(tb testing.TB, driver, dsn string) error {
+	tb.Helper()
+	c, err := sqlopen.Connector(driver, drivers.Secret(dsn))
+	if err != nil {
+		tb.Fatalf("connector %s: %v", driver, err)
+	}
+	conn, err := c.Connect(context.Background())
+	if err == nil {
+		conn.Close()
+	}
+	return err
+}
+
+// TestConnectorPostgresRefusals: on a server that checks passwords, a
+// wrong password (28P01) and a role that may not log in (28000) are
+// refused when a connection is dialed, with errors wrapping
+// drivers.ErrDenied that keep the server's *pgconn.PgError and never show
+// the password; a database that does not exist is not a refusal of the
+// credential.
+func TestConnectorPostgresRefusals(t *testing.T) {
+	admin := drivertest.PasswordPostgresURL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("connect as admin: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	role := "envplane_sqlopen_" + drivertest.RandomSuffix(t)
+	password := "pw-" + drivertest.RandomSuffix(t) + drivertest.RandomSuffix(t)
+	ident := pgx.Identifier{role}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+ident+" LOGIN PASSWORD '"+password+"'"); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() { conn.Exec(ctx, "DROP ROLE IF EXISTS "+ident) })
+	dsn := func(user, pw, database string) string {
+		u, err := url.Parse(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User, u.Path = url.UserPassword(user, pw), "/"+database
+		return u.String()
+	}
+
+	if err := connectErr(t, "postgres", dsn(role, password, "postgres")); err != nil {
+		t.Fatalf("the right password: %v", err)
+	}
+	wrong := "wrong-" + password
+	for _, tc := range []struct {
+		name, dsn, code string
+		setup           string
+	}{
+		{name: "wrong password", dsn: dsn(role, wrong, "postgres"), code: "28P01"},
+		{name: "NOLOGIN", dsn: dsn(role, password, "postgres"), code: "28000", setup: "ALTER ROLE " + ident + " NOLOGIN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != "" {
+				if _, err := conn.Exec(ctx, tc.setup); err != nil {
+					t.Fatalf("%s: %v", tc.setup, err)
+				}
+			}
+			err := connectErr(t, "postgres", tc.dsn)
+			var pe *pgconn.PgError
+			if !errors.Is(err, drivers.ErrDenied) || !errors.As(err, &pe) || pe.Code != tc.code {
+				t.Fatalf("dial: %v, want ErrDenied with SQLSTATE %s", err, tc.code)
+			}
+			if out := printed(err); strings.Contains(out, password) || strings.Contains(out, wrong) {
+				t.Error("the refusal shows the password")
+			}
+		})
+	}
+
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+ident+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	err = connectErr(t, "postgres", dsn(role, password, "envplane_no_such_"+drivertest.RandomSuffix(t)))
+	if err == nil || errors.Is(err, drivers.ErrDenied) {
+		t.Errorf("dial to a missing database: %v, want an error that is not ErrDenied", err)
+	}
+}
+
+// TestConnectorTursoRefusals: a token the database refuses is refused when
+// the connection is dialed (the connector makes a round trip the libsql
+// client would otherwise delay to the first statement), with an error
+// wrapping drivers.ErrDenied that shows no token; the right token dials.
+func TestConnectorTursoRefusals(t *testing.T) {
+	ctx := context.Background()
+	p := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true})
+	d, err := turso.New(turso.Config{Organization: p.Organization, Group: p.Group, BaseURL: p.URL, Token: p.Token, DatabaseURL: p.DatabaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := d.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: drivertest.NewDatabaseName(t)})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	issued, err := d.IssueCredential(ctx, drivers.IssueCredentialRequest{Database: created.Database, Scope: drivers.ScopeReadWrite, Slot: drivers.SlotA, ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatalf("issue: %v", err)
+	}
+	desc, err := d.Descriptor(ctx, drivers.DescriptorRequest{Database: created.Database, Credential: issued.Credential})
+	if err != nil {
+		t.Fatalf("descriptor: %v", err)
+	}
+	token := issued.Credential.Secret.Reveal()
+	if err := connectErr(t, "turso", desc.DSN.Reveal()); err != nil {
+		t.Fatalf("the right token: %v", err)
+	}
+
+	wrong := "not-a-token-" + drivertest.RandomSuffix(t)
+	err = connectErr(t, "turso", desc.URL+"?authToken="+wrong)
+	if !errors.Is(err, drivers.ErrDenied) {
+		t.Fatalf("a wrong token: %v, want ErrDenied", err)
+	}
+	if _, err := d.RevokeCredential(ctx, drivers.RevokeCredentialRequest{Database: created.Database, Scope: drivers.ScopeReadWrite, Slot: drivers.SlotA}); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	revoked := connectErr(t, "turso", desc.DSN.Reveal())
+	if !errors.Is(revoked, drivers.ErrDenied) {
+		t.Fatalf("a revoked token: %v, want ErrDenied", revoked)
+	}
+	if out := printed(err) + printed(revoked); strings.Contains(out, token) || strings.Contains(out, wrong) {
+		t.Error("a refusal shows the token")
+	}
+}
+
+// TestConnectorUnsupported: Connector knows the same drivers as DriverName.
+func TestConnectorUnsupported(t *testing.T) {
+	if _, err := sqlopen.Connector("mysql", "root:pw@/db"); !errors.Is(err, drivers.ErrUnsupported) {
+		t.Errorf("Connector(mysql): %v, want ErrUnsupported", err)
 	}
 }
