@@ -40,20 +40,32 @@ func HashToken(token string) string {
 
 // Authenticate resolves a bearer token to its principal. A missing, unknown,
 // revoked or expired token, or one of a disabled user, is EUNAUTHORIZED with
-// one message for all, so callers learn nothing about which.
+// one message for all, so callers learn nothing about which. A token seen
+// recently is answered from this replica's cache until a change of its
+// organization (a key revoked, a member removed) or its expiry; its use is
+// recorded (last_used_at, at most once a minute) off the request's path.
+// The returned principal is shared: callers must not change it.
 func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
 	denied := Errorf(EUNAUTHORIZED, "invalid or missing API key")
 	if !strings.HasPrefix(token, TokenPrefix) {
 		return nil, denied
 	}
-	k, err := s.Store.GetAPIKeyByHash(ctx, HashToken(token))
+	hash := HashToken(token)
+	now := s.Now()
+	if s.cacheTrusted(now) {
+		if e := s.cache.principal(hash, now); e != nil {
+			s.touched(e, now)
+			return e.p, nil
+		}
+	}
+	epoch := s.cache.begin()
+	k, err := s.Store.GetAPIKeyByHash(ctx, hash)
 	if IsCode(err, ENOTFOUND) {
 		return nil, denied
 	}
 	if err != nil {
-		return nil, err
+		return nil, storeUnavailable(err)
 	}
-	now := s.Now()
 	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) {
 		return nil, denied
 	}
@@ -61,7 +73,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	if k.UserID != "" {
 		u, err := s.Store.GetUser(ctx, k.UserID)
 		if err != nil {
-			return nil, err
+			return nil, storeUnavailable(err)
 		}
 		if u.DisabledAt != nil {
 			return nil, denied
@@ -69,12 +81,23 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 		p.Email = u.Email
 		p.PlatformAdmin = u.PlatformAdmin && k.OrgID == ""
 	}
-	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) >= touchEvery {
-		if err := s.Store.TouchAPIKey(ctx, k.ID, now); err != nil {
-			s.Logger.Warn("cannot record key use", "key", k.ID, "err", err)
-		}
+	e := &principalEntry{p: p, orgID: k.OrgID, expires: k.ExpiresAt, epoch: epoch, filled: now}
+	if k.LastUsedAt != nil {
+		e.touched.Store(k.LastUsedAt.UnixNano())
 	}
+	s.touched(e, now)
+	s.cache.putPrincipal(hash, e)
 	return p, nil
+}
+
+// touched records the key's use at now when the last record is older than
+// touchEvery; the write happens at the next receipt flush.
+func (s *Service) touched(e *principalEntry, now time.Time) {
+	last := e.touched.Load()
+	if now.UnixNano()-last < int64(touchEvery) || !e.touched.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	s.receipts.touch(e.p.KeyID, now)
 }
 
 // CreateAPIKey makes a key and returns its token, the only time it is shown.
@@ -162,7 +185,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 		return nil, err
 	}
 	k.Prefix, k.Hash = token[:keyPrefixLen], HashToken(token)
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		if err := q.CreateAPIKey(ctx, k); err != nil {
 			return err
 		}
@@ -227,7 +250,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, p *Principal, ref, id string
 	if err := Authorize(a.subject, ActAPIKeyWrite, r); err != nil {
 		return err
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
+	return s.tx(ctx, func(q Queries) error {
 		if err := q.RevokeAPIKey(ctx, a.org.ID, k.ID, s.Now()); err != nil {
 			return err
 		}
@@ -269,7 +292,7 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (string, 
 		return "", err
 	}
 	var p *Principal
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		u, err := q.GetUserByEmail(ctx, email)
 		switch {
 		case IsCode(err, ENOTFOUND):

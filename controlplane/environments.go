@@ -239,7 +239,7 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 		return nil, nil, nil, err
 	}
 	var res *reservation
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		var err error
 		res, err = s.reserve(ctx, q, p, a.org, req, false, src)
 		return err
@@ -389,7 +389,7 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 		details["is_protected"] = env.IsProtected
 	}
 	env.UpdatedAt = s.Now()
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		if err := q.UpdateEnvironment(ctx, env); err != nil {
 			return err
 		}
@@ -419,7 +419,7 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, e
 		return nil, nil, Errorf(ECONFLICT, "the environment is already being deleted")
 	}
 	var op *Operation
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		if _, err := q.GetRunningOperation(ctx, env.ID); err == nil {
 			return Errorf(ECONFLICT, "an operation is running on the environment")
 		} else if !IsCode(err, ENOTFOUND) {
@@ -466,7 +466,7 @@ func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef
 		}
 		env.Status = to
 		env.UpdatedAt = s.Now()
-		err = s.Store.WithTx(ctx, func(q Queries) error {
+		err = s.tx(ctx, func(q Queries) error {
 			if err := q.SetEnvironmentStatus(ctx, env, from); err != nil {
 				return err
 			}

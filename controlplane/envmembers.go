@@ -23,7 +23,7 @@ func (s *Service) PutEnvironmentMember(ctx context.Context, p *Principal, orgRef
 		return nil, Invalid(FieldError{Field: "role", Message: "must be env_admin, env_maker, env_user or env_viewer"})
 	}
 	var m *EnvironmentMember
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		om, err := s.member(ctx, q, a.org.ID, userRef)
 		if IsCode(err, ENOTFOUND) {
 			return Invalid(FieldError{Field: "user", Message: "not a member of the organization"})
@@ -58,7 +58,7 @@ func (s *Service) RemoveEnvironmentMember(ctx context.Context, p *Principal, org
 	if err != nil {
 		return err
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
+	return s.tx(ctx, func(q Queries) error {
 		om, err := s.member(ctx, q, a.org.ID, userRef)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. The HTTP layer maps each to one status; anything else is an
@@ -34,6 +35,9 @@ type Error struct {
 	Code    string
 	Message string
 	Fields  []FieldError
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (HTTP Retry-After), for ECONFLICT and ETOOMANY.
+	RetryAfter time.Duration
 	// Err is the underlying cause, for logs; it is never shown to clients.
 	Err error
 }
@@ -93,6 +97,21 @@ func IsCode(err error, code string) bool { return ErrorCode(err) == code }
 func (e *Error) Wrap(err error) *Error {
 	e.Err = err
 	return e
+}
+
+// After returns e with RetryAfter set to d.
+func (e *Error) After(d time.Duration) *Error {
+	e.RetryAfter = d
+	return e
+}
+
+// RetryAfterOf returns the RetryAfter of the first *Error in err's chain, 0 when none.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // withCode returns e with another code, keeping message and fields.

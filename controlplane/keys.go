@@ -69,5 +69,10 @@ func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
 			}
 		}
 	}
+	// Cached answers name the key version their credential was sealed
+	// under (receipts record it): drop them everywhere.
+	if err := s.changed(ctx, s.Store, ""); err != nil {
+		return KeyCoverage{}, err
+	}
 	return s.Coverage(ctx)
 }

@@ -43,7 +43,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 		org.Require2FA = *req.Require2FA
 	}
 	var res *reservation
-	err := s.Store.WithTx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q Queries) error {
 		if err := q.CreateOrganization(ctx, org); err != nil {
 			if IsCode(err, ECONFLICT) {
 				return Invalid(FieldError{Field: "slug", Message: "is taken"}).withCode(ECONFLICT)
@@ -127,7 +127,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 		return nil, Invalid(fields...)
 	}
 	org.UpdatedAt = s.Now()
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		if err := q.UpdateOrganization(ctx, org); err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref stri
 	// from then on no reservation can add an environment whose database
 	// the cascade below would orphan.
 	var def *Environment
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		if _, err := q.CountEnvironments(ctx, a.org.ID); err != nil {
 			return err
 		}
@@ -187,7 +187,7 @@ func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref stri
 			return err
 		}
 		if t, ok := s.Targets[db.Target]; ok {
-			if err := s.revokeAll(ctx, db, t); err != nil {
+			if err := s.revokeAll(ctx, def, db, t); err != nil {
 				return err
 			}
 			if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
@@ -195,7 +195,7 @@ func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref stri
 			}
 		}
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
+	return s.tx(ctx, func(q Queries) error {
 		if err := q.DeleteOrganization(ctx, a.org.ID); err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req A
 		}
 	}
 	var m *OrgMembership
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		u, err := s.ensureUser(ctx, q, email, req.Name)
 		if err != nil {
 			return err
@@ -355,7 +355,7 @@ func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef s
 		return nil, Invalid(FieldError{Field: "role", Message: "must be owner, admin or member"})
 	}
 	var m *OrgMembership
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		var err error
 		m, err = s.member(ctx, q, a.org.ID, userRef)
 		if err != nil {
@@ -390,7 +390,7 @@ func (s *Service) RemoveMember(ctx context.Context, p *Principal, ref, userRef s
 	if err != nil {
 		return err
 	}
-	return s.Store.WithTx(ctx, func(q Queries) error {
+	return s.tx(ctx, func(q Queries) error {
 		m, err := s.member(ctx, q, a.org.ID, userRef)
 		if err != nil {
 			return err

@@ -117,23 +117,25 @@ type EnvironmentOperationResponse struct {
 }
 
 // Connection is the router's answer: everything an application needs to
-// connect to its environment's database now.
+// connect to its environment's database now. DSN and Secret stay
+// drivers.Secret (printed and marshalled as [redacted]) until the HTTP
+// layer reveals them into the one answer that carries them.
 type Connection struct {
-	EnvironmentID string        `json:"environment_id"`
-	Organization  string        `json:"organization"`
-	Environment   string        `json:"environment"`
-	Driver        string        `json:"driver"`
-	Scope         drivers.Scope `json:"scope"`
-	DSN           string        `json:"dsn"`
-	URL           string        `json:"url"`
-	Host          string        `json:"host,omitempty"`
-	Port          int           `json:"port,omitempty"`
-	Database      string        `json:"database"`
-	Username      string        `json:"username,omitempty"`
-	Secret        string        `json:"secret"`
-	CredentialID  string        `json:"credential_id"`
-	ExpiresAt     *time.Time    `json:"expires_at,omitempty"`
-	RefreshAfter  time.Time     `json:"refresh_after"`
+	EnvironmentID string         `json:"environment_id"`
+	Organization  string         `json:"organization"`
+	Environment   string         `json:"environment"`
+	Driver        string         `json:"driver"`
+	Scope         drivers.Scope  `json:"scope"`
+	DSN           drivers.Secret `json:"dsn"`
+	URL           string         `json:"url"`
+	Host          string         `json:"host,omitempty"`
+	Port          int            `json:"port,omitempty"`
+	Database      string         `json:"database"`
+	Username      string         `json:"username,omitempty"`
+	Secret        drivers.Secret `json:"secret"`
+	CredentialID  string         `json:"credential_id"`
+	ExpiresAt     *time.Time     `json:"expires_at,omitempty"`
+	RefreshAfter  time.Time      `json:"refresh_after"`
 }
 
 // RotateCredentialsRequest is the body of POST .../credentials/rotate. Scope
@@ -156,6 +158,11 @@ type RevokeCredentialsRequest struct {
 type CredentialsResponse struct {
 	Operation   *Operation    `json:"operation,omitempty"`
 	Credentials []*Credential `json:"credentials"`
+	// RevokeAfter is when the credentials a rotation replaced will be
+	// revoked; GraceStretched says that this is later than the grace asked
+	// for, because holders were told to refresh later than that.
+	RevokeAfter    *time.Time `json:"revoke_after,omitempty"`
+	GraceStretched bool       `json:"grace_stretched,omitempty"`
 }
 
 // PutEnvironmentMemberRequest is the body of PUT .../environments/{env}/members/{user}.

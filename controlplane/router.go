@@ -2,48 +2,159 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/envplane/envplane/drivers"
 )
 
-// refreshWindow bounds how long a client may cache a resolved connection: it
-// re-resolves after this, or sooner when the credential expires, so rotation
-// reaches every client well inside the grace period.
-const refreshWindow = time.Minute
-
 // ResolveConnection is the router: it returns what an application needs to
 // connect to the environment with scope, using the newest active credential.
 // A scope above the caller's role is EFORBIDDEN, a suspended environment
-// ELOCKED, one not active yet ECONFLICT.
+// ELOCKED, one not active yet ECONFLICT. A repeat resolve is answered from
+// this replica's cache (no store read, no keyring call) while the change log
+// says nothing changed.
 func (s *Service) ResolveConnection(ctx context.Context, p *Principal, orgRef, envRef string, scope Scope) (*Connection, error) {
-	action, ok := ConnectionAction(scope)
-	if !ok {
-		return nil, Invalid(FieldError{Field: "scope", Message: "must be admin, readwrite or readonly"})
-	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, action)
-	if err != nil {
-		return nil, err
-	}
-	return s.connection(ctx, a, scope)
+	c, _, err := s.resolve(ctx, p, routeKey{org: orgRef, env: envRef, scope: scope})
+	return c, err
 }
 
 // ResolveConnectionByID is ResolveConnection for an environment named by id.
 func (s *Service) ResolveConnectionByID(ctx context.Context, p *Principal, envID string, scope Scope) (*Connection, error) {
-	action, ok := ConnectionAction(scope)
-	if !ok {
-		return nil, Invalid(FieldError{Field: "scope", Message: "must be admin, readwrite or readonly"})
-	}
-	a, err := s.envAccessByID(ctx, p, envID, action)
-	if err != nil {
-		return nil, err
-	}
-	return s.connection(ctx, a, scope)
+	c, _, err := s.resolve(ctx, p, routeKey{env: envID, scope: scope})
+	return c, err
 }
 
-func (s *Service) connection(ctx context.Context, a *access, scope Scope) (*Connection, error) {
-	env := a.env
+// WatchRequest is a long poll on an environment's connection.
+type WatchRequest struct {
+	// OrgRef is empty for an environment named by id (EnvRef).
+	OrgRef, EnvRef string
+	Scope          Scope
+	// After is the credential the client holds.
+	After string
+	// Wait is how long to wait for another credential.
+	Wait time.Duration
+	// Authenticate checks the caller's API key again after a change, so a
+	// watch of a key revoked meanwhile ends with EUNAUTHORIZED.
+	Authenticate func(ctx context.Context) (*Principal, error)
+}
+
+// MaxWatch bounds WatchRequest.Wait.
+const MaxWatch = time.Minute
+
+// WatchConnection answers as ResolveConnection does, but only once the
+// newest active credential is another than req.After, or the caller may no
+// longer resolve it (the error at once), or req.Wait has passed (the
+// connection as it is), or the service closes its watches. A watch naming
+// an unknown or older credential answers at once. While the environment has
+// no active credential of the scope (an emergency revocation between revoke
+// and re-issue) it keeps waiting.
+func (s *Service) WatchConnection(ctx context.Context, p *Principal, req WatchRequest) (*Connection, error) {
+	if req.Wait <= 0 || req.Wait > MaxWatch {
+		return nil, Invalid(FieldError{Field: "wait", Message: "must be between 1s and 60s"})
+	}
+	k := routeKey{org: req.OrgRef, env: req.EnvRef, scope: req.Scope}
+	conn, e, err := s.resolve(ctx, p, k)
+	if err != nil || req.After == "" || conn.CredentialID != req.After {
+		return conn, err
+	}
+	timer := time.NewTimer(req.Wait)
+	defer timer.Stop()
+	for {
+		changed, closing := s.hub.subscribe(e.orgID)
+		// Look again once subscribed: a change between the last look and
+		// the subscription would otherwise go unseen.
+		if req.Authenticate != nil {
+			if p, err = req.Authenticate(ctx); err != nil {
+				return nil, err
+			}
+		}
+		next, ne, err := s.resolve(ctx, p, k)
+		switch {
+		case IsCode(err, EUNAVAILABLE):
+			// No credential to hand out right now: wait for the next change.
+		case err != nil:
+			return nil, err
+		case next.CredentialID != req.After:
+			return next, nil
+		default:
+			conn, e = next, ne
+		}
+		select {
+		case <-changed:
+		case <-closing:
+			return conn, nil
+		case <-timer.C:
+			return conn, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// resolve answers k for p from the cache or, on a miss, from one store read,
+// and records a receipt. It returns the cache entry the answer came from.
+func (s *Service) resolve(ctx context.Context, p *Principal, k routeKey) (*Connection, *routeEntry, error) {
+	action, ok := ConnectionAction(k.scope)
+	if !ok {
+		return nil, nil, Invalid(FieldError{Field: "scope", Message: "must be admin, readwrite or readonly"})
+	}
+	if p == nil {
+		return nil, nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	k.keyID = p.KeyID
+	now := s.Now()
+	if s.cacheTrusted(now) {
+		if e := s.cache.route(k, now); e != nil {
+			if conn, ok := s.answer(ctx, k, e, now); ok {
+				s.receipts.add(p, e, now)
+				return conn, e, nil
+			}
+		}
+	}
+	// A second try covers a credential rotated between the read and the
+	// promise (answer refuses to hand it out).
+	for range 2 {
+		epoch := s.cache.begin()
+		e, err := s.loadRoute(ctx, p, k, action, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.epoch = epoch
+		if conn, ok := s.answer(ctx, k, e, now); ok {
+			s.cache.putRoute(k, e)
+			s.receipts.add(p, e, now)
+			return conn, e, nil
+		}
+	}
+	return nil, nil, Errorf(EUNAVAILABLE, "the credential is rotating; try again")
+}
+
+// loadRoute reads and authorizes k in one store read, opens the credential
+// and builds the descriptor.
+func (s *Service) loadRoute(ctx context.Context, p *Principal, k routeKey, action Action, now time.Time) (*routeEntry, error) {
+	q := RouteQuery{OrgRef: k.org, EnvRef: k.env, Scope: k.scope, UserID: p.UserID}
+	if q.OrgRef == "" && p.OrgID != "" {
+		// A key bound to an organization looks only there.
+		q.OrgRef = p.OrgID
+	}
+	r, err := s.Store.ResolveRoute(ctx, q)
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	sub := Subject{Principal: p, OrgRole: r.OrgRole}
+	if sub.OrgRole == OrgMember {
+		sub.EnvRole = r.EnvRole
+	}
+	// As envAccess: an organization the caller may not see is absent, then
+	// the environment is judged.
+	if err := Authorize(sub, ActOrgRead, Resource{OrgID: r.Org.ID}); err != nil {
+		return nil, err
+	}
+	env := r.Environment
+	if err := Authorize(sub, action, Resource{OrgID: r.Org.ID, EnvironmentID: env.ID}); err != nil {
+		return nil, err
+	}
 	switch env.Status {
 	case StatusActive:
 	case StatusSuspended:
@@ -51,13 +162,17 @@ func (s *Service) connection(ctx context.Context, a *access, scope Scope) (*Conn
 	default:
 		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
 	}
-	db, t, err := s.databaseOf(ctx, env)
-	if err != nil {
-		return nil, err
+	if r.Database == nil {
+		return nil, Errorf(EUNAVAILABLE, "the environment has no database")
 	}
-	c, err := s.activeCredential(ctx, db, scope)
-	if err != nil {
-		return nil, err
+	db := r.Database
+	t, ok := s.Targets[db.Target]
+	if !ok {
+		return nil, Errorf(EUNAVAILABLE, "the environment's target is not configured")
+	}
+	c := r.Credential
+	if c == nil {
+		return nil, Errorf(EUNAVAILABLE, "no active %s credential", k.scope)
 	}
 	dc, err := s.driverCredential(ctx, c)
 	if err != nil {
@@ -67,205 +182,88 @@ func (s *Service) connection(ctx context.Context, a *access, scope Scope) (*Conn
 	if err != nil {
 		return nil, Errorf(EUNAVAILABLE, "cannot describe the connection").Wrap(err)
 	}
-	now := s.Now()
-	refresh := now.Add(refreshWindow)
-	if c.ExpiresAt != nil {
-		if half := now.Add(c.ExpiresAt.Sub(now) / 2); half.Before(refresh) {
-			refresh = half
-		}
+	e := &routeEntry{
+		conn: Connection{
+			EnvironmentID: env.ID,
+			Organization:  r.Org.Slug,
+			Environment:   env.Slug,
+			Driver:        db.Driver,
+			Scope:         k.scope,
+			DSN:           d.DSN,
+			URL:           d.URL,
+			Host:          d.Host,
+			Port:          d.Port,
+			Database:      d.Database,
+			Username:      d.Username,
+			Secret:        dc.Secret,
+			CredentialID:  c.ID,
+			ExpiresAt:     c.ExpiresAt,
+		},
+		orgID:      r.Org.ID,
+		dbID:       db.ID,
+		keyVersion: c.KMSKeyID,
+		expires:    c.ExpiresAt,
+		filled:     now,
 	}
-	return &Connection{
-		EnvironmentID: env.ID,
-		Organization:  a.org.Slug,
-		Environment:   env.Slug,
-		Driver:        db.Driver,
-		Scope:         scope,
-		DSN:           d.DSN.Reveal(),
-		URL:           d.URL,
-		Host:          d.Host,
-		Port:          d.Port,
-		Database:      d.Database,
-		Username:      d.Username,
-		Secret:        dc.Secret.Reveal(),
-		CredentialID:  c.ID,
-		ExpiresAt:     c.ExpiresAt,
-		RefreshAfter:  refresh,
-	}, nil
+	if c.PromisedUntil != nil {
+		e.promised.Store(c.PromisedUntil.UnixNano())
+	}
+	return e, nil
 }
 
-// databaseOf returns the environment's database and the target that holds it.
-func (s *Service) databaseOf(ctx context.Context, env *Environment) (*Database, *Target, error) {
-	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
-	if err != nil {
-		return nil, nil, err
+// answer returns e's connection with a refresh_after that is never later
+// than the earliest moment its credential could be revoked by a rotation:
+// the store holds, for each credential, the latest refresh_after handed out
+// (promised_until), and a rotation revokes only after it. The promise is
+// raised in the store, to now + RefreshWindow, once less than half a window
+// of it is left, so it costs one write per credential every half window,
+// not one per resolve. ok is false when the credential is no longer active
+// (a rotation demoted it) or the promise cannot be recorded and the one on
+// record is used up: the caller reads the store again.
+func (s *Service) answer(ctx context.Context, k routeKey, e *routeEntry, now time.Time) (*Connection, bool) {
+	want := now.Add(s.RefreshWindow)
+	if e.expires != nil {
+		if !now.Before(*e.expires) {
+			return nil, false
+		}
+		// Half the credential's remaining life: well before it expires.
+		if half := now.Add(e.expires.Sub(now) / 2); half.Before(want) {
+			want = half
+		}
 	}
-	t, ok := s.Targets[db.Target]
-	if !ok {
-		return nil, nil, Errorf(EUNAVAILABLE, "the environment's target is not configured")
+	promised := time.Unix(0, e.promised.Load())
+	if floor := now.Add(s.RefreshWindow / 2); promised.Before(floor) && promised.Before(want) {
+		until := now.Add(s.RefreshWindow).UTC().Truncate(time.Microsecond)
+		err := s.Store.PromiseCredential(ctx, e.dbID, e.conn.CredentialID, until)
+		switch {
+		case err == nil:
+			e.promised.Store(until.UnixNano())
+			promised = until
+		case IsCode(err, ECONFLICT), IsCode(err, ENOTFOUND):
+			s.cache.drop(k, e)
+			return nil, false
+		case !promised.After(now):
+			// The store is unreachable and nothing is left of the promise.
+			return nil, false
+		default:
+			s.Logger.Warn("cannot record a refresh promise; handing out what is on record", "credential", e.conn.CredentialID, "err", err)
+		}
 	}
-	return db, t, nil
+	conn := e.conn
+	conn.RefreshAfter = want
+	if promised.Before(want) {
+		conn.RefreshAfter = promised
+	}
+	return &conn, true
 }
 
-// ListCredentials returns the environment's credentials' metadata, newest
-// first (owner, admin, env_admin). Secrets never leave the store this way.
-func (s *Service) ListCredentials(ctx context.Context, p *Principal, orgRef, envRef string) ([]*Credential, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
-	if err != nil {
-		return nil, err
+// storeUnavailable answers a store failure on the router's path as
+// EUNAVAILABLE (503: try again), keeping the domain's own errors
+// (ENOTFOUND...) as they are.
+func storeUnavailable(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
 	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, a.env.ID)
-	if err != nil {
-		return nil, err
-	}
-	return s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID})
-}
-
-// RotateCredentials issues new credentials on the standby slots of the asked
-// scopes; the old ones keep working for the grace period, then the
-// background loop revokes them (owner, admin, env_admin). ECONFLICT while the
-// environment is not active or suspended, while another operation runs, or
-// while a standby slot still holds a credential in its grace.
-func (s *Service) RotateCredentials(ctx context.Context, p *Principal, orgRef, envRef string, req RotateCredentialsRequest) (*Operation, <-chan struct{}, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
-	if err != nil {
-		return nil, nil, err
-	}
-	var fields []FieldError
-	scopes := drivers.Scopes()
-	switch sc := Scope(req.Scope); {
-	case req.Scope == "" || req.Scope == "all":
-	case sc.Valid():
-		scopes = []Scope{sc}
-	default:
-		fields = append(fields, FieldError{Field: "scope", Message: "must be all, admin, readwrite or readonly"})
-	}
-	grace := s.Grace
-	if req.GraceSeconds != nil {
-		// Checked before multiplying: a huge value would overflow into a short grace.
-		if n := *req.GraceSeconds; n < 0 || n > int(maxGrace/time.Second) {
-			fields = append(fields, FieldError{Field: "grace_seconds", Message: "must be between 0 and 604800"})
-		} else {
-			grace = time.Duration(n) * time.Second
-		}
-	}
-	if len(req.Reason) > 500 {
-		fields = append(fields, FieldError{Field: "reason", Message: "must be at most 500 characters"})
-	}
-	if len(fields) > 0 {
-		return nil, nil, Invalid(fields...)
-	}
-	params := rotateParams{Scopes: scopes, From: map[Scope]string{}, Grace: grace, Reason: req.Reason}
-	return s.startRotation(ctx, p, a, "credentials.rotate_requested", func(db *Database) error {
-		for _, sc := range scopes {
-			cs, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Scope: sc, Statuses: []CredentialStatus{CredentialActive, CredentialRotating}})
-			if err != nil {
-				return err
-			}
-			for _, c := range cs {
-				switch c.Status {
-				case CredentialRotating:
-					return Errorf(ECONFLICT, "the %s credential rotated last is still in its grace period; wait for it to end or revoke it", sc)
-				case CredentialActive:
-					if _, seen := params.From[sc]; !seen {
-						params.From[sc] = c.ID
-					}
-				}
-			}
-		}
-		return nil
-	}, &params)
-}
-
-// RevokeCredentials is emergency revocation (owner, admin, env_admin): the
-// named credential, or every credential of the environment, stops working at
-// once, and every scope left without an active credential gets a new one.
-func (s *Service) RevokeCredentials(ctx context.Context, p *Principal, orgRef, envRef string, req RevokeCredentialsRequest) (*Operation, <-chan struct{}, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
-	if err != nil {
-		return nil, nil, err
-	}
-	reason := req.Reason
-	if l := len(reason); l == 0 || l > 500 {
-		return nil, nil, Invalid(FieldError{Field: "reason", Message: "is required, at most 500 characters"})
-	}
-	params := rotateParams{Reason: reason}
-	return s.startRotation(ctx, p, a, "credentials.revoke_requested", func(db *Database) error {
-		if req.CredentialID != "" {
-			c, err := s.Store.GetCredential(ctx, db.ID, req.CredentialID)
-			if IsCode(err, ENOTFOUND) {
-				return Invalid(FieldError{Field: "credential_id", Message: "no such credential on this environment"})
-			}
-			if err != nil {
-				return err
-			}
-			if c.Status == CredentialRevoked {
-				return Errorf(ECONFLICT, "the credential is already revoked")
-			}
-			params.Revoke = []string{c.ID}
-			return nil
-		}
-		cs, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID, Statuses: []CredentialStatus{CredentialActive, CredentialRotating}})
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			params.Revoke = append(params.Revoke, c.ID)
-		}
-		return nil
-	}, &params)
-}
-
-// startRotation records a rotate operation whose parameters prepare fills in
-// from the environment's database, and starts it.
-func (s *Service) startRotation(ctx context.Context, p *Principal, a *access, action string, prepare func(db *Database) error, params *rotateParams) (*Operation, <-chan struct{}, error) {
-	env := a.env
-	if env.Status != StatusActive && env.Status != StatusSuspended {
-		return nil, nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
-	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
-	if err != nil {
-		return nil, nil, err
-	}
-	var op *Operation
-	err = s.Store.WithTx(ctx, func(q Queries) error {
-		if _, err := q.GetRunningOperation(ctx, env.ID); err == nil {
-			return Errorf(ECONFLICT, "an operation is running on the environment")
-		} else if !IsCode(err, ENOTFOUND) {
-			return err
-		}
-		if err := prepare(db); err != nil {
-			return err
-		}
-		raw, err := json.Marshal(params)
-		if err != nil {
-			return err
-		}
-		op = s.newOperation(env.OrgID, env.ID, OpRotate, stepRotate, raw)
-		if err := q.CreateOperation(ctx, op); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, p, env.OrgID, env.ID, action, env.ID, map[string]any{"operation": op.ID, "reason": params.Reason})
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return op, s.start(op), nil
-}
-
-// CredentialsAfter returns the operation as stored and the environment's
-// credentials' metadata, for rotate and revoke responses.
-func (s *Service) CredentialsAfter(ctx context.Context, op *Operation) (*CredentialsResponse, error) {
-	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, op.EnvironmentID)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := s.Store.ListCredentials(ctx, CredentialFilter{DatabaseID: db.ID})
-	if err != nil {
-		return nil, err
-	}
-	return &CredentialsResponse{Operation: op, Credentials: cs}, nil
+	return Errorf(EUNAVAILABLE, "the control plane's store cannot be reached; try again").Wrap(err)
 }

@@ -142,7 +142,7 @@ func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context
 // transaction fails, op is left as it was, so the step runs again.
 func (s *Service) advance(ctx context.Context, op *Operation, next string, write func(q Queries) error) error {
 	prev := *op
-	err := s.Store.WithTx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q Queries) error {
 		if write != nil {
 			if err := write(q); err != nil {
 				return err
@@ -162,7 +162,7 @@ func (s *Service) advance(ctx context.Context, op *Operation, next string, write
 // was, so the step runs again.
 func (s *Service) complete(ctx context.Context, op *Operation, write func(q Queries) error) error {
 	prev := *op
-	err := s.Store.WithTx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q Queries) error {
 		if err := write(q); err != nil {
 			return err
 		}
@@ -434,7 +434,7 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 	}
 	switch op.Step {
 	case stepRevokeAll:
-		if err := s.revokeAll(ctx, db, t); err != nil {
+		if err := s.revokeAll(ctx, env, db, t); err != nil {
 			return err
 		}
 		return s.advance(ctx, op, stepDropDatabase, nil)
@@ -466,7 +466,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		return err
 	}
 	if op.Kind == OpProvision || op.Kind == OpClone {
-		if err := s.revokeAll(ctx, db, t); err != nil {
+		if err := s.revokeAll(ctx, env, db, t); err != nil {
 			return err
 		}
 		if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
@@ -474,7 +474,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		}
 	}
 	prev := *op
-	err = s.Store.WithTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q Queries) error {
 		now := s.Now()
 		if op.Kind != OpRotate {
 			// A deprovisioning that failed half-way ends failed too: its
@@ -532,13 +532,18 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 
 // TickReport says what one Tick did.
 type TickReport struct {
-	Resumed, Revoked, Rotated, Forgotten int
+	Resumed, Revoked, Rotated, Forgotten, Pruned int
 }
 
+// changeRetention is how long the change log keeps a change: far longer
+// than any replica lags behind it.
+const changeRetention = time.Hour
+
 // Tick is one pass of background work: it resumes abandoned operations,
-// revokes credentials whose grace has ended, starts scheduled rotations and
-// forgets idempotency keys older than IdempotencyTTL. A part that fails is
-// logged and the others still run.
+// revokes credentials whose grace has ended, starts scheduled rotations,
+// forgets idempotency keys older than IdempotencyTTL, writes buffered
+// receipts and prunes receipts past ReceiptRetention and old changes. A
+// part that fails is logged and the others still run.
 func (s *Service) Tick(ctx context.Context) TickReport {
 	var r TickReport
 	var err error
@@ -553,6 +558,13 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	}
 	if r.Forgotten, err = s.Store.DeleteIdempotencyRecordsBefore(ctx, s.Now().Add(-s.IdempotencyTTL)); err != nil {
 		s.Logger.Error("pruning idempotency records failed", "err", err)
+	}
+	s.FlushReceipts(ctx)
+	if r.Pruned, err = s.Store.DeleteReceiptsBefore(ctx, s.Now().Add(-s.ReceiptRetention)); err != nil {
+		s.Logger.Error("pruning router receipts failed", "err", err)
+	}
+	if _, err = s.Store.DeleteChangesBefore(ctx, s.Now().Add(-changeRetention)); err != nil {
+		s.Logger.Error("pruning the change log failed", "err", err)
 	}
 	return r
 }

@@ -74,8 +74,42 @@ type Service struct {
 	// replay (default 24h).
 	IdempotencyTTL time.Duration
 
-	ops runner
+	// RefreshWindow is the longest refresh_after the router hands out
+	// (default 1m); a rotated credential outlives the last one handed out
+	// for it by RevokeMargin (default 5s), so holders move before it ends.
+	RefreshWindow time.Duration
+	RevokeMargin  time.Duration
+	// ChangePoll is how often Follow reads the change log (default 250ms);
+	// cached answers are served only while the last successful read is at
+	// most MaxStale old (default 30s).
+	ChangePoll time.Duration
+	MaxStale   time.Duration
+	// ReceiptFlush is how often Follow writes buffered receipts (default
+	// 1s); ReceiptRetention how long receipts are kept (default 30 days).
+	ReceiptFlush     time.Duration
+	ReceiptRetention time.Duration
+	// MaxLiveCredentials caps active plus rotating credentials per database
+	// and scope (default 2); MaxIssuedPerHour caps credentials issued per
+	// environment in any hour (default 60). 0 means no cap.
+	MaxLiveCredentials int
+	MaxIssuedPerHour   int
+
+	ops      runner
+	cache    *routeCache
+	feed     changeFeed
+	hub      watchHub
+	receipts *receiptBuffer
 }
+
+// Defaults of the router's cache: how many answers and principals it
+// holds, and how long one is trusted at most even if no change names it.
+const (
+	DefaultCacheSize = 100_000
+	DefaultCacheTTL  = 5 * time.Minute
+	// DefaultReceiptBuffer bounds the receipts buffered between flushes;
+	// past it, resolutions are counted as dropped instead of recorded.
+	DefaultReceiptBuffer = 100_000
+)
 
 // New returns a Service with defaults set for every optional dependency.
 func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) *Service {
@@ -101,7 +135,27 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		Lease:                  time.Minute,
 		DefaultMaxEnvironments: 100,
 		IdempotencyTTL:         24 * time.Hour,
+		RefreshWindow:          time.Minute,
+		RevokeMargin:           5 * time.Second,
+		ChangePoll:             250 * time.Millisecond,
+		MaxStale:               30 * time.Second,
+		ReceiptFlush:           time.Second,
+		ReceiptRetention:       30 * 24 * time.Hour,
+		MaxLiveCredentials:     2,
+		MaxIssuedPerHour:       60,
+		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
+		feed:                   changeFeed{last: -1},
+		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
 	}
+}
+
+// ConfigureRouter sizes the router's cache (0 entries turns it off) and
+// sets how long an entry is trusted at most, and whether resolutions leave
+// receipts. Call it before serving.
+func (s *Service) ConfigureRouter(cacheSize int, cacheTTL time.Duration, receipts bool) {
+	s.cache = newRouteCache(cacheSize, cacheTTL)
+	s.receipts = newReceiptBuffer(DefaultReceiptBuffer)
+	s.receipts.off = !receipts
 }
 
 // NewID returns a new id: the prefix, an underscore and a lowercase ULID, so
@@ -158,7 +212,22 @@ func actor(p *Principal) string {
 	}
 }
 
-// audit appends an audit event through q (inside the mutation's transaction).
+// additive lists the audited actions that cannot change an answer the
+// router or the authentication cache already gave: they create, or only
+// ask. Every other audited action marks its organization changed.
+func additive(action string) bool {
+	switch action {
+	case "platform.bootstrapped", "organization.created", "environment.created", "api_key.created",
+		"member.added", "schema.migrated", "credentials.rotate_requested", "credentials.revoke_requested",
+		"credentials.rotate_scheduled", "credentials.budget_exceeded":
+		return true
+	}
+	return false
+}
+
+// audit appends an audit event through q (inside the mutation's
+// transaction) and, unless the action is additive, marks the organization
+// changed for the router's caches (s.changed).
 func (s *Service) audit(ctx context.Context, q Queries, p *Principal, orgID, envID, action, target string, details map[string]any) error {
 	e := &AuditEvent{
 		ID:            s.NewID("evt"),
@@ -174,7 +243,10 @@ func (s *Service) audit(ctx context.Context, q Queries, p *Principal, orgID, env
 	if err := q.AppendAuditEvent(ctx, e); err != nil {
 		return fmt.Errorf("cannot append audit event: %w", err)
 	}
-	return nil
+	if additive(action) {
+		return nil
+	}
+	return s.changed(ctx, q, orgID)
 }
 
 // target returns the named target, or ENOTFOUND-as-EINVALID for the field.

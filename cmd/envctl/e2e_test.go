@@ -171,7 +171,7 @@ func TestAgainstRealServer(t *testing.T) {
 	if conn.Secret == "" {
 		t.Fatal("the connection carries no secret")
 	}
-	if out := app.must("connection", "acme", "dev", "--scope", "readonly"); strings.Contains(out, conn.Secret) {
+	if out := app.must("connection", "acme", "dev", "--scope", "readonly"); strings.Contains(out, conn.Secret.Reveal()) {
 		t.Fatal("the connection table shows the secret")
 	}
 

@@ -323,12 +323,12 @@ for scripts:
 				return err
 			}
 			if dsnOnly {
-				if _, err := fmt.Fprintln(a.stdout, conn.DSN); err != nil {
+				if _, err := fmt.Fprintln(a.stdout, conn.DSN.Reveal()); err != nil {
 					return fmt.Errorf("cannot write output: %w", err)
 				}
 				return nil
 			}
-			return a.show(conn, func(w *tabwriter.Writer) {
+			return a.show(httpapi.RevealConnection(conn), func(w *tabwriter.Writer) {
 				field(w, "organization", conn.Organization)
 				field(w, "environment", conn.Environment)
 				field(w, "environment id", conn.EnvironmentID)

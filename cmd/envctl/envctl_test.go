@@ -346,9 +346,9 @@ func TestConnectionHidesSecretInTables(t *testing.T) {
 	const secret = "pw-7f3a9c-secret"
 	dsn := "postgres://env_01_rw_a:" + secret + "@db.internal:5432/env_01abc"
 	conn := cp.Connection{EnvironmentID: "env_01", Organization: "acme", Environment: "dev", Driver: "postgres", Scope: drivers.ScopeReadWrite,
-		DSN: dsn, URL: dsn, Host: "db.internal", Port: 5432, Database: "env_01abc", Username: "env_01_rw_a", Secret: secret, CredentialID: "cred_1"}
+		DSN: drivers.Secret(dsn), URL: dsn, Host: "db.internal", Port: 5432, Database: "env_01abc", Username: "env_01_rw_a", Secret: secret, CredentialID: "cred_1"}
 	f := newFakeAPI(t)
-	f.on("GET", "/v1/organizations/acme/environments/dev/connection", answer{body: conn})
+	f.on("GET", "/v1/organizations/acme/environments/dev/connection", answer{body: httpapi.RevealConnection(&conn)})
 
 	out, stderr, err := envctl(t, f, "connection", "acme", "dev")
 	if err != nil {

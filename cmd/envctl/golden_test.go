@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/httpapi"
 	"github.com/envplane/envplane/drivers"
 )
 
@@ -30,10 +31,10 @@ func TestTablesGolden(t *testing.T) {
 			Environment: &cp.Environment{ID: "env_01", OrgID: "org_01", Slug: "dev", Name: "Development", Type: cp.TypeDevelopment, Status: cp.StatusActive, Region: "local", Target: "local", CreatedAt: at, UpdatedAt: at},
 			Database:    &cp.DatabaseView{Driver: "sqlite", Target: "local", Region: "local", DatabaseName: "env_01abcdefghjkmnpqrstvwxyz0", SchemaVersion: 2, ProvisionedAt: &at}},
 			[]string{"env", "get", "dev", "--org", "acme"}},
-		{"connection", "GET", "/v1/organizations/acme/environments/dev/connection", cp.Connection{
+		{"connection", "GET", "/v1/organizations/acme/environments/dev/connection", httpapi.RevealConnection(&cp.Connection{
 			EnvironmentID: "env_01", Organization: "acme", Environment: "dev", Driver: "postgres", Scope: drivers.ScopeReadWrite,
 			DSN: "postgres://u:secret@db:5432/env_01", Host: "db", Port: 5432, Database: "env_01", Username: "env_01_readwrite_a", Secret: "secret",
-			CredentialID: "cred_01", ExpiresAt: &later, RefreshAfter: at.Add(time.Hour)},
+			CredentialID: "cred_01", ExpiresAt: &later, RefreshAfter: at.Add(time.Hour)}),
 			[]string{"connection", "acme", "dev"}},
 		{"cred-list", "GET", "/v1/organizations/acme/environments/dev/credentials", cp.List[*cp.Credential]{Items: []*cp.Credential{
 			{ID: "cred_02", Scope: drivers.ScopeReadWrite, Slot: drivers.SlotB, Username: "env_01_readwrite_b", Status: cp.CredentialActive, IssuedAt: at, RotatedFrom: "cred_01"},

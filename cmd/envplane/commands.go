@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,12 +65,17 @@ func serve(ctx context.Context, a *app) error {
 		return fmt.Errorf("cannot listen: %w", err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	// Watches answer at once when the server shuts down, instead of holding it.
+	hs.RegisterOnShutdown(a.svc.CloseWatches)
 	bg, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loop := make(chan struct{})
 	go func() {
 		defer close(loop)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.svc.Follow(bg) })
 		a.svc.Run(bg, a.cfg.ReconcileInterval)
+		wg.Wait()
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	cp "github.com/envplane/envplane/controlplane"
 )
 
 // Config is envplane's configuration: a YAML file, overridden by ENVPLANE_*
@@ -38,6 +40,7 @@ type Config struct {
 	AppMigrations string `mapstructure:"app_migrations"`
 
 	Rotation RotationConfig `mapstructure:"rotation"`
+	Router   RouterConfig   `mapstructure:"router"`
 	// ReconcileInterval is how often each replica resumes abandoned
 	// operations and revokes credentials whose grace ended.
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
@@ -60,6 +63,31 @@ type RotationConfig struct {
 	Grace time.Duration `mapstructure:"grace"`
 	// CredentialTTL maps an environment type to the lifetime of its credentials.
 	CredentialTTL map[string]time.Duration `mapstructure:"credential_ttl"`
+	// MaxLiveCredentials caps active plus rotating credentials per database
+	// and scope; MaxIssuedPerHour caps issuance per environment in any
+	// hour. 0 turns a cap off.
+	MaxLiveCredentials int `mapstructure:"max_live_credentials"`
+	MaxIssuedPerHour   int `mapstructure:"max_issued_per_hour"`
+}
+
+// RouterConfig tunes the router: its cache, the refresh it asks of
+// clients, and its receipts (adr/0011).
+type RouterConfig struct {
+	// RefreshWindow is the longest refresh_after handed out; RevokeMargin
+	// how long a rotated credential outlives the last one handed out for it.
+	RefreshWindow time.Duration `mapstructure:"refresh_window"`
+	RevokeMargin  time.Duration `mapstructure:"revoke_margin"`
+	// CacheSize bounds the cached answers and principals (0 turns the
+	// cache off); CacheTTL is the longest an entry is trusted.
+	CacheSize int           `mapstructure:"cache_size"`
+	CacheTTL  time.Duration `mapstructure:"cache_ttl"`
+	// ChangePoll is how often a replica reads the change log; MaxStale how
+	// long it serves cached answers when it cannot.
+	ChangePoll time.Duration `mapstructure:"change_poll"`
+	MaxStale   time.Duration `mapstructure:"max_stale"`
+	// Receipts turns resolution receipts on; they are kept ReceiptRetention.
+	Receipts         bool          `mapstructure:"receipts"`
+	ReceiptRetention time.Duration `mapstructure:"receipt_retention"`
 }
 
 // TargetConfig is one place where databases are created.
@@ -119,6 +147,16 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("default_target", "local")
 	v.SetDefault("app_migrations", "")
 	v.SetDefault("rotation.grace", 15*time.Minute)
+	v.SetDefault("rotation.max_live_credentials", 2)
+	v.SetDefault("rotation.max_issued_per_hour", 60)
+	v.SetDefault("router.refresh_window", time.Minute)
+	v.SetDefault("router.revoke_margin", 5*time.Second)
+	v.SetDefault("router.cache_size", cp.DefaultCacheSize)
+	v.SetDefault("router.cache_ttl", cp.DefaultCacheTTL)
+	v.SetDefault("router.change_poll", 250*time.Millisecond)
+	v.SetDefault("router.max_stale", 30*time.Second)
+	v.SetDefault("router.receipts", true)
+	v.SetDefault("router.receipt_retention", 30*24*time.Hour)
 	v.SetDefault("reconcile_interval", 5*time.Second)
 	v.SetDefault("max_environments", 100)
 }

@@ -179,6 +179,11 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 	}
 	svc.Logger = logger
 	svc.Grace = cfg.Rotation.Grace
+	svc.MaxLiveCredentials = cfg.Rotation.MaxLiveCredentials
+	svc.MaxIssuedPerHour = cfg.Rotation.MaxIssuedPerHour
+	if err := configureRouter(svc, cfg.Router); err != nil {
+		return nil, err
+	}
 	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
 	for typ, ttl := range cfg.Rotation.CredentialTTL {
 		t := cp.EnvironmentType(typ)
@@ -195,6 +200,28 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 		svc.Schema.App = os.DirFS(cfg.AppMigrations)
 	}
 	return &app{cfg: cfg, logger: logger, store: store, svc: svc}, nil
+}
+
+// configureRouter applies the router's settings, refusing those that would
+// break the rotation contract.
+func configureRouter(svc *cp.Service, rc RouterConfig) error {
+	switch {
+	case rc.RefreshWindow < time.Second:
+		return errors.New("router.refresh_window must be at least 1s")
+	case rc.RevokeMargin < 0:
+		return errors.New("router.revoke_margin must not be negative")
+	case rc.CacheSize < 0:
+		return errors.New("router.cache_size must not be negative")
+	case rc.CacheTTL <= 0 || rc.ChangePoll <= 0 || rc.MaxStale <= 0 || rc.ReceiptRetention <= 0:
+		return errors.New("router.cache_ttl, change_poll, max_stale and receipt_retention must be positive")
+	case rc.ChangePoll > rc.MaxStale:
+		return errors.New("router.change_poll must not exceed router.max_stale")
+	}
+	svc.RefreshWindow, svc.RevokeMargin = rc.RefreshWindow, rc.RevokeMargin
+	svc.ChangePoll, svc.MaxStale = rc.ChangePoll, rc.MaxStale
+	svc.ReceiptRetention = rc.ReceiptRetention
+	svc.ConfigureRouter(rc.CacheSize, rc.CacheTTL, rc.Receipts)
+	return nil
 }
 
 func (a *app) close() error {

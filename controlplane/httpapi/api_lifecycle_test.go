@@ -405,7 +405,7 @@ func TestEmergencyRevoke(t *testing.T) {
 		t.Fatalf("after revoking everything: %v", scopes)
 	}
 	logs := h.logs.String()
-	for i, s := range []string{old.Secret, fresh.Secret, other.Secret} {
+	for i, s := range []string{old.Secret.Reveal(), fresh.Secret.Reveal(), other.Secret.Reveal()} {
 		if strings.Contains(logs, s) {
 			t.Errorf("secret %d appears in the server log", i)
 		}

@@ -34,6 +34,9 @@ func pgHarness(b *testing.B) (*harness, string) {
 
 // percentile returns the p-th percentile (0..100) of ds, in milliseconds.
 func percentile(ds []time.Duration, p int) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	i := (len(s) - 1) * p / 100

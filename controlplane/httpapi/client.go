@@ -398,6 +398,29 @@ func (c *Client) GetConnectionByID(ctx context.Context, id string, scope cp.Scop
 	return call[cp.Connection](ctx, c, http.MethodGet, "/v1/environments/"+url.PathEscape(id)+"/connection", scopeQuery(scope), nil, nil)
 }
 
+// ReceiptsOptions filters ListReceipts; zero fields do not filter.
+type ReceiptsOptions struct {
+	ListOptions
+	Since, Until time.Time
+	Credential   string
+}
+
+// ListReceipts returns who resolved which of an environment's credentials,
+// newest first.
+func (c *Client) ListReceipts(ctx context.Context, org, env string, opts ReceiptsOptions) (*cp.List[*cp.Receipt], error) {
+	q := opts.query()
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !opts.Until.IsZero() {
+		q.Set("until", opts.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if opts.Credential != "" {
+		q.Set("credential", opts.Credential)
+	}
+	return call[cp.List[*cp.Receipt]](ctx, c, http.MethodGet, envPathOf(org, env)+"/receipts", q, nil, nil)
+}
+
 // ListCredentials returns the metadata of an environment's credentials
 // (never secrets).
 func (c *Client) ListCredentials(ctx context.Context, org, env string) (*cp.List[*cp.Credential], error) {

@@ -215,6 +215,11 @@ func TestClientRequests(t *testing.T) {
 			}, wantField: "cred1"},
 		{name: "connection by id", answer: cp.Connection{EnvironmentID: "env1", CredentialID: "cred2"}, method: "GET", path: "/v1/environments/env1/connection", query: "scope=readonly",
 			call: func(c *httpapi.Client) (any, error) { return c.GetConnectionByID(ctx, "env1", drivers.ScopeReadOnly) }, wantField: "cred2"},
+		{name: "receipts", answer: cp.List[*cp.Receipt]{Items: []*cp.Receipt{{ID: "rcpt1", CredentialID: "cred9"}}}, method: "GET", path: "/v1/organizations/acme/environments/dev/receipts",
+			query: "credential=cred9&limit=5&since=2026-01-02T03%3A04%3A05Z",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListReceipts(ctx, "acme", "dev", httpapi.ReceiptsOptions{ListOptions: httpapi.ListOptions{Limit: 5}, Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Credential: "cred9"})
+			}, wantField: "cred9"},
 		{name: "credentials", answer: cp.List[*cp.Credential]{Items: []*cp.Credential{{ID: "cred1", Username: "env_x_rw_a"}}}, method: "GET", path: "/v1/organizations/acme/environments/dev/credentials",
 			call: func(c *httpapi.Client) (any, error) { return c.ListCredentials(ctx, "acme", "dev") }, wantField: "env_x_rw_a"},
 		{name: "rotate", answer: cp.CredentialsResponse{Credentials: []*cp.Credential{{ID: "cred3"}}}, method: "POST", path: "/v1/organizations/acme/environments/dev/credentials/rotate", body: `{"scope":"readwrite","grace_seconds":60}`,

@@ -31,7 +31,7 @@ func TestClone(t *testing.T) {
 			exec := func(env, scope, q string) error {
 				var conn cp.Connection
 				h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+env+"/connection?scope="+scope, nil).decode(t, &conn)
-				db, err := sql.Open(c.sqlDriver, conn.DSN)
+				db, err := sql.Open(c.sqlDriver, conn.DSN.Reveal())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -42,7 +42,7 @@ func TestClone(t *testing.T) {
 			count := func(env string) int {
 				var conn cp.Connection
 				h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+env+"/connection?scope=readonly", nil).decode(t, &conn)
-				db, err := sql.Open(c.sqlDriver, conn.DSN)
+				db, err := sql.Open(c.sqlDriver, conn.DSN.Reveal())
 				if err != nil {
 					t.Fatal(err)
 				}

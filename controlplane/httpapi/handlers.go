@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -246,12 +249,26 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 		},
 
 		"getConnection": func(c echo.Context) error {
-			conn, err := svc.ResolveConnection(requestContext(c), principal(c), c.Param("org"), c.Param("env"), cp.Scope(c.QueryParam("scope")))
-			return connection(c, conn, err)
+			return s.connection(c, c.Param("org"), c.Param("env"))
 		},
 		"getConnectionByID": func(c echo.Context) error {
-			conn, err := svc.ResolveConnectionByID(requestContext(c), principal(c), c.Param("id"), cp.Scope(c.QueryParam("scope")))
-			return connection(c, conn, err)
+			return s.connection(c, "", c.Param("id"))
+		},
+
+		"listReceipts": func(c echo.Context) error {
+			pg, err := page(c)
+			if err != nil {
+				return err
+			}
+			f, err := receiptFilter(c)
+			if err != nil {
+				return err
+			}
+			rs, next, err := svc.ListReceipts(requestContext(c), principal(c), c.Param("org"), c.Param("env"), f, pg)
+			if err != nil {
+				return err
+			}
+			return list(c, rs, next)
 		},
 
 		"listCredentials": func(c echo.Context) error {
@@ -371,12 +388,106 @@ func (s *Server) credentialsAnswer(c echo.Context, op *cp.Operation, done <-chan
 	return c.JSON(http.StatusOK, resp)
 }
 
-// connection answers the router. The body carries a secret: it must never be cached.
-func connection(c echo.Context, conn *cp.Connection, err error) error {
+// connection answers the router: a resolve, or with ?wait= a watch that
+// answers once the credential is another than ?after=. The body carries a
+// secret: it must never be cached.
+func (s *Server) connection(c echo.Context, org, env string) error {
+	ctx := requestContext(c)
+	p, scope := principal(c), cp.Scope(c.QueryParam("scope"))
+	var conn *cp.Connection
+	var err error
+	if raw := c.QueryParam("wait"); raw != "" {
+		req := cp.WatchRequest{OrgRef: org, EnvRef: env, Scope: scope, After: c.QueryParam("after")}
+		if req.Wait, err = watchWait(raw); err != nil {
+			return err
+		}
+		if len(req.After) > 100 {
+			return cp.Invalid(cp.FieldError{Field: "after", Message: "is not a credential id"})
+		}
+		token, _ := bearer(c)
+		req.Authenticate = func(ctx context.Context) (*cp.Principal, error) { return s.svc.Authenticate(ctx, token) }
+		conn, err = s.svc.WatchConnection(ctx, p, req)
+	} else if c.QueryParam("after") != "" {
+		return cp.Invalid(cp.FieldError{Field: "after", Message: "applies only with wait"})
+	} else if org == "" {
+		conn, err = s.svc.ResolveConnectionByID(ctx, p, env, scope)
+	} else {
+		conn, err = s.svc.ResolveConnection(ctx, p, org, env, scope)
+	}
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	c.Response().Header().Set("Pragma", "no-cache")
-	return c.JSON(http.StatusOK, conn)
+	h := c.Response().Header()
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("Pragma", "no-cache")
+	return c.JSON(http.StatusOK, RevealConnection(conn))
+}
+
+// watchWait reads ?wait=: a duration ("30s") or whole seconds ("30"), from 1s to cp.MaxWatch.
+func watchWait(raw string) (time.Duration, error) {
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		n, nerr := strconv.Atoi(raw)
+		if nerr != nil {
+			return 0, cp.Invalid(cp.FieldError{Field: "wait", Message: "must be a duration such as 30s, or whole seconds"})
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < time.Second || d > cp.MaxWatch {
+		return 0, cp.Invalid(cp.FieldError{Field: "wait", Message: "must be between 1s and 60s"})
+	}
+	return d, nil
+}
+
+// ConnectionAnswer is the router's answer on the wire, DSN and secret in
+// clear; RevealConnection builds it, the one place they are revealed.
+type ConnectionAnswer struct {
+	EnvironmentID string     `json:"environment_id"`
+	Organization  string     `json:"organization"`
+	Environment   string     `json:"environment"`
+	Driver        string     `json:"driver"`
+	Scope         cp.Scope   `json:"scope"`
+	DSN           string     `json:"dsn"`
+	URL           string     `json:"url"`
+	Host          string     `json:"host,omitempty"`
+	Port          int        `json:"port,omitempty"`
+	Database      string     `json:"database"`
+	Username      string     `json:"username,omitempty"`
+	Secret        string     `json:"secret"`
+	CredentialID  string     `json:"credential_id"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	RefreshAfter  time.Time  `json:"refresh_after"`
+}
+
+// RevealConnection returns c as the router answers it, secrets in clear.
+func RevealConnection(c *cp.Connection) ConnectionAnswer {
+	return ConnectionAnswer{
+		EnvironmentID: c.EnvironmentID, Organization: c.Organization, Environment: c.Environment,
+		Driver: c.Driver, Scope: c.Scope, DSN: c.DSN.Reveal(), URL: c.URL, Host: c.Host, Port: c.Port,
+		Database: c.Database, Username: c.Username, Secret: c.Secret.Reveal(), CredentialID: c.CredentialID,
+		ExpiresAt: c.ExpiresAt, RefreshAfter: c.RefreshAfter,
+	}
+}
+
+// receiptFilter reads ?since=, ?until= (RFC 3339) and ?credential=.
+func receiptFilter(c echo.Context) (cp.ReceiptFilter, error) {
+	f := cp.ReceiptFilter{CredentialID: c.QueryParam("credential")}
+	for _, q := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		raw := c.QueryParam(q.name)
+		if raw == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			return f, cp.Invalid(cp.FieldError{Field: q.name, Message: "must be an RFC 3339 time"})
+		}
+		*q.to = t.UTC()
+	}
+	if len(f.CredentialID) > 100 {
+		return f, cp.Invalid(cp.FieldError{Field: "credential", Message: "is not a credential id"})
+	}
+	return f, nil
 }

@@ -28,16 +28,29 @@ import (
 	"github.com/envplane/envplane/migrations"
 )
 
-// clock is a test clock the service reads; tests move it forward.
+// clock is a test clock the service reads; tests move it forward. A
+// running clock (newRunningClock) also moves with real time.
 type clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	running bool
+	start   time.Time
 }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.running {
+		return c.now.Add(time.Since(c.start)).UTC()
+	}
 	return c.now
+}
+
+// newRunningClock returns a clock that follows real time from now on, for
+// tests where grace periods and watches must pass on their own.
+func newRunningClock() *clock {
+	now := time.Now()
+	return &clock{now: now.UTC(), running: true, start: now}
 }
 
 func (c *clock) Advance(d time.Duration) {
@@ -72,7 +85,9 @@ type harness struct {
 	clock   *clock
 	logs    *syncBuffer
 	dataDir string
-	admin   string
+	// storeURL is the PostgreSQL store's URL; empty for SQLite.
+	storeURL string
+	admin    string
 }
 
 type harnessOption func(*harnessConfig)
@@ -82,6 +97,17 @@ type harnessConfig struct {
 	targets  []*cp.Target
 	postgres bool
 	clock    *clock
+	// wrapStore, when set, puts something in front of the store (fault injection, counting).
+	wrapStore func(cp.Store) cp.Store
+	// replicaOf, when set, makes this harness a second replica of that one:
+	// the same PostgreSQL store, key file, SQLite target and admin token.
+	replicaOf *harness
+}
+
+// asReplicaOf makes the harness another replica over first's store (which
+// must be PostgreSQL), keyring and SQLite target, with a clock of its own.
+func asReplicaOf(first *harness) harnessOption {
+	return func(c *harnessConfig) { c.replicaOf = first }
 }
 
 // newClock returns a test clock that starts at the real time, so that
@@ -119,15 +145,24 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	}
 	ctx := context.Background()
 	dir := tb.TempDir()
+	storeURL := ""
+	if first := hc.replicaOf; first != nil {
+		dir, storeURL = first.dataDir, first.storeURL
+	} else if hc.postgres {
+		storeURL = drivertest.NewPostgresDatabase(tb)
+	}
 	var store cp.Store
 	var err error
-	if hc.postgres {
-		store, err = pgstore.Open(ctx, drivertest.NewPostgresDatabase(tb))
+	if storeURL != "" {
+		store, err = pgstore.Open(ctx, storeURL)
 	} else {
 		store, err = sqlitestore.Open(ctx, filepath.Join(dir, "controlplane.db"))
 	}
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
+	}
+	if hc.wrapStore != nil {
+		store = hc.wrapStore(store)
 	}
 	kr, _, err := local.EnsureFile(filepath.Join(dir, "master.key"))
 	if err != nil {
@@ -163,14 +198,29 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 		tb.Fatalf("server: %v", err)
 	}
 	ts := httptest.NewServer(srv)
-	h := &harness{svc: svc, srv: ts, clock: clk, logs: logs, dataDir: dir}
+	h := &harness{svc: svc, srv: ts, clock: clk, logs: logs, dataDir: dir, storeURL: storeURL}
+	// As serve does: follow the change log (the cache answers only while it
+	// does) and flush receipts.
+	follow, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		svc.Follow(follow)
+	}()
 	tb.Cleanup(func() {
 		ts.Close()
+		svc.CloseWatches()
+		stopFollow()
+		<-followed
 		svc.Wait()
 		if err := store.Close(); err != nil {
 			tb.Errorf("close store: %v", err)
 		}
 	})
+	if hc.replicaOf != nil {
+		h.admin = hc.replicaOf.admin
+		return h
+	}
 	tb.Cleanup(func() { dropServerDatabases(tb, svc) })
 	token, err := svc.Bootstrap(ctx, cp.BootstrapRequest{Email: "ops@example.com"})
 	if err != nil || token == "" {

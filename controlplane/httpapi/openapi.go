@@ -43,6 +43,14 @@ func paramDoc(name string) string {
 		return "Credential scope: admin, readwrite or readonly"
 	case "Idempotency-Key":
 		return "A retried POST with the same key and body replays the first answer; another body is 422"
+	case "after":
+		return "With wait: the credential id the client holds; the answer comes once the newest active credential is another"
+	case "wait":
+		return "Watch: hold the answer up to this long (1s to 60s, e.g. 30s) for a credential other than after"
+	case "since", "until":
+		return "RFC 3339 time bounding the receipts"
+	case "credential":
+		return "Only this credential's receipts"
 	case "Prefer":
 		return "wait=N: hold the answer up to N seconds for the change to finish before answering 202"
 	}

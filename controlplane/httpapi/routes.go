@@ -36,6 +36,8 @@ const (
 // Routes returns the API's route table.
 func Routes() []Route {
 	list := []string{"limit", "cursor"}
+	// A resolve, or with wait (and after, the credential held) a watch.
+	watchQuery := []string{"scope", "after", "wait"}
 	return []Route{
 		{Method: http.MethodGet, Path: "/healthz", OperationID: "healthz", Summary: "Liveness", Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/readyz", OperationID: "readyz", Summary: "Readiness: the store answers", Status: http.StatusOK, Public: true},
@@ -70,8 +72,9 @@ func Routes() []Route {
 		{Method: http.MethodPost, Path: envPath + "/suspend", OperationID: "suspendEnvironment", Summary: "Suspend: connection lookups answer 423", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/resume", OperationID: "resumeEnvironment", Summary: "Resume a suspended environment", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 
-		{Method: http.MethodGet, Path: envPath + "/connection", OperationID: "getConnection", Summary: "The router: a connection descriptor with the newest active credential", Response: cp.Connection{}, Status: http.StatusOK, Query: []string{"scope"}},
-		{Method: http.MethodGet, Path: "/v1/environments/:id/connection", OperationID: "getConnectionByID", Summary: "The router, by environment id", Response: cp.Connection{}, Status: http.StatusOK, Query: []string{"scope"}},
+		{Method: http.MethodGet, Path: envPath + "/connection", OperationID: "getConnection", Summary: "The router: a connection descriptor with the newest active credential", Response: cp.Connection{}, Status: http.StatusOK, Query: watchQuery},
+		{Method: http.MethodGet, Path: "/v1/environments/:id/connection", OperationID: "getConnectionByID", Summary: "The router, by environment id", Response: cp.Connection{}, Status: http.StatusOK, Query: watchQuery},
+		{Method: http.MethodGet, Path: envPath + "/receipts", OperationID: "listReceipts", Summary: "Who resolved which credential of the environment, newest first", Response: cp.List[*cp.Receipt]{}, Status: http.StatusOK, Query: []string{"since", "until", "credential", "limit", "cursor"}},
 
 		{Method: http.MethodGet, Path: envPath + "/credentials", OperationID: "listCredentials", Summary: "Credential metadata, never secrets", Response: cp.List[*cp.Credential]{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/credentials/rotate", OperationID: "rotateCredentials", Summary: "Rotate with a grace period", Request: cp.RotateCredentialsRequest{}, Response: cp.CredentialsResponse{}, Status: http.StatusOK},

@@ -117,13 +117,12 @@ func principal(c echo.Context) *cp.Principal {
 // authenticate resolves the bearer key; no key or a bad one is 401.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		// The scheme is case-insensitive (RFC 9110 §11.1).
-		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		token, ok := bearer(c)
+		if !ok {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="envplane"`)
 			return cp.Errorf(cp.EUNAUTHORIZED, "invalid or missing API key")
 		}
-		p, err := s.svc.Authenticate(requestContext(c), strings.TrimSpace(token))
+		p, err := s.svc.Authenticate(requestContext(c), token)
 		if err != nil {
 			if cp.IsCode(err, cp.EUNAUTHORIZED) {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="envplane"`)
@@ -133,6 +132,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set("principal", p)
 		return next(c)
 	}
+}
+
+// bearer returns the request's bearer token; ok is false when there is none.
+func bearer(c echo.Context) (token string, ok bool) {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+	token = strings.TrimSpace(token)
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // validText refuses path parameters, the cursor and the Idempotency-Key
@@ -166,6 +173,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = fromEcho(he)
 	}
 	p := ProblemFor(err)
+	if d := cp.RetryAfterOf(err); d > 0 {
+		// Whole seconds, rounded up: a client that waits that long finds the way clear.
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 	if p.Status >= 500 {
 		s.logger.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
 	}

@@ -52,7 +52,7 @@ func TestTargetsSideBySide(t *testing.T) {
 		}
 		var conn cp.Connection
 		h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+c.slug+"/connection?scope=readwrite", nil).decode(t, &conn)
-		db, err := sql.Open(c.sqlDriver, conn.DSN)
+		db, err := sql.Open(c.sqlDriver, conn.DSN.Reveal())
 		if err != nil {
 			t.Fatalf("%s: open: %v", c.slug, err)
 		}
@@ -112,9 +112,9 @@ func tursoTarget(t *testing.T, clk *clock) (*cp.Target, *tursotest.Platform) {
 }
 
 // works reports whether a router DSN still reads the database.
-func works(t *testing.T, sqlDriver, dsn string) bool {
+func works(t *testing.T, sqlDriver string, dsn drivers.Secret) bool {
 	t.Helper()
-	db, err := sql.Open(sqlDriver, dsn)
+	db, err := sql.Open(sqlDriver, dsn.Reveal())
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -143,12 +143,13 @@ func TestTursoRotationAndEmergencyRevocation(t *testing.T) {
 	if first.ExpiresAt == nil {
 		t.Fatal("a Turso credential has no expiry, so a rotated one could never age out")
 	}
-	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/edge/credentials/rotate", map[string]any{"scope": "readwrite", "grace_seconds": 60})
+	var rot cp.CredentialsResponse
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/edge/credentials/rotate", map[string]any{"scope": "readwrite", "grace_seconds": 60}).decode(t, &rot)
 	second := resolve("readwrite")
 	if second.CredentialID == first.CredentialID || !works(t, "libsql", second.DSN) || !works(t, "libsql", first.DSN) {
 		t.Fatal("after rotation the new and the old readwrite tokens must both work")
 	}
-	h.clock.Advance(61 * time.Second)
+	h.clock.Advance(rot.RevokeAfter.Sub(h.clock.Now()))
 	if n, err := h.svc.RevokeDue(context.Background()); err != nil || n != 1 {
 		t.Fatalf("grace end: %d, %v", n, err)
 	}

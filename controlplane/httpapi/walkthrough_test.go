@@ -11,12 +11,13 @@ import (
 	_ "modernc.org/sqlite"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/drivers"
 )
 
 // openDSN opens a router DSN with the SQLite driver an application would use.
-func openDSN(tb testing.TB, dsn string) *sql.DB {
+func openDSN(tb testing.TB, dsn drivers.Secret) *sql.DB {
 	tb.Helper()
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite", dsn.Reveal())
 	if err != nil {
 		tb.Fatalf("open router DSN: %v", err)
 	}
@@ -47,8 +48,8 @@ func TestWalkthrough(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", cc)
 	}
 	r.decode(t, &conn)
-	secrets = append(secrets, conn.Secret, conn.DSN)
-	if !strings.Contains(string(r.body), `"dsn":"`+conn.DSN+`"`) {
+	secrets = append(secrets, conn.Secret.Reveal(), conn.DSN.Reveal())
+	if !strings.Contains(string(r.body), `"dsn":"`+conn.DSN.Reveal()+`"`) {
 		t.Errorf("the DSN is escaped in the answer, so it cannot be copied verbatim: %s", r.body)
 	}
 	if conn.EnvironmentID != dev.ID || conn.Scope != "readwrite" || conn.CredentialID == "" || conn.Secret == "" {
@@ -68,7 +69,7 @@ func TestWalkthrough(t *testing.T) {
 
 	var byID cp.Connection
 	h.must(t, http.StatusOK, h.admin, "GET", "/v1/environments/"+dev.ID+"/connection?scope=readonly", nil).decode(t, &byID)
-	secrets = append(secrets, byID.Secret, byID.DSN)
+	secrets = append(secrets, byID.Secret.Reveal(), byID.DSN.Reveal())
 	ro := openDSN(t, byID.DSN)
 	if _, err := ro.Exec("INSERT INTO notes (body) VALUES ('nope')"); err == nil {
 		t.Fatal("the readonly DSN wrote")
@@ -96,12 +97,12 @@ func TestWalkthrough(t *testing.T) {
 	if old == nil || fresh == nil || old.ID != conn.CredentialID || fresh.RotatedFrom != old.ID || fresh.Slot == old.Slot {
 		t.Fatalf("rotation did not move readwrite to the standby slot: old=%+v new=%+v", old, fresh)
 	}
-	if strings.Contains(string(h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/dev/credentials", nil).body), conn.Secret) {
+	if strings.Contains(string(h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/dev/credentials", nil).body), conn.Secret.Reveal()) {
 		t.Fatal("the credential listing carries a secret")
 	}
 	var after cp.Connection
 	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/dev/connection?scope=readwrite", nil).decode(t, &after)
-	secrets = append(secrets, after.Secret, after.DSN)
+	secrets = append(secrets, after.Secret.Reveal(), after.DSN.Reveal())
 	if after.CredentialID != fresh.ID || after.Secret == conn.Secret {
 		t.Fatalf("the router did not hand out the new credential")
 	}
@@ -112,7 +113,16 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("old credential %q before its grace ended, want rotating", status)
 	}
 
-	h.clock.Advance(61 * time.Second)
+	// The old credential lives out its grace, stretched to the refresh_after
+	// handed out for it (plus a margin): the rotation said until when.
+	if rot.RevokeAfter == nil || rot.RevokeAfter.Before(h.clock.Now().Add(60*time.Second)) {
+		t.Fatalf("revoke_after %v is before the end of the 60 s grace", rot.RevokeAfter)
+	}
+	h.clock.Advance(rot.RevokeAfter.Sub(h.clock.Now()) - time.Second)
+	if n, err := h.svc.RevokeDue(context.Background()); err != nil || n != 0 {
+		t.Fatalf("revoke due a second before revoke_after: revoked %d, err %v; want 0", n, err)
+	}
+	h.clock.Advance(time.Second)
 	n, err := h.svc.RevokeDue(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("revoke due after grace: revoked %d, err %v; want 1", n, err)
