@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,9 +51,9 @@ func DriverName(name string) (string, error) {
 // the credential as an error wrapping drivers.ErrDenied, which the router's
 // Pool answers by resolving again: PostgreSQL's SQLSTATE 28P01 (wrong or
 // expired password) and 28000 (role not permitted to log in, or no
-// pg_hba entry); for libSQL an HTTP 401 or 403 from the first round trip,
-// which Connect makes itself (SELECT 1) since the client sends nothing
-// before the first statement. SQLite files check no credential. It returns
+// pg_hba entry); for libSQL an HTTP 401 or 403, which the client only meets
+// at a statement: that statement reads as a bad connection (database/sql
+// runs it again on a new one) and the connector's next dial is refused. SQLite files check no credential. It returns
 // an error wrapping drivers.ErrUnsupported for an unknown driver, and an
 // error that never quotes dsn when dsn does not parse; no error of its
 // connectors quotes dsn or the secret in it. It has no side effects, so
@@ -138,31 +139,21 @@ func tursoConnector(dsn drivers.Secret) (driver.Connector, error) {
 		// With the token removed, the client's message names at most the URL.
 		return nil, fmt.Errorf("sqlopen: the turso DSN is not one libsql accepts: %w", err)
 	}
+	// The HTTP client's Connect sends nothing, so a refused token shows in
+	// the middle of a connection's statement. That statement did not run:
+	// tursoConn reports it as a bad connection, which database/sql retries
+	// on a new one, and marks the connector refused, so that the new dial
+	// fails with drivers.ErrDenied and the router's Pool resolves again.
+	refused := &atomic.Bool{}
 	connect := func(ctx context.Context) (driver.Conn, error) {
-		// The HTTP client's Connect sends nothing: a refused token would
-		// surface in the middle of the caller's first statement, too late
-		// to dial again. So a probe connection makes one round trip first:
-		// its Ping runs SELECT 1 (hranaV2; not through driver.Pinger, whose
-		// method it names PingContext, so database/sql's Ping never calls
-		// it). A probe, not the connection handed out: a server that keeps
-		// no stream between requests (no baton, as tursodb answers) leaves
-		// a connection unusable after its first request.
-		probe, err := c.Connect(ctx)
-		if err != nil {
-			return nil, tursoError(err, token)
-		}
-		if p, ok := probe.(interface{ PingContext(context.Context) error }); ok {
-			err = p.PingContext(ctx)
-		}
-		probe.Close()
-		if err != nil {
-			return nil, tursoError(err, token)
+		if refused.Load() {
+			return nil, fmt.Errorf("sqlopen: libsql refused the token: %w", drivers.ErrDenied)
 		}
 		conn, err := c.Connect(ctx)
 		if err != nil {
-			return nil, tursoError(err, token)
+			return nil, tursoError(err, token, nil)
 		}
-		return conn, nil
+		return &tursoConn{conn: conn, token: token, refused: refused}, nil
 	}
 	return hidden{inner: func() driver.Connector { return c }, connect: connect}, nil
 }
@@ -174,18 +165,114 @@ func tursoConnector(dsn drivers.Secret) (driver.Connector, error) {
 // is the only place the status appears, so it is what is matched here, on
 // each error of the chain: the one exception to classifying by type. The
 // refusal's own text (the server's body) is not passed on.
-func tursoError(err error, token drivers.Secret) error {
+//
+// When refused is not nil, a refusal also sets it and wraps
+// driver.ErrBadConn: the statement did not run and may run again on a new
+// connection.
+func tursoError(err error, token drivers.Secret, refused *atomic.Bool) error {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		for _, status := range []string{"401", "403"} {
-			if strings.HasPrefix(e.Error(), "error code "+status+":") {
+			if !strings.HasPrefix(e.Error(), "error code "+status+":") {
+				continue
+			}
+			if refused == nil {
 				return fmt.Errorf("sqlopen: libsql refused the token (HTTP %s): %w", status, drivers.ErrDenied)
 			}
+			refused.Store(true)
+			return fmt.Errorf("sqlopen: libsql refused the token (HTTP %s): %w: %w", status, drivers.ErrDenied, driver.ErrBadConn)
 		}
 	}
 	if msg, t := err.Error(), token.Reveal(); t != "" && strings.Contains(msg, t) {
 		return fmt.Errorf("sqlopen: libsql: %s", strings.ReplaceAll(msg, t, drivers.Secret(t).String()))
 	}
 	return fmt.Errorf("sqlopen: libsql: %w", err)
+}
+
+// tursoConn is a libsql connection whose refusals of the token mark its
+// connector refused and read as bad connections (see tursoConnector). It
+// has the methods libsql's HTTP connection has. A statement prepared
+// explicitly runs on libsql's connection directly, so its refusal is an
+// ordinary error.
+type tursoConn struct {
+	conn    driver.Conn
+	token   drivers.Secret
+	refused *atomic.Bool
+}
+
+var (
+	_ driver.ExecerContext      = (*tursoConn)(nil)
+	_ driver.QueryerContext     = (*tursoConn)(nil)
+	_ driver.ConnPrepareContext = (*tursoConn)(nil)
+	_ driver.ConnBeginTx        = (*tursoConn)(nil)
+	_ driver.SessionResetter    = (*tursoConn)(nil)
+)
+
+func (c *tursoConn) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	return tursoError(err, c.token, c.refused)
+}
+
+// Prepare prepares query on the libsql connection.
+func (c *tursoConn) Prepare(query string) (driver.Stmt, error) {
+	st, err := c.conn.Prepare(query)
+	return st, c.fail(err)
+}
+
+// PrepareContext prepares query on the libsql connection.
+func (c *tursoConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if p, ok := c.conn.(driver.ConnPrepareContext); ok {
+		st, err := p.PrepareContext(ctx, query)
+		return st, c.fail(err)
+	}
+	return c.Prepare(query)
+}
+
+// Close closes the libsql connection.
+func (c *tursoConn) Close() error { return c.conn.Close() }
+
+// Begin starts a transaction.
+func (c *tursoConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+// BeginTx starts a transaction (libsql sends BEGIN).
+func (c *tursoConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	b, ok := c.conn.(driver.ConnBeginTx)
+	if !ok {
+		return nil, errors.New("sqlopen: libsql connection cannot begin a transaction with options")
+	}
+	tx, err := b.BeginTx(ctx, opts)
+	return tx, c.fail(err)
+}
+
+// ExecContext runs a statement.
+func (c *tursoConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := c.conn.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	r, err := e.ExecContext(ctx, query, args)
+	return r, c.fail(err)
+}
+
+// QueryContext runs a query.
+func (c *tursoConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := c.conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	rows, err := q.QueryContext(ctx, query, args)
+	return rows, c.fail(err)
+}
+
+// ResetSession ends the connection's stream before it is reused.
+func (c *tursoConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
 }
 
 // hidden is a connector that reaches the real one through closures, which

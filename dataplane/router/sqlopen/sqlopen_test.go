@@ -3,6 +3,7 @@ package sqlopen_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -239,10 +240,11 @@ func TestConnectorPostgresRefusals(t *testing.T) {
 	}
 }
 
-// TestConnectorTursoRefusals: a token the database refuses is refused when
-// the connection is dialed (the connector makes a round trip the libsql
-// client would otherwise delay to the first statement), with an error
-// wrapping drivers.ErrDenied that shows no token; the right token dials.
+// TestConnectorTursoRefusals: a token the database refuses (wrong, or
+// revoked) fails the first statement as a bad connection wrapping
+// drivers.ErrDenied, after which the connector refuses to dial, so the
+// router's pool resolves again and database/sql runs the statement again;
+// no error shows a token. The right token runs its statement.
 func TestConnectorTursoRefusals(t *testing.T) {
 	ctx := context.Background()
 	p := tursotest.NewPlatform(t, tursotest.PlatformOptions{DataPlane: true})
@@ -263,25 +265,57 @@ func TestConnectorTursoRefusals(t *testing.T) {
 		t.Fatalf("descriptor: %v", err)
 	}
 	token := issued.Credential.Secret.Reveal()
-	if err := connectErr(t, "turso", desc.DSN.Reveal()); err != nil {
+	if err := tursoStatementErr(t, desc.DSN.Reveal()); err != nil {
 		t.Fatalf("the right token: %v", err)
 	}
 
 	wrong := "not-a-token-" + drivertest.RandomSuffix(t)
-	err = connectErr(t, "turso", desc.URL+"?authToken="+wrong)
+	err = tursoStatementErr(t, desc.URL+"?authToken="+wrong)
 	if !errors.Is(err, drivers.ErrDenied) {
 		t.Fatalf("a wrong token: %v, want ErrDenied", err)
 	}
 	if _, err := d.RevokeCredential(ctx, drivers.RevokeCredentialRequest{Database: created.Database, Scope: drivers.ScopeReadWrite, Slot: drivers.SlotA}); err != nil {
 		t.Fatalf("revoke: %v", err)
 	}
-	revoked := connectErr(t, "turso", desc.DSN.Reveal())
+	revoked := tursoStatementErr(t, desc.DSN.Reveal())
 	if !errors.Is(revoked, drivers.ErrDenied) {
 		t.Fatalf("a revoked token: %v, want ErrDenied", revoked)
 	}
 	if out := printed(err) + printed(revoked); strings.Contains(out, token) || strings.Contains(out, wrong) {
 		t.Error("a refusal shows the token")
 	}
+}
+
+// tursoStatementErr runs a statement on a new libSQL connection. A refused
+// token fails it as a bad connection (database/sql runs it again on a new
+// one) wrapping drivers.ErrDenied, and the connector then refuses to dial
+// with drivers.ErrDenied; tursoStatementErr checks both and returns the
+// statement's error.
+func tursoStatementErr(tb testing.TB, dsn string) error {
+	tb.Helper()
+	c, err := sqlopen.Connector("turso", drivers.Secret(dsn))
+	if err != nil {
+		tb.Fatalf("connector: %v", err)
+	}
+	ctx := context.Background()
+	conn, err := c.Connect(ctx)
+	if err != nil {
+		tb.Fatalf("a libSQL dial does I/O: %v", err)
+	}
+	defer conn.Close()
+	_, err = conn.(driver.ExecerContext).ExecContext(ctx, "SELECT 1", nil)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, drivers.ErrDenied) {
+		if !errors.Is(err, driver.ErrBadConn) {
+			tb.Errorf("a refused statement is not a bad connection: %v", err)
+		}
+		if _, derr := c.Connect(ctx); !errors.Is(derr, drivers.ErrDenied) {
+			tb.Errorf("after a refused statement the connector dials again: %v", derr)
+		}
+	}
+	return err
 }
 
 // TestConnectorUnsupported: Connector knows the same drivers as DriverName.
