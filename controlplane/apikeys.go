@@ -46,9 +46,11 @@ func HashToken(token string) string {
 // recorded (last_used_at, at most once a minute) off the request's path.
 // The returned principal is shared: callers must not change it.
 func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
-	denied := Errorf(EUNAUTHORIZED, "invalid or missing API key")
+	// A function, not a value: the hot path must not format an error it
+	// does not return.
+	denied := func() error { return Errorf(EUNAUTHORIZED, "invalid or missing API key") }
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return nil, denied
+		return nil, denied()
 	}
 	hash := HashToken(token)
 	now := s.Now()
@@ -61,13 +63,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	epoch := s.cache.begin()
 	k, err := s.Store.GetAPIKeyByHash(ctx, hash)
 	if IsCode(err, ENOTFOUND) {
-		return nil, denied
+		return nil, denied()
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
 	}
 	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) {
-		return nil, denied
+		return nil, denied()
 	}
 	p := &Principal{KeyID: k.ID, UserID: k.UserID, OrgID: k.OrgID, EnvironmentID: k.EnvironmentID, MaxScope: k.MaxScope}
 	if k.UserID != "" {
@@ -76,7 +78,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 			return nil, storeUnavailable(err)
 		}
 		if u.DisabledAt != nil {
-			return nil, denied
+			return nil, denied()
 		}
 		p.Email = u.Email
 		p.PlatformAdmin = u.PlatformAdmin && k.OrgID == ""

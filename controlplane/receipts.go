@@ -26,7 +26,7 @@ type receiptKey struct {
 // receiptBuffer holds the counts not yet written, and the API keys whose
 // last use is to be recorded.
 type receiptBuffer struct {
-	off bool
+	off atomic.Bool
 	max int
 
 	mu      sync.Mutex
@@ -41,7 +41,7 @@ func newReceiptBuffer(max int) *receiptBuffer {
 
 // add counts one resolution by p answered from e at now.
 func (b *receiptBuffer) add(p *Principal, e *routeEntry, now time.Time) {
-	if b.off {
+	if b.off.Load() {
 		return
 	}
 	k := receiptKey{envID: e.conn.EnvironmentID, keyID: p.KeyID, credID: e.conn.CredentialID, keyVersion: e.keyVersion, scope: e.conn.Scope, minute: now.Unix() / 60}

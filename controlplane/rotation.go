@@ -303,9 +303,10 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 		res.add(&revokeAfter, s.Now().Add(params.Grace))
 		// Without a grace and without an outstanding promise the old
 		// credential ends now, not at the background loop's next tick, and
-		// does not block the next rotation.
+		// does not block the next rotation. As any grace end: on a target
+		// that revokes all or nothing, it ages out instead.
 		if !revokeAfter.After(s.Now()) {
-			if err := s.revoke(ctx, env, db, t, old); err != nil {
+			if err := s.endGrace(ctx, env, db, t, old); err != nil {
 				return err
 			}
 		}

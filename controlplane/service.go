@@ -149,14 +149,15 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 	}
 }
 
-// ConfigureRouter sizes the router's cache (0 entries turns it off) and
-// sets how long an entry is trusted at most, and whether resolutions leave
-// receipts. Call it before serving.
-func (s *Service) ConfigureRouter(cacheSize int, cacheTTL time.Duration, receipts bool) {
-	s.cache = newRouteCache(cacheSize, cacheTTL)
-	s.receipts = newReceiptBuffer(DefaultReceiptBuffer)
-	s.receipts.off = !receipts
+// ConfigureCache sizes the router's cache (0 entries turns it off) and sets
+// how long an entry is trusted at most. Call it before serving.
+func (s *Service) ConfigureCache(size int, ttl time.Duration) {
+	s.cache = newRouteCache(size, ttl)
 }
+
+// EnableReceipts turns resolution receipts on or off (on by default). It is
+// safe to call while serving.
+func (s *Service) EnableReceipts(on bool) { s.receipts.off.Store(!on) }
 
 // NewID returns a new id: the prefix, an underscore and a lowercase ULID, so
 // ids sort by creation time and never look like a slug. The ULID's entropy is

@@ -220,7 +220,8 @@ func configureRouter(svc *cp.Service, rc RouterConfig) error {
 	svc.RefreshWindow, svc.RevokeMargin = rc.RefreshWindow, rc.RevokeMargin
 	svc.ChangePoll, svc.MaxStale = rc.ChangePoll, rc.MaxStale
 	svc.ReceiptRetention = rc.ReceiptRetention
-	svc.ConfigureRouter(rc.CacheSize, rc.CacheTTL, rc.Receipts)
+	svc.ConfigureCache(rc.CacheSize, rc.CacheTTL)
+	svc.EnableReceipts(rc.Receipts)
 	return nil
 }
 

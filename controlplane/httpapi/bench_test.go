@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/dataplane"
 	"github.com/envplane/envplane/dataplane/router"
 	"github.com/envplane/envplane/dataplane/router/sqlopen"
@@ -122,8 +122,8 @@ func trivialEcho(b *testing.B) (string, *http.Client) {
 // routerFixture makes an environment and an app key (readwrite) on a
 // harness, warms the router, and returns the connection URL and token.
 func routerFixture(b *testing.B, receipts bool) (url, token string, client *http.Client) {
-	h := newHarness(b)
-	h.svc.ConfigureRouter(cp.DefaultCacheSize, cp.DefaultCacheTTL, receipts)
+	h := newHarness(b, withLogLevel(slog.LevelInfo))
+	h.svc.EnableReceipts(receipts)
 	h.org(b, "acme")
 	h.env(b, h.admin, "acme", "dev", "development")
 	token, _ = h.appKey(b, "acme", "dev", "readwrite")

@@ -99,6 +99,8 @@ type harnessConfig struct {
 	clock    *clock
 	// wrapStore, when set, puts something in front of the store (fault injection, counting).
 	wrapStore func(cp.Store) cp.Store
+	// logLevel is the server log's level (default debug).
+	logLevel slog.Level
 	// replicaOf, when set, makes this harness a second replica of that one:
 	// the same PostgreSQL store, key file, SQLite target and admin token.
 	replicaOf *harness
@@ -137,9 +139,14 @@ func withDriver(wrap func(drivers.Driver) drivers.Driver) harnessOption {
 	return func(c *harnessConfig) { c.wrap = wrap }
 }
 
+// withLogLevel sets the server log's level (benchmarks log as serve does by default: info).
+func withLogLevel(l slog.Level) harnessOption {
+	return func(c *harnessConfig) { c.logLevel = l }
+}
+
 func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	tb.Helper()
-	var hc harnessConfig
+	hc := harnessConfig{logLevel: slog.LevelDebug}
 	for _, o := range opts {
 		o(&hc)
 	}
@@ -181,7 +188,7 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 		d = hc.wrap(d)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: hc.logLevel}))
 	svc := cp.New(store, kr, append([]*cp.Target{{Name: "local", Region: "local", Driver: d}}, hc.targets...), "local")
 	svc.Logger = logger
 	svc.Now = clk.Now

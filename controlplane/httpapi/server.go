@@ -242,7 +242,16 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		status := c.Response().Status
 		elapsed := time.Since(start)
 		s.metrics.observe(c.Request().Method, route, status, elapsed)
-		s.logger.Info("request",
+		// A successful resolve is logged at debug level: the router answers
+		// thousands a second, and receipts and metrics already count them.
+		level := slog.LevelInfo
+		if status < http.StatusBadRequest && routerRoute(route) {
+			level = slog.LevelDebug
+		}
+		if !s.logger.Enabled(c.Request().Context(), level) {
+			return nil
+		}
+		s.logger.Log(c.Request().Context(), level, "request",
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 			"method", c.Request().Method,
 			"route", route,
@@ -251,6 +260,11 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		)
 		return nil
 	}
+}
+
+// routerRoute reports whether route is one of the router's connection routes.
+func routerRoute(route string) bool {
+	return strings.HasSuffix(route, "/connection")
 }
 
 // bind decodes the JSON body into v strictly: malformed JSON is 400, an

@@ -174,4 +174,21 @@ func TestTursoRotationAndEmergencyRevocation(t *testing.T) {
 			t.Fatalf("%s was not re-issued with a working token after the emergency revocation", scope)
 		}
 	}
+
+	// A rotation without grace, of a credential nobody was handed: the old
+	// token ends at once, by ageing out, not by invalidating the database's
+	// tokens, which would take the new ones with it.
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "edge2", "type": "development", "target": "edge"})
+	var zero cp.CredentialsResponse
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/edge2/credentials/rotate", map[string]any{"scope": "readwrite", "grace_seconds": 0}).decode(t, &zero)
+	if zero.Operation.Status != cp.OpSucceeded || zero.GraceStretched {
+		t.Fatalf("rotation without grace: %s, stretched %v", zero.Operation.Status, zero.GraceStretched)
+	}
+	for _, scope := range []string{"readwrite", "readonly"} {
+		var c cp.Connection
+		h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/edge2/connection?scope="+scope, nil).decode(t, &c)
+		if !works(t, "libsql", c.DSN) {
+			t.Fatalf("after a rotation without grace the active %s token does not work", scope)
+		}
+	}
 }
