@@ -37,7 +37,7 @@ func Parse(spec string) (*Keyring, error) {
 // read (the error wraps fs.ErrNotExist when it is absent), is not a regular
 // file, is accessible by group or others, or does not hold a valid key spec.
 func LoadFile(path string) (*Keyring, error) {
-	keys, err := readFile(path)
+	keys, _, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -52,12 +52,26 @@ func LoadFile(path string) (*Keyring, error) {
 // only one caller creates it. It refuses an existing file that group or
 // others can access, and never overwrites an existing file.
 func EnsureFile(path string) (kr *Keyring, created bool, err error) {
+	created, err = createFile(path)
+	if err != nil {
+		return nil, false, err
+	}
 	kr, err = LoadFile(path)
+	return kr, created, err
+}
+
+// createFile creates the key file at path with one random key as version 1
+// unless a file is there already, and reports whether it created it.
+func createFile(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if err == nil {
+		return false, nil
+	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return kr, false, err
+		return false, fmt.Errorf("cannot open key file: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, fmt.Errorf("cannot create key file directory: %w", err)
+		return false, fmt.Errorf("cannot create key file directory: %w", err)
 	}
 	keys := map[int][]byte{1: newKey()}
 	defer clearKeys(keys)
@@ -65,14 +79,12 @@ func EnsureFile(path string) (kr *Keyring, created bool, err error) {
 	defer clear(data)
 	err = writeNew(path, data)
 	if errors.Is(err, fs.ErrExist) {
-		kr, err = LoadFile(path)
-		return kr, false, err
+		return false, nil // another caller created it first
 	}
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	kr, err = New(keys)
-	return kr, err == nil, err
+	return true, nil
 }
 
 // AddVersion adds a random key one version above the highest in the key file
@@ -82,7 +94,7 @@ func EnsureFile(path string) (kr *Keyring, created bool, err error) {
 // others. It is not idempotent: each call adds a version. Callers must not
 // run it concurrently with itself or Retire on the same file.
 func AddVersion(path string) (int, error) {
-	keys, err := readFile(path)
+	keys, _, err := readFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +117,7 @@ func AddVersion(path string) (int, error) {
 // retire the current (highest) version. Callers must not run it
 // concurrently with itself or AddVersion on the same file.
 func Retire(path string, version int) error {
-	keys, err := readFile(path)
+	keys, _, err := readFile(path)
 	if err != nil {
 		return err
 	}
@@ -118,6 +130,39 @@ func Retire(path string, version int) error {
 	}
 	clear(keys[version])
 	delete(keys, version)
+	data := encode(keys)
+	defer clear(data)
+	return writeReplace(path, data)
+}
+
+// RetireBelow removes every key version below below from the key file at
+// path, atomically (one rename), so that data keys wrapped under them no
+// longer unwrap. The caller must first make sure nothing is still wrapped
+// under them (100% rewrap coverage). It refuses when below is above the
+// current (highest) version, since that would remove it. It is idempotent:
+// when no version is below below, it succeeds without writing. Callers must
+// not run it concurrently with itself, Retire or AddVersion on the same
+// file (a File serialises its own calls).
+func RetireBelow(path string, below int) error {
+	keys, _, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	defer clearKeys(keys)
+	if current := currentVersion(keys); below > current {
+		return fmt.Errorf("cannot retire local key versions below %d: %s is the current version", below, KeyID(current))
+	}
+	removed := 0
+	for version, key := range keys {
+		if version < below {
+			clear(key)
+			delete(keys, version)
+			removed++
+		}
+	}
+	if removed == 0 {
+		return nil
+	}
 	data := encode(keys)
 	defer clear(data)
 	return writeReplace(path, data)
@@ -137,33 +182,35 @@ func clearKeys(keys map[int][]byte) {
 }
 
 // readFile reads and parses a key file, refusing one that group or others
-// can access: such a file may already have leaked.
-func readFile(path string) (map[int][]byte, error) {
+// can access: such a file may already have leaked. It also returns the
+// file's info as of the read (from the open file, so it describes the
+// contents returned even if the path is replaced meanwhile).
+func readFile(path string) (map[int][]byte, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open key file: %w", err)
+		return nil, nil, fmt.Errorf("cannot open key file: %w", err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("cannot open key file: %w", err)
+		return nil, nil, fmt.Errorf("cannot open key file: %w", err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("cannot open key file %s: not a regular file", path)
+		return nil, nil, fmt.Errorf("cannot open key file %s: not a regular file", path)
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("cannot use key file %s: mode %04o lets group or others access it; chmod 600 it and consider the keys leaked", path, perm)
+		return nil, nil, fmt.Errorf("cannot use key file %s: mode %04o lets group or others access it; chmod 600 it and consider the keys leaked", path, perm)
 	}
 	data, err := io.ReadAll(f)
 	defer clear(data)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read key file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("cannot read key file %s: %w", path, err)
 	}
 	keys, err := parseSpec(string(data))
 	if err != nil {
-		return nil, fmt.Errorf("cannot parse key file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("cannot parse key file %s: %w", path, err)
 	}
-	return keys, nil
+	return keys, info, nil
 }
 
 // parseSpec splits a key spec into versions and decoded keys. Errors name an

@@ -19,6 +19,15 @@
 // and AddVersion start with a comment and are mode 0600. A key file that is
 // readable, writable or executable by group or others is refused.
 //
+// # Two keyrings
+//
+// A Keyring is immutable: its versions are fixed when it is built, as they
+// are for keys from the ENVPLANE_MASTER_KEY environment variable. A File
+// (OpenFile) is backed by a key file and follows it while running: versions
+// that another process adds or retires (envplane keys rotate, keys retire)
+// take effect without a restart, within ReloadInterval for Wrap and at once
+// for an Unwrap that meets a version it did not hold yet.
+//
 // Key ids are "local:<version>". The key material is never printed: a Keyring
 // formats as [redacted] with every verb, and errors name versions and paths,
 // never keys.
@@ -41,6 +50,11 @@ import (
 // not hold (never added, or retired).
 var ErrUnknownVersion = errors.New("unknown key version")
 
+// ErrFixedVersions reports a rotation or retirement asked of a Keyring, whose
+// versions are fixed where it was built (the ENVPLANE_MASTER_KEY variable,
+// or a key spec): envplane cannot change them, the operator can.
+var ErrFixedVersions = fmt.Errorf("keys come from ENVPLANE_MASTER_KEY; add a version there: %w", controlplane.ErrKeyVersionsFixed)
+
 // KeySize is the length of a master key in bytes (AES-256).
 const KeySize = 32
 
@@ -54,7 +68,11 @@ type Keyring struct {
 	current int
 }
 
-var _ controlplane.Keyring = (*Keyring)(nil)
+var (
+	_ controlplane.Keyring    = (*Keyring)(nil)
+	_ controlplane.KeyOwner   = (*Keyring)(nil)
+	_ controlplane.KeyManager = (*Keyring)(nil)
+)
 
 // New returns a keyring holding keys, a map from version (1 or more) to a
 // 32-byte key; the highest version is current. It keeps no reference to the
@@ -128,6 +146,33 @@ func (k *Keyring) CurrentKeyID(context.Context) (string, error) {
 	return KeyID(k.current), nil
 }
 
+// Owns reports whether keyID is a local key id ("local:<version>", version
+// 1 or more), whether or not this keyring holds that version: local key ids
+// are one namespace, and Unwrap says which versions it lacks
+// (ErrUnknownVersion).
+func (k *Keyring) Owns(keyID string) bool {
+	_, ok := k.Version(keyID)
+	return ok
+}
+
+// Version returns the version a local key id names ("local:3" is 3); ok is
+// false for any other key id.
+func (k *Keyring) Version(keyID string) (version int, ok bool) {
+	return versionOf(keyID)
+}
+
+// Rotate refuses: a Keyring's versions are fixed where it was built. It
+// returns an error wrapping ErrFixedVersions.
+func (k *Keyring) Rotate(context.Context) (string, error) {
+	return "", fmt.Errorf("cannot rotate the local keyring: %w", ErrFixedVersions)
+}
+
+// Retire refuses, like Rotate: it returns an error wrapping
+// ErrFixedVersions.
+func (k *Keyring) Retire(_ context.Context, below int) error {
+	return fmt.Errorf("cannot retire local key versions below %d: %w", below, ErrFixedVersions)
+}
+
 // String returns [redacted]. It has a value receiver, like Format, so a
 // copied Keyring cannot print its keys either.
 func (k Keyring) String() string { return "[redacted]" }
@@ -139,13 +184,19 @@ func (k Keyring) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
 // KeyID returns the key id of a version: "local:<version>".
 func KeyID(version int) string { return keyIDPrefix + strconv.Itoa(version) }
 
+// versionOf returns the version of a well-formed local key id.
+func versionOf(keyID string) (int, bool) {
+	v, err := parseKeyID(keyID)
+	return v, err == nil
+}
+
 func parseKeyID(keyID string) (int, error) {
 	rest, ok := strings.CutPrefix(keyID, keyIDPrefix)
 	if !ok {
 		return 0, fmt.Errorf("cannot unwrap: key id %q is not a local key id", keyID)
 	}
 	version, err := strconv.Atoi(rest)
-	if err != nil || version < 1 {
+	if err != nil || version < 1 || rest != strconv.Itoa(version) {
 		return 0, fmt.Errorf("cannot unwrap: key id %q has no valid version", keyID)
 	}
 	return version, nil

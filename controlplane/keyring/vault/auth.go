@@ -138,6 +138,12 @@ func (s *session) loginAppRole(ctx context.Context) (*api.SecretAuth, error) {
 		Auth *api.SecretAuth `json:"auth"`
 	}
 	if err := decodeAuth(resp, err, &answer, s.appRole.SecretID.Reveal()); err != nil {
+		// Vault answers a wrong role id or secret id with 400: the
+		// credentials are refused, as a bad token is.
+		var re *responseError
+		if errors.As(err, &re) && re.status == http.StatusBadRequest {
+			re.kind = ErrDenied
+		}
 		return fail(err)
 	}
 	if answer.Auth == nil || answer.Auth.ClientToken == "" {

@@ -2,6 +2,17 @@
 // and unwrapped by a Transit key (the key-encryption key), which never
 // leaves Vault.
 //
+// # Starting while Vault is down
+//
+// New does no network I/O, so a server starts while Vault is down, sealed
+// or unreachable. The keyring sets itself up on first use: it logs in,
+// checks that the Transit key exists and can encrypt (creating it when
+// Config.CreateKey is set), and starts renewing its token. A failed set-up
+// is tried again on a later call, at most once per SetupRetryInterval;
+// calls in between fail at once with an error wrapping ErrUnavailable (and
+// the last attempt's error). Callers that want to fail fast at start call
+// Check; readiness probes call Health.
+//
 // # Key ids and wrapped keys
 //
 // A key id names the Transit mount, the key and its version:
@@ -81,8 +92,9 @@ type Config struct {
 	Mount string
 	// Key is the Transit key name; "envplane" when empty.
 	Key string
-	// CreateKey makes New create the key (type aes256-gcm96) when it does
-	// not exist yet; otherwise New fails with ErrKeyNotFound.
+	// CreateKey makes the keyring create the key (type aes256-gcm96) when
+	// it does not exist yet, on first use; otherwise first use fails with
+	// ErrKeyNotFound.
 	CreateKey bool
 
 	// Token authenticates the keyring. When it is empty, AppRole is used.
@@ -103,6 +115,10 @@ type Config struct {
 	// Logger receives token renewal events; they never carry the token.
 	// Nothing is logged when nil.
 	Logger *slog.Logger
+
+	// Now is the clock that paces set-up attempts (SetupRetryInterval);
+	// time.Now when nil. Tests replace it.
+	Now func() time.Time
 }
 
 // AppRole is an AppRole login.
@@ -132,26 +148,34 @@ type TLS struct {
 // Keyring wraps data keys with a Vault Transit key. It is safe for
 // concurrent use. Close stops its token renewal.
 type Keyring struct {
-	client  *api.Client
-	mount   string
-	key     string
-	prefix  string // key ids are prefix + version
-	timeout time.Duration
-	logger  *slog.Logger
-	session *session
+	client    *api.Client
+	mount     string
+	key       string
+	prefix    string // key ids are prefix + version
+	createKey bool
+	timeout   time.Duration
+	logger    *slog.Logger
+	now       func() time.Time
+	session   *session
+	setup     *setup // a pointer, so that a copied Keyring (formatted by value) copies no lock
 }
 
-var _ controlplane.Keyring = (*Keyring)(nil)
+var (
+	_ controlplane.Keyring       = (*Keyring)(nil)
+	_ controlplane.KeyOwner      = (*Keyring)(nil)
+	_ controlplane.KeyManager    = (*Keyring)(nil)
+	_ controlplane.Rewrapper     = (*Keyring)(nil)
+	_ controlplane.KeyringHealth = (*Keyring)(nil)
+)
 
-// New connects to Vault, authenticates (token or AppRole), checks that the
-// Transit key exists and can encrypt (creating it first when cfg.CreateKey
-// is set and it is absent), and starts renewing the token in the
-// background. It is idempotent: the key is created only once, whoever
-// creates it. It fails with an error wrapping ErrDenied if Vault refuses the
-// credentials, ErrKeyNotFound if the key (or the mount) is absent and may
-// not be created, and ErrUnavailable if Vault cannot be reached; ctx bounds
-// all of it.
-func New(ctx context.Context, cfg Config) (*Keyring, error) {
+// New returns a keyring for cfg without calling Vault: it logs in, checks
+// the Transit key (creating it when cfg.CreateKey is set) and starts
+// renewing its token on first use (see the package comment), so it succeeds
+// while Vault is down or sealed. It fails only on a configuration that
+// cannot work (no address, no credentials, unreadable TLS files); the error
+// names fields, never secrets. ctx is not used, since New does no I/O; call
+// Check to fail fast when Vault cannot be used.
+func New(_ context.Context, cfg Config) (*Keyring, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
@@ -163,23 +187,22 @@ func New(ctx context.Context, cfg Config) (*Keyring, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	k := &Keyring{
-		client:  client,
-		mount:   cfg.Mount,
-		key:     cfg.Key,
-		prefix:  "vault:" + cfg.Mount + "/" + cfg.Key + ":v",
-		timeout: cfg.Timeout,
-		logger:  logger,
+		client:    client,
+		mount:     cfg.Mount,
+		key:       cfg.Key,
+		prefix:    "vault:" + cfg.Mount + "/" + cfg.Key + ":v",
+		createKey: cfg.CreateKey,
+		timeout:   cfg.Timeout,
+		logger:    logger,
+		now:       now,
+		setup:     &setup{sem: make(chan struct{}, 1)},
 	}
 	k.session = newSession(client, cfg, logger)
-	if err := k.session.login(ctx); err != nil {
-		return nil, err
-	}
-	if err := k.ensureKey(ctx, cfg.CreateKey); err != nil {
-		k.session.close()
-		return nil, err
-	}
-	k.session.start()
 	return k, nil
 }
 
@@ -231,18 +254,22 @@ func validate(cfg *Config) error {
 }
 
 // Close stops the token renewal and, when the keyring logged in with AppRole,
-// revokes the token it got. The keyring must not be used afterwards. It is
-// idempotent and returns no error: revocation is best effort, since the
-// token expires anyway.
+// revokes the token it got; calls afterwards fail. It waits for a set-up
+// attempt in progress. It is idempotent and returns no error: revocation is
+// best effort, since the token expires anyway.
 func (k *Keyring) Close() error {
+	k.setup.sem <- struct{}{}
+	defer func() { <-k.setup.sem }()
+	k.setup.closed = true
 	k.session.close()
 	return nil
 }
 
 // Wrap encrypts dataKey with the Transit key's newest version and returns
-// Transit's ciphertext with the key id of that version. It fails with an
-// error wrapping ErrDenied, ErrKeyNotFound or ErrUnavailable when Vault does
-// not encrypt; the error never carries the data key.
+// Transit's ciphertext with the key id of that version. It fails like Check
+// until the keyring is set up, and with an error wrapping ErrDenied,
+// ErrKeyNotFound or ErrUnavailable when Vault does not encrypt; the error
+// never carries the data key.
 func (k *Keyring) Wrap(ctx context.Context, dataKey []byte) ([]byte, string, error) {
 	ws, err := k.WrapBatch(ctx, [][]byte{dataKey})
 	if err != nil {
@@ -257,7 +284,8 @@ func (k *Keyring) Wrap(ctx context.Context, dataKey []byte) ([]byte, string, err
 // min_decryption_version, ErrUnknownVersion if it is newer than the key's
 // latest, ErrUnwrap if the wrapped key was altered or is not under keyID's
 // version, and ErrDenied or ErrUnavailable when Vault refuses or cannot
-// answer. Errors never carry the wrapped key.
+// answer (or like Check, until the keyring is set up). Errors never carry
+// the wrapped key.
 func (k *Keyring) Unwrap(ctx context.Context, wrapped []byte, keyID string) ([]byte, error) {
 	keys, err := k.UnwrapBatch(ctx, []Wrapped{{Cipher: wrapped, KeyID: keyID}})
 	if err != nil {

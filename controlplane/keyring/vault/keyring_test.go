@@ -36,17 +36,19 @@ type server struct {
 	addr  string
 	root  string
 	admin *api.Client
+	vs    *vaulttest.Server
 }
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	addr, root := vaulttest.Start(t)
+	vs := vaulttest.StartServer(t)
+	addr, root := vs.URL, vs.Token
 	admin, err := api.NewClient(&api.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	admin.SetToken(root)
-	s := &server{addr: addr, root: root, admin: admin}
+	s := &server{addr: addr, root: root, admin: admin, vs: vs}
 	s.write(t, "sys/policies/acl/envplane", map[string]any{"policy": keyringPolicy})
 	return s
 }
@@ -73,6 +75,15 @@ func (s *server) token(t *testing.T, opts map[string]any) string {
 // config returns a keyring config for the root token that creates the key.
 func (s *server) config() vault.Config {
 	return vault.Config{Address: s.addr, Token: drivers.Secret(s.root), CreateKey: true}
+}
+
+// createKey creates the Transit key envplane (what a keyring with
+// CreateKey does on first use), for keyrings whose token may not create it.
+func (s *server) createKey(t *testing.T) {
+	t.Helper()
+	if err := newKeyring(t, s.config()).Check(context.Background()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
 }
 
 func newKeyring(t *testing.T, cfg vault.Config) *vault.Keyring {
@@ -168,8 +179,14 @@ func TestKeyCreatedOnFirstStart(t *testing.T) {
 
 	cfg := s.config()
 	cfg.CreateKey = false
-	if _, err := vault.New(ctx, cfg); !errors.Is(err, vault.ErrKeyNotFound) {
-		t.Fatalf("New without the key and without CreateKey = %v, want ErrKeyNotFound", err)
+	stopped := cfg
+	stopped.Now = func() time.Time { return time.Unix(0, 0) } // no retry is due
+	absent := newKeyring(t, stopped)
+	if err := absent.Check(ctx); !errors.Is(err, vault.ErrKeyNotFound) {
+		t.Fatalf("Check without the key and without CreateKey = %v, want ErrKeyNotFound", err)
+	}
+	if _, _, err := absent.Wrap(ctx, dataKey(t)); !errors.Is(err, vault.ErrKeyNotFound) || !errors.Is(err, vault.ErrUnavailable) {
+		t.Fatalf("Wrap right after = %v, want the paced ErrUnavailable carrying ErrKeyNotFound", err)
 	}
 
 	first := newKeyring(t, s.config())
@@ -198,9 +215,9 @@ func TestKeyCreatedOnFirstStart(t *testing.T) {
 func TestDerivedKeyRefused(t *testing.T) {
 	s := startServer(t)
 	s.write(t, "transit/keys/envplane", map[string]any{"derived": true})
-	_, err := vault.New(context.Background(), s.config())
+	err := newKeyring(t, s.config()).Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "derived") {
-		t.Fatalf("New with a derived key = %v, want a refusal naming derivation", err)
+		t.Fatalf("Check with a derived key = %v, want a refusal naming derivation", err)
 	}
 }
 
@@ -413,12 +430,12 @@ func TestUnknownVersion(t *testing.T) {
 func TestBadToken(t *testing.T) {
 	s := startServer(t)
 	ctx := context.Background()
-	newKeyring(t, s.config()) // creates the key
+	s.createKey(t)
 
 	wrong := "hvs.not-a-token-" + base64.RawURLEncoding.EncodeToString(dataKey(t))
-	_, err := vault.New(ctx, vault.Config{Address: s.addr, Token: drivers.Secret(wrong)})
+	err := newKeyring(t, vault.Config{Address: s.addr, Token: drivers.Secret(wrong)}).Check(ctx)
 	if !errors.Is(err, vault.ErrDenied) {
-		t.Fatalf("New with a wrong token = %v, want ErrDenied", err)
+		t.Fatalf("Check with a wrong token = %v, want ErrDenied", err)
 	}
 	assertClean(t, err, wrong)
 
@@ -478,7 +495,7 @@ func keepWrapping(t *testing.T, kr *vault.Keyring, d time.Duration) {
 func TestTokenRenewal(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	newKeyring(t, s.config())
+	s.createKey(t)
 
 	// Without renewal this token is gone after 2 seconds.
 	token := s.token(t, map[string]any{"ttl": "2s", "renewable": true})
@@ -501,7 +518,7 @@ func TestAppRole(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	ctx := context.Background()
-	newKeyring(t, s.config())
+	s.createKey(t)
 
 	s.write(t, "sys/auth/approle", map[string]any{"type": "approle"})
 	// Tokens live 2 seconds and cannot be renewed past 3: the keyring must
@@ -518,9 +535,9 @@ func TestAppRole(t *testing.T) {
 	role := vault.AppRole{RoleID: rid.Data["role_id"].(string), SecretID: drivers.Secret(secretID)}
 
 	wrong := vault.AppRole{RoleID: role.RoleID, SecretID: drivers.Secret("bad-" + secretID[4:])}
-	_, err = vault.New(ctx, vault.Config{Address: s.addr, AppRole: wrong})
-	if err == nil {
-		t.Fatal("New with a wrong secret id succeeded")
+	err = newKeyring(t, vault.Config{Address: s.addr, AppRole: wrong}).Check(ctx)
+	if !errors.Is(err, vault.ErrDenied) {
+		t.Fatalf("Check with a wrong secret id = %v, want ErrDenied", err)
 	}
 	assertClean(t, err, secretID, secretID[4:])
 
@@ -572,17 +589,6 @@ func TestParseKeyIDRefuses(t *testing.T) {
 			t.Errorf("ParseKeyID(%q) = %v, want ErrKeyID", id, err)
 		}
 	}
-}
-
-func TestUnavailable(t *testing.T) {
-	// Nothing listens on port 1 of the loopback address.
-	_, err := vault.New(context.Background(), vault.Config{
-		Address: "http://127.0.0.1:1", Token: drivers.Secret("s.token-for-nothing"), MaxRetries: -1,
-	})
-	if !errors.Is(err, vault.ErrUnavailable) {
-		t.Fatalf("New against no server = %v, want ErrUnavailable", err)
-	}
-	assertClean(t, err, "s.token-for-nothing")
 }
 
 func TestConfigRefused(t *testing.T) {

@@ -34,10 +34,14 @@ type keyData struct {
 	Derived              bool   `json:"derived"`
 }
 
-// Key reads the Transit key's versions from Vault. It fails with an error
-// wrapping ErrKeyNotFound if the key or the mount is absent, ErrDenied if
-// the token may not read it, and ErrUnavailable if Vault cannot answer.
+// Key reads the Transit key's versions from Vault. It fails like Check until
+// the keyring is set up, and with an error wrapping ErrKeyNotFound if the
+// key or the mount is absent, ErrDenied if the token may not read it, and
+// ErrUnavailable if Vault cannot answer.
 func (k *Keyring) Key(ctx context.Context) (KeyInfo, error) {
+	if err := k.ready(ctx); err != nil {
+		return KeyInfo{}, err
+	}
 	d, err := k.readKey(ctx)
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("vault keyring: cannot read key %s: %w", k.mount+"/"+k.key, err)
@@ -94,6 +98,9 @@ func (k *Keyring) ensureKey(ctx context.Context, create bool) error {
 // call retried after a lost answer may add two, which is harmless). It fails
 // like Key.
 func (k *Keyring) Rotate(ctx context.Context) (string, error) {
+	if err := k.ready(ctx); err != nil {
+		return "", err
+	}
 	if err := k.write(ctx, k.mount+"/keys/"+k.key+"/rotate", []byte("{}"), nil); err != nil {
 		return "", fmt.Errorf("vault keyring: cannot rotate key %s: %w", k.mount+"/"+k.key, err)
 	}
@@ -109,6 +116,9 @@ func (k *Keyring) Rotate(ctx context.Context) (string, error) {
 // refuses to retire the latest version (below greater than the latest) and
 // fails like Key.
 func (k *Keyring) Retire(ctx context.Context, below int) error {
+	if err := k.ready(ctx); err != nil {
+		return err
+	}
 	name := k.mount + "/" + k.key
 	d, err := k.readKey(ctx)
 	if err != nil {
@@ -147,6 +157,23 @@ func ParseKeyID(keyID string) (mount, key string, version int, err error) {
 		return "", "", 0, fmt.Errorf("key id %q has no valid version: %w", keyID, ErrKeyID)
 	}
 	return rest[:j], rest[j+1 : i], version, nil
+}
+
+// Owns reports whether keyID is a key id of this keyring's mount and key
+// ("vault:<mount>/<key>:v<N>", N 1 or more), whatever the version: one
+// Vault has not made yet or has retired included, so that Unwrap says what
+// is wrong with it. It calls no one.
+func (k *Keyring) Owns(keyID string) bool {
+	_, err := k.parseKeyID(keyID)
+	return err == nil
+}
+
+// Version returns the version one of this keyring's key ids names
+// ("vault:transit/envplane:v3" is 3); ok is false for a key id of another
+// keyring, mount or key. It calls no one.
+func (k *Keyring) Version(keyID string) (version int, ok bool) {
+	v, err := k.parseKeyID(keyID)
+	return v, err == nil
 }
 
 func (k *Keyring) keyID(version int) string { return k.prefix + strconv.Itoa(version) }

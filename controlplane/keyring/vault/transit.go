@@ -39,6 +39,9 @@ type batchResults struct {
 // as few requests as maxBatch allows, and returns them in order. It fails
 // like Wrap, as a whole: no result is returned if any key fails.
 func (k *Keyring) WrapBatch(ctx context.Context, dataKeys [][]byte) ([]Wrapped, error) {
+	if err := k.ready(ctx); err != nil {
+		return nil, err
+	}
 	out := make([]Wrapped, 0, len(dataKeys))
 	for part := range slices.Chunk(dataKeys, maxBatch) {
 		body := encryptBody(part)
@@ -69,6 +72,9 @@ func (k *Keyring) WrapBatch(ctx context.Context, dataKeys [][]byte) ([]Wrapped, 
 // order. It fails like Unwrap, as a whole, naming the first item that
 // failed; no data key is returned then.
 func (k *Keyring) UnwrapBatch(ctx context.Context, ws []Wrapped) ([][]byte, error) {
+	if err := k.ready(ctx); err != nil {
+		return nil, err
+	}
 	out := make([][]byte, 0, len(ws))
 	fail := func(err error) ([][]byte, error) {
 		for _, dk := range out {
@@ -104,6 +110,9 @@ func (k *Keyring) Rewrap(ctx context.Context, wrapped []byte, keyID string) ([]b
 // Rewrap, and returns them in order. It fails as a whole, naming the first
 // item that failed.
 func (k *Keyring) RewrapBatch(ctx context.Context, ws []Wrapped) ([]Wrapped, error) {
+	if err := k.ready(ctx); err != nil {
+		return nil, err
+	}
 	out := make([]Wrapped, 0, len(ws))
 	for part := range slices.Chunk(ws, maxBatch) {
 		res, err := k.transitBatch(ctx, "rewrap", "rewrap", len(out), part)

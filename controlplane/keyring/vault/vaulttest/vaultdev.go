@@ -49,9 +49,39 @@ func Binary(tb testing.TB) string {
 // messages and logs never show the token.
 func Start(tb testing.TB) (addr, token string) {
 	tb.Helper()
+	s := StartWith(tb, Options{})
+	return s.URL, s.Token
+}
+
+// Options choose what Start otherwise picks.
+type Options struct {
+	// Addr is the loopback host:port to listen on, such as a port a test
+	// picked before building a keyring for it; a free port when empty.
+	Addr string
+	// RootToken is the root token; a random one (NewRootToken) when empty.
+	RootToken string
+}
+
+// NewRootToken returns a random root token for Options.RootToken.
+func NewRootToken() string { return "envplane-test-" + randomHex(16) }
+
+// StartWith is StartServer with the listen address or root token chosen by
+// the caller. With an Addr, it does not try other ports: the test fails if
+// the address cannot be bound.
+func StartWith(tb testing.TB, opts Options) *Server {
+	tb.Helper()
 	binary := Binary(tb)
-	token = "envplane-test-" + randomHex(16)
-	s, err := start(binary, token)
+	token := opts.RootToken
+	if token == "" {
+		token = NewRootToken()
+	}
+	var s *server
+	var err error
+	if opts.Addr != "" {
+		s, err = tryStart(binary, token, opts.Addr)
+	} else {
+		s, err = start(binary, token)
+	}
 	if err != nil {
 		tb.Fatalf("start vaultdev: %s", redact(err.Error(), token))
 	}
@@ -61,7 +91,14 @@ func Start(tb testing.TB) (addr, token string) {
 			tb.Logf("vaultdev output:\n%s", redact(s.log.String(), token))
 		}
 	})
-	return s.url, token
+	return &Server{URL: s.url, Token: token, s: s}
+}
+
+// Seal seals Vault: it keeps answering, 503 "Vault is sealed", until the
+// test ends (dev mode keeps no unseal key).
+func (v *Server) Seal(tb testing.TB) {
+	tb.Helper()
+	v.post(tb, "/v1/sys/seal", map[string]any{}, nil)
 }
 
 type server struct {
@@ -77,7 +114,11 @@ type server struct {
 func start(binary, token string) (*server, error) {
 	var last error
 	for range 3 {
-		s, err := tryStart(binary, token)
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s, err := tryStart(binary, token, "127.0.0.1:"+strconv.Itoa(port))
 		if err == nil {
 			return s, nil
 		}
@@ -86,12 +127,7 @@ func start(binary, token string) (*server, error) {
 	return nil, last
 }
 
-func tryStart(binary, token string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+func tryStart(binary, token, addr string) (*server, error) {
 	s := &server{url: "http://" + addr, done: make(chan struct{}), log: &lockedBuffer{}}
 	s.cmd = exec.Command(binary, "-addr", addr, "-root-token", token, "-mount-transit", "-log-level", "warn")
 	s.cmd.Stdout = s.log
