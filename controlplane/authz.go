@@ -14,6 +14,7 @@ type Action string
 // itself are the owner's; members act through their environment roles.
 const (
 	ActOrgCreate      Action = "org.create"           // platform admin only
+	ActKeyringManage  Action = "keyring.manage"       // platform admin only: key coverage, rotate, rewrap, retire
 	ActOrgRead        Action = "org.read"             // any org member; an app key for its own org
 	ActOrgUpdate      Action = "org.update"           // owner
 	ActOrgDelete      Action = "org.delete"           // owner
@@ -30,7 +31,7 @@ const (
 	ActConnAdmin      Action = "connection.admin"     // owner, admin, env_admin
 	ActConnReadWrite  Action = "connection.readwrite" // owner, admin, env_admin, env_maker, env_user
 	ActConnReadOnly   Action = "connection.readonly"  // owner, admin, every env role
-	ActCredRead       Action = "credential.read"      // owner, admin, env_admin (metadata only)
+	ActCredRead       Action = "credential.read"      // owner, admin, env_admin (metadata and router receipts, never secrets)
 	ActCredRotate     Action = "credential.rotate"    // owner, admin, env_admin (rotate and emergency revoke)
 	ActEnvMemberRead  Action = "envmember.read"       // owner, admin, env_admin
 	ActEnvMemberWrite Action = "envmember.write"      // owner, admin, env_admin
@@ -71,6 +72,11 @@ type Principal struct {
 	// MaxScope is, for app keys, the highest connection scope allowed.
 	MaxScope Scope
 }
+
+// Operator returns the principal of envplane's operator commands (envplane
+// keys ...): the platform admin, acting from the machine rather than with a
+// key. Audit events name it "operator".
+func Operator() *Principal { return &Principal{PlatformAdmin: true} }
 
 // IsApp reports whether p is an app key.
 func (p *Principal) IsApp() bool { return p.EnvironmentID != "" && p.UserID == "" }
@@ -129,7 +135,7 @@ type rule struct {
 // ruleFor is the authorization table; ok is false for an unknown action.
 func ruleFor(a Action) (r rule, ok bool) {
 	switch a {
-	case ActOrgCreate:
+	case ActOrgCreate, ActKeyringManage:
 		return rule{who: gPlatform}, true
 	case ActOrgRead:
 		return rule{who: gOrgAdmin | gMember, app: true}, true

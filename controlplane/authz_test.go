@@ -76,6 +76,7 @@ func TestAuthorizeGrid(t *testing.T) {
 	}{
 		// PA OW AD EA EM EU EV MN NM XO AA AW AR AX
 		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "org create", controlplane.ActOrgCreate, controlplane.Resource{}},
+		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "keyring manage", controlplane.ActKeyringManage, controlplane.Resource{}},
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  Y  Y  Y  Y", "org read", controlplane.ActOrgRead, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org update", controlplane.ActOrgUpdate, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org delete", controlplane.ActOrgDelete, orgRes()},
@@ -141,7 +142,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActEnvDelete, controlplane.ActEnvSuspend, controlplane.ActConnAdmin, controlplane.ActConnReadWrite,
 		controlplane.ActConnReadOnly, controlplane.ActCredRead, controlplane.ActCredRotate, controlplane.ActEnvMemberRead,
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
-		controlplane.ActOwnerWrite,
+		controlplane.ActOwnerWrite, controlplane.ActKeyringManage,
 	}
 }
 

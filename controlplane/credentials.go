@@ -62,7 +62,7 @@ func (s *Service) issue(ctx context.Context, env *Environment, db *Database, t *
 	}
 	sealed, err := Seal(ctx, s.Keyring, resp.Credential.Secret, c.ID, db.ID)
 	if err != nil {
-		return nil, fmt.Errorf("cannot seal credential: %w", err)
+		return nil, keyringUnavailable(fmt.Errorf("cannot seal credential: %w", err))
 	}
 	c.SecretCipher, c.DEKCipher, c.KMSKeyID = sealed.SecretCipher, sealed.DEKCipher, sealed.KeyID
 	err = s.tx(ctx, func(q Queries) error {
@@ -103,7 +103,7 @@ func (s *Service) activeCredential(ctx context.Context, db *Database, scope driv
 func (s *Service) driverCredential(ctx context.Context, c *Credential) (drivers.Credential, error) {
 	secret, err := s.secret(ctx, c)
 	if err != nil {
-		return drivers.Credential{}, err
+		return drivers.Credential{}, keyringUnavailable(err)
 	}
 	dc := drivers.Credential{Scope: c.Scope, Slot: c.Slot, Username: c.Username, Secret: secret}
 	if c.ExpiresAt != nil {

@@ -95,7 +95,17 @@ func Unseal(ctx context.Context, kr Keyring, s Sealed, credentialID, databaseID 
 // under the current version is harmless (it gets a new wrapping of the same
 // data key). It fails if the old version is unknown to kr or the wrapped key
 // was altered.
+//
+// A keyring that is a Rewrapper re-wraps the data key itself (Vault's
+// transit/rewrap: the data key never leaves Vault).
 func Rewrap(ctx context.Context, kr Keyring, s Sealed) (Sealed, error) {
+	if rw, ok := kr.(Rewrapper); ok {
+		wrapped, keyID, err := rw.Rewrap(ctx, s.DEKCipher, s.KeyID)
+		if err != nil {
+			return Sealed{}, fmt.Errorf("cannot rewrap data key: %w", err)
+		}
+		return Sealed{SecretCipher: s.SecretCipher, DEKCipher: wrapped, KeyID: keyID}, nil
+	}
 	dek, err := unwrap(ctx, kr, s)
 	if err != nil {
 		return Sealed{}, err

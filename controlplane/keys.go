@@ -2,11 +2,20 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 )
 
-// KeyCoverage reports how many stored credentials have their data key
-// wrapped under the keyring's current key version.
+// Key rotation of the keyring's key-encryption keys, closed by a verified
+// rewrap: rotate adds a version, rewrap moves every stored data key under
+// it, retire stops older versions once nothing is wrapped under them
+// (adr/0012). Each is a command (envplane keys ...) and a platform-admin API
+// call with an audit event.
+
+// KeyCoverage reports how many stored credentials (revoked ones aside) have
+// their data key wrapped under the keyring's current key version, and how
+// many under each key version.
 type KeyCoverage struct {
 	CurrentKeyID string         `json:"current_key_id"`
 	Total        int            `json:"total"`
@@ -18,11 +27,15 @@ type KeyCoverage struct {
 // older versions may be retired.
 func (c KeyCoverage) Complete() bool { return c.Current == c.Total }
 
-// Coverage returns the current key coverage.
+// rewrapBatch is how many credentials one round of Rewrap reads and re-wraps.
+const rewrapBatch = 100
+
+// Coverage returns the current key coverage. EUNAVAILABLE if the keyring
+// cannot be reached.
 func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
-		return KeyCoverage{}, err
+		return KeyCoverage{}, keyringUnavailable(err)
 	}
 	by, err := s.Store.CountCredentialsByKey(ctx)
 	if err != nil {
@@ -39,16 +52,18 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 }
 
 // Rewrap re-wraps the data key of every credential not under the current key
-// version (the secrets themselves are not decrypted) and returns the coverage
-// afterwards. It is idempotent and safe to interrupt: each credential is
-// updated on its own.
-func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
+// version, in batches (the secrets themselves are never decrypted; on Vault
+// the data key never leaves it), and returns the coverage afterwards. It is
+// idempotent and resumable after a crash: each credential is updated on its
+// own, only while its key id is still the one it read. progress, when not
+// nil, hears the coverage after each batch.
+func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCoverage, error) {
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
-		return KeyCoverage{}, err
+		return KeyCoverage{}, keyringUnavailable(err)
 	}
 	for {
-		cs, err := s.Store.ListCredentialsByKey(ctx, cur, 100)
+		cs, err := s.Store.ListCredentialsByKey(ctx, cur, rewrapBatch)
 		if err != nil {
 			return KeyCoverage{}, err
 		}
@@ -58,7 +73,12 @@ func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
 		for _, c := range cs {
 			sealed, err := Rewrap(ctx, s.Keyring, Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID})
 			if err != nil {
-				return KeyCoverage{}, fmt.Errorf("cannot rewrap credential %s: %w", c.ID, err)
+				return KeyCoverage{}, keyringUnavailable(fmt.Errorf("cannot rewrap credential %s: %w", c.ID, err))
+			}
+			if sealed.KeyID != cur {
+				// The keyring moved on meanwhile (a rotation elsewhere):
+				// start again from the new current version.
+				cur = sealed.KeyID
 			}
 			from := c.KMSKeyID
 			c.DEKCipher, c.KMSKeyID = sealed.DEKCipher, sealed.KeyID
@@ -68,6 +88,11 @@ func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
 				return KeyCoverage{}, err
 			}
 		}
+		if progress != nil {
+			if cov, err := s.Coverage(ctx); err == nil {
+				progress(cov)
+			}
+		}
 	}
 	// Cached answers name the key version their credential was sealed
 	// under (receipts record it): drop them everywhere.
@@ -75,4 +100,132 @@ func (s *Service) Rewrap(ctx context.Context) (KeyCoverage, error) {
 		return KeyCoverage{}, err
 	}
 	return s.Coverage(ctx)
+}
+
+// RotateKeys adds a key version to the keyring and makes it current, and
+// returns the coverage (nothing is under the new version yet: rewrap next).
+// EUNAVAILABLE when the keyring does not rotate (keys from the environment).
+func (s *Service) RotateKeys(ctx context.Context, p *Principal) (KeyCoverage, error) {
+	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
+		return KeyCoverage{}, err
+	}
+	km, err := s.keyManager()
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	keyID, err := km.Rotate(ctx)
+	if err != nil {
+		return KeyCoverage{}, keyManagerError("rotate the keyring's key", err)
+	}
+	if err := s.audit(ctx, s.Store, p, "", "", "keyring.rotated", keyID, nil); err != nil {
+		return KeyCoverage{}, err
+	}
+	return s.Coverage(ctx)
+}
+
+// RewrapKeys is Rewrap for the platform admin, with an audit event.
+func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, error) {
+	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
+		return KeyCoverage{}, err
+	}
+	cov, err := s.Rewrap(ctx, nil)
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	if err := s.audit(ctx, s.Store, p, "", "", "keyring.rewrapped", cov.CurrentKeyID, map[string]any{"current": cov.Current, "total": cov.Total}); err != nil {
+		return KeyCoverage{}, err
+	}
+	return cov, nil
+}
+
+// RetireKeys makes every key version below below stop unwrapping. It is
+// ECONFLICT while any credential (revoked ones aside) is still wrapped under
+// such a version of the keyring, naming how many; EINVALID for a version
+// that is not below the current one.
+func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyCoverage, error) {
+	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
+		return KeyCoverage{}, err
+	}
+	km, err := s.keyManager()
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	cov, err := s.Coverage(ctx)
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	current, _ := km.Version(cov.CurrentKeyID)
+	if below < 2 || below > current {
+		return KeyCoverage{}, Invalid(FieldError{Field: "below", Message: fmt.Sprintf("must be from 2 to the current version, %d", current)})
+	}
+	left := 0
+	for keyID, n := range cov.ByKey {
+		if v, ok := km.Version(keyID); ok && v < below {
+			left += n
+		}
+	}
+	if left > 0 {
+		return KeyCoverage{}, Errorf(ECONFLICT, "%d credentials are still wrapped below version %d: run keys rewrap first", left, below)
+	}
+	if err := km.Retire(ctx, below); err != nil {
+		return KeyCoverage{}, keyManagerError("retire key versions", err)
+	}
+	if err := s.audit(ctx, s.Store, p, "", "", "keyring.retired", cov.CurrentKeyID, map[string]any{"below": below}); err != nil {
+		return KeyCoverage{}, err
+	}
+	return cov, nil
+}
+
+// KeyringStatus is the platform admin's view of the keyring: coverage, and
+// whether new data keys can be wrapped now.
+func (s *Service) KeyringStatus(ctx context.Context, p *Principal) (KeyCoverage, error) {
+	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
+		return KeyCoverage{}, err
+	}
+	return s.Coverage(ctx)
+}
+
+// keyManager returns the keyring as a KeyManager, or EUNAVAILABLE.
+func (s *Service) keyManager() (KeyManager, error) {
+	km, ok := s.Keyring.(KeyManager)
+	if !ok {
+		return nil, Errorf(EUNAVAILABLE, "this keyring's versions are not managed by envplane")
+	}
+	return km, nil
+}
+
+// KeyringHealth returns nil when the keyring can wrap new data keys now; a
+// keyring that depends on no service is always healthy.
+func (s *Service) KeyringHealth(ctx context.Context) error {
+	h, ok := s.Keyring.(KeyringHealth)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return h.Health(ctx)
+}
+
+// keyManagerError answers a failed rotation or retirement: ECONFLICT with
+// the keyring's reason when its versions are fixed, else as keyringUnavailable.
+func keyManagerError(what string, err error) error {
+	if errors.Is(err, ErrKeyVersionsFixed) {
+		return Errorf(ECONFLICT, "cannot %s: %s", what, err.Error())
+	}
+	return keyringUnavailable(fmt.Errorf("cannot %s: %w", what, err))
+}
+
+// keyringUnavailable answers a keyring failure as EUNAVAILABLE (503: the
+// keyring cannot be reached, or cannot open what it is given), keeping the
+// domain's own errors as they are. The keyring's message names the keyring,
+// never a key or token; it stays in the logs.
+func keyringUnavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return Errorf(EUNAVAILABLE, "the keyring cannot be used right now").Wrap(err)
 }

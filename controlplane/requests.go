@@ -211,3 +211,18 @@ type List[T any] struct {
 	Items []T    `json:"items"`
 	Next  string `json:"next,omitempty"`
 }
+
+// RetireKeysRequest is the body of POST /v1/keyring/retire: every key
+// version below Below stops unwrapping.
+type RetireKeysRequest struct {
+	Below int `json:"below"`
+}
+
+// Readiness answers GET /readyz: the store answers; Keyring says whether
+// new data keys can be wrapped now ("ok" or "unavailable"). A replica whose
+// keyring is down still serves cached resolves, so it stays ready.
+type Readiness struct {
+	Status     string `json:"status"`
+	Keyring    string `json:"keyring"`
+	NewSecrets bool   `json:"new_secrets"`
+}

@@ -208,6 +208,8 @@ func actor(p *Principal) string {
 		return "system"
 	case p.UserID != "":
 		return "user:" + p.UserID
+	case p.KeyID == "" && p.PlatformAdmin:
+		return "operator"
 	default:
 		return "key:" + p.KeyID
 	}

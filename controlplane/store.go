@@ -331,7 +331,8 @@ type Queries interface {
 
 	// AppendAuditEvent inserts e. Audit events are never updated or deleted.
 	AppendAuditEvent(ctx context.Context, e *AuditEvent) error
-	// ListAuditEvents lists the organization's events, newest first.
+	// ListAuditEvents lists the organization's events, newest first; with
+	// orgID empty, the platform's own events (bootstrap, keyring).
 	ListAuditEvents(ctx context.Context, orgID string, p Page) (events []*AuditEvent, next string, err error)
 
 	// AppendChange records c and sets c.Seq. Changes commit in Seq order:

@@ -50,12 +50,45 @@ type Config struct {
 
 // KeyringConfig chooses the key-encryption keyring.
 type KeyringConfig struct {
-	// Kind is "local" (the default).
+	// Kind is "local" (the default) or "vault".
 	Kind string `mapstructure:"kind"`
 	// KeyFile is the local keyring's file (default <data_dir>/master.key),
 	// generated with mode 0600 on first start. ENVPLANE_MASTER_KEY, when
 	// set, holds the keys instead.
 	KeyFile string `mapstructure:"key_file"`
+	// ReadAlso is "local" while switching to vault: data keys still wrapped
+	// by the local keyring keep opening until keys rewrap moves them.
+	ReadAlso string             `mapstructure:"read_also"`
+	Vault    VaultKeyringConfig `mapstructure:"vault"`
+}
+
+// VaultKeyringConfig configures the vault keyring (Transit). The token and
+// the AppRole secret id come from files or environment variables, never the
+// YAML.
+type VaultKeyringConfig struct {
+	Address   string `mapstructure:"address"`
+	Namespace string `mapstructure:"namespace"`
+	// Mount is the Transit mount (default transit); Key the Transit key
+	// (default envplane), created on first use when CreateKey is set.
+	Mount     string `mapstructure:"mount"`
+	Key       string `mapstructure:"key"`
+	CreateKey bool   `mapstructure:"create_key"`
+	TokenFile string `mapstructure:"token_file"`
+	TokenEnv  string `mapstructure:"token_env"`
+	AppRole   struct {
+		Mount        string `mapstructure:"mount"`
+		RoleID       string `mapstructure:"role_id"`
+		SecretIDFile string `mapstructure:"secret_id_file"`
+		SecretIDEnv  string `mapstructure:"secret_id_env"`
+	} `mapstructure:"approle"`
+	TLS struct {
+		CAFile             string `mapstructure:"ca_file"`
+		CertFile           string `mapstructure:"cert_file"`
+		KeyFile            string `mapstructure:"key_file"`
+		ServerName         string `mapstructure:"server_name"`
+		InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	} `mapstructure:"tls"`
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // RotationConfig is the credential policy.
@@ -144,6 +177,17 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("auto_bootstrap", true)
 	v.SetDefault("keyring.kind", "local")
 	v.SetDefault("keyring.key_file", "")
+	v.SetDefault("keyring.read_also", "")
+	// Every vault key has a default, so its ENVPLANE_KEYRING_VAULT_* variable
+	// is read (viper reads only the variables of keys it knows).
+	for _, k := range []string{"address", "namespace", "mount", "key", "token_file", "token_env",
+		"approle.mount", "approle.role_id", "approle.secret_id_file", "approle.secret_id_env",
+		"tls.ca_file", "tls.cert_file", "tls.key_file", "tls.server_name"} {
+		v.SetDefault("keyring.vault."+k, "")
+	}
+	v.SetDefault("keyring.vault.create_key", true)
+	v.SetDefault("keyring.vault.tls.insecure_skip_verify", false)
+	v.SetDefault("keyring.vault.timeout", 10*time.Second)
 	v.SetDefault("default_target", "local")
 	v.SetDefault("app_migrations", "")
 	v.SetDefault("rotation.grace", 15*time.Minute)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/keyring/vault/vaulttest"
 )
 
 // envplane runs one command in-process with ENVPLANE_DATA_DIR set to dir.
@@ -134,7 +135,7 @@ func TestKeysRotateRewrapRetire(t *testing.T) {
 	if out, _, err := envplane(t, dir, "keys", "rotate"); err != nil || !strings.Contains(out, "local:2") {
 		t.Fatalf("keys rotate: %q, %v", out, err)
 	}
-	if _, _, err := envplane(t, dir, "keys", "retire", "1"); err == nil {
+	if _, _, err := envplane(t, dir, "keys", "retire", "--below", "2"); err == nil {
 		t.Fatal("retired key version 1 while credentials are still wrapped under it")
 	}
 	out, _, err := envplane(t, dir, "keys", "rewrap")
@@ -148,12 +149,68 @@ func TestKeysRotateRewrapRetire(t *testing.T) {
 	if cov.CurrentKeyID != "local:2" || cov.Total == 0 || !cov.Complete() {
 		t.Fatalf("coverage after rewrap: %+v", cov)
 	}
-	if _, _, err := envplane(t, dir, "keys", "retire", "1"); err != nil {
+	if _, _, err := envplane(t, dir, "keys", "retire", "--below", "2"); err != nil {
 		t.Fatalf("retire at full coverage: %v", err)
 	}
 	// The store still opens every credential under the remaining key.
 	if out, _, err := envplane(t, dir, "keys", "rewrap"); err != nil || !strings.Contains(out, `"current":`+jsonInt(cov.Total)) {
 		t.Fatalf("after retiring: %q, %v", out, err)
+	}
+}
+
+// TestVaultKeyringFromConfiguration: keyring.kind vault, set entirely by
+// ENVPLANE_* variables with the token in another variable, provisions with
+// Transit-wrapped data keys, and keys rotate, rewrap and retire close a key
+// rotation on it; the token never reaches the output.
+func TestVaultKeyringFromConfiguration(t *testing.T) {
+	addr, token := vaulttest.Start(t)
+	dir := t.TempDir()
+	t.Setenv("ENVPLANE_KEYRING_KIND", "vault")
+	t.Setenv("ENVPLANE_KEYRING_VAULT_ADDRESS", addr)
+	t.Setenv("ENVPLANE_KEYRING_VAULT_TOKEN_ENV", "TEST_VAULT_TOKEN")
+	t.Setenv("TEST_VAULT_TOKEN", token)
+	var seen strings.Builder
+	step := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := envplane(t, dir, args...)
+		seen.WriteString(out + stderr)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return out
+	}
+	step("bootstrap", "--org", "acme")
+	var cov cp.KeyCoverage
+	if err := json.Unmarshal([]byte(step("keys", "status")), &cov); err != nil || cov.CurrentKeyID != "vault:transit/envplane:v1" || cov.Total == 0 {
+		t.Fatalf("keys status: %+v, %v", cov, err)
+	}
+	step("keys", "rotate")
+	if _, _, err := envplane(t, dir, "keys", "retire", "--below", "2"); err == nil {
+		t.Fatal("retired version 1 while credentials are wrapped under it")
+	}
+	if err := json.Unmarshal([]byte(step("keys", "rewrap")), &cov); err != nil || cov.CurrentKeyID != "vault:transit/envplane:v2" || !cov.Complete() {
+		t.Fatalf("keys rewrap: %+v, %v", cov, err)
+	}
+	step("keys", "retire", "--below", "2")
+	if strings.Contains(seen.String(), token) {
+		t.Fatal("the Vault token appears in envplane's output")
+	}
+	t.Setenv("ENVPLANE_KEYRING_VAULT_TOKEN_ENV", "")
+	if _, _, err := envplane(t, dir, "keys", "status"); err == nil || !strings.Contains(err.Error(), "vault token") {
+		t.Fatalf("no token configured: %v, want an error naming the vault token", err)
+	}
+}
+
+// TestKeysFromTheEnvironmentDoNotRotate: keys in ENVPLANE_MASTER_KEY change
+// only with the variable; keys rotate says so.
+func TestKeysFromTheEnvironmentDoNotRotate(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ENVPLANE_MASTER_KEY", "1:"+strings.Repeat("A", 43)+"=")
+	if _, _, err := envplane(t, dir, "bootstrap", "--org", "acme"); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	if _, _, err := envplane(t, dir, "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "ENVPLANE_MASTER_KEY") {
+		t.Fatalf("keys rotate with keys from the environment: %v, want a refusal naming ENVPLANE_MASTER_KEY", err)
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/keyring/chain"
 	"github.com/envplane/envplane/controlplane/keyring/local"
+	"github.com/envplane/envplane/controlplane/keyring/vault"
 	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
 	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
 	"github.com/envplane/envplane/dataplane"
@@ -25,11 +27,12 @@ import (
 
 // app is everything a command needs, built from the configuration.
 type app struct {
-	cfg      *Config
-	logger   *slog.Logger
-	store    cp.Store
-	svc      *cp.Service
-	embedded bool
+	cfg          *Config
+	logger       *slog.Logger
+	store        cp.Store
+	closeKeyring func() error
+	svc          *cp.Service
+	embedded     bool
 }
 
 // closer is implemented by drivers that hold connections (the PostgreSQL admin pool).
@@ -79,16 +82,51 @@ func openStore(ctx context.Context, cfg *Config) (cp.Store, bool, error) {
 	}
 }
 
-// openKeyring returns the configured keyring: ENVPLANE_MASTER_KEY when set,
-// else the key file, generated on first start.
-func openKeyring(cfg *Config, logger *slog.Logger) (cp.Keyring, error) {
-	if cfg.Keyring.Kind != "local" {
-		return nil, fmt.Errorf("keyring.kind %q is not supported (use local)", cfg.Keyring.Kind)
+// openKeyring returns the configured keyring and a function that releases
+// it: local (ENVPLANE_MASTER_KEY, or the key file, generated on first start
+// and followed while serving), vault, or vault reading local too while
+// switching (keyring.read_also: local).
+func openKeyring(ctx context.Context, cfg *Config, logger *slog.Logger) (cp.Keyring, func() error, error) {
+	none := func() error { return nil }
+	switch cfg.Keyring.Kind {
+	case "local":
+		if cfg.Keyring.ReadAlso != "" {
+			return nil, nil, errors.New("keyring.read_also applies only to kind vault")
+		}
+		kr, err := openLocal(cfg, logger)
+		return kr, none, err
+	case "vault":
+		vk, err := openVault(ctx, cfg.Keyring.Vault, logger)
+		if err != nil {
+			return nil, nil, fmt.Errorf("keyring.vault: %w", err)
+		}
+		switch cfg.Keyring.ReadAlso {
+		case "":
+			return vk, vk.Close, nil
+		case "local":
+			lk, err := openLocal(cfg, logger)
+			if err != nil {
+				return nil, nil, errors.Join(err, vk.Close())
+			}
+			ch, err := chain.New(vk, lk)
+			if err != nil {
+				return nil, nil, errors.Join(err, vk.Close())
+			}
+			return ch, vk.Close, nil
+		}
+		return nil, nil, fmt.Errorf("keyring.read_also %q is not supported (use local)", cfg.Keyring.ReadAlso)
 	}
+	return nil, nil, fmt.Errorf("keyring.kind %q is not supported (use local or vault)", cfg.Keyring.Kind)
+}
+
+// openLocal returns the local keyring: ENVPLANE_MASTER_KEY when set (its
+// versions change only with the variable), else the key file, generated on
+// first start and re-read when another process changes it.
+func openLocal(cfg *Config, logger *slog.Logger) (cp.Keyring, error) {
 	if spec := os.Getenv("ENVPLANE_MASTER_KEY"); spec != "" {
 		return local.Parse(spec)
 	}
-	kr, created, err := local.EnsureFile(cfg.Keyring.KeyFile)
+	kr, created, err := local.OpenFile(cfg.Keyring.KeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +134,32 @@ func openKeyring(cfg *Config, logger *slog.Logger) (cp.Keyring, error) {
 		logger.Info("generated a master key file", "path", cfg.Keyring.KeyFile)
 	}
 	return kr, nil
+}
+
+// openVault builds the vault keyring. It does no I/O: a Vault that is down
+// or sealed does not stop envplane from starting.
+func openVault(ctx context.Context, vc VaultKeyringConfig, logger *slog.Logger) (*vault.Keyring, error) {
+	vcfg := vault.Config{
+		Address: vc.Address, Namespace: vc.Namespace, Mount: vc.Mount, Key: vc.Key, CreateKey: vc.CreateKey,
+		TLS:     vault.TLS{CAFile: vc.TLS.CAFile, CertFile: vc.TLS.CertFile, KeyFile: vc.TLS.KeyFile, ServerName: vc.TLS.ServerName, InsecureSkipVerify: vc.TLS.InsecureSkipVerify},
+		Timeout: vc.Timeout,
+		Logger:  logger,
+	}
+	switch {
+	case vc.AppRole.RoleID != "":
+		secretID, err := readSecret(vc.AppRole.SecretIDFile, vc.AppRole.SecretIDEnv, "vault approle secret id")
+		if err != nil {
+			return nil, err
+		}
+		vcfg.AppRole = vault.AppRole{Mount: vc.AppRole.Mount, RoleID: vc.AppRole.RoleID, SecretID: drivers.Secret(secretID)}
+	default:
+		token, err := readSecret(vc.TokenFile, vc.TokenEnv, "vault token")
+		if err != nil {
+			return nil, err
+		}
+		vcfg.Token = drivers.Secret(token)
+	}
+	return vault.New(ctx, vcfg)
 }
 
 // buildTargets constructs each configured target's driver, reading the
@@ -162,10 +226,20 @@ func newApp(ctx context.Context, cfg *Config, logOut io.Writer) (*app, error) {
 }
 
 func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store) (*app, error) {
-	kr, err := openKeyring(cfg, logger)
+	kr, closeKeyring, err := openKeyring(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
+	a, err := assembleService(ctx, cfg, logger, store, kr)
+	if err != nil {
+		return nil, errors.Join(err, closeKeyring())
+	}
+	a.closeKeyring = closeKeyring
+	return a, nil
+}
+
+// assembleService builds the targets and the service around kr.
+func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store, kr cp.Keyring) (*app, error) {
 	// One clock for the service, the drivers and the schema initializer.
 	now := func() time.Time { return time.Now().UTC() }
 	targets, err := buildTargets(ctx, cfg, now)
@@ -232,5 +306,5 @@ func (a *app) close() error {
 			c.Close()
 		}
 	}
-	return a.store.Close()
+	return errors.Join(a.closeKeyring(), a.store.Close())
 }

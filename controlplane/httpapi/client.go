@@ -421,6 +421,27 @@ func (c *Client) ListReceipts(ctx context.Context, org, env string, opts Receipt
 	return call[cp.List[*cp.Receipt]](ctx, c, http.MethodGet, envPathOf(org, env)+"/receipts", q, nil, nil)
 }
 
+// KeyringStatus returns the key coverage (platform admin).
+func (c *Client) KeyringStatus(ctx context.Context) (*cp.KeyCoverage, error) {
+	return call[cp.KeyCoverage](ctx, c, http.MethodGet, "/v1/keyring", nil, nil, nil)
+}
+
+// RotateKeyring adds a key version and makes it current (platform admin).
+func (c *Client) RotateKeyring(ctx context.Context, opts ...RequestOption) (*cp.KeyCoverage, error) {
+	return call[cp.KeyCoverage](ctx, c, http.MethodPost, "/v1/keyring/rotate", nil, nil, opts)
+}
+
+// RewrapKeyring re-wraps every data key under the current version (platform admin).
+func (c *Client) RewrapKeyring(ctx context.Context, opts ...RequestOption) (*cp.KeyCoverage, error) {
+	return call[cp.KeyCoverage](ctx, c, http.MethodPost, "/v1/keyring/rewrap", nil, nil, opts)
+}
+
+// RetireKeyring stops every key version below below from unwrapping
+// (platform admin); ECONFLICT while anything is wrapped below it.
+func (c *Client) RetireKeyring(ctx context.Context, below int, opts ...RequestOption) (*cp.KeyCoverage, error) {
+	return call[cp.KeyCoverage](ctx, c, http.MethodPost, "/v1/keyring/retire", nil, cp.RetireKeysRequest{Below: below}, opts)
+}
+
 // ListCredentials returns the metadata of an environment's credentials
 // (never secrets).
 func (c *Client) ListCredentials(ctx context.Context, org, env string) (*cp.List[*cp.Credential], error) {

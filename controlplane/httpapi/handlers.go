@@ -28,7 +28,12 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			if err := svc.Store.Ping(c.Request().Context()); err != nil {
 				return cp.Errorf(cp.EUNAVAILABLE, "the store does not answer").Wrap(err)
 			}
-			return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+			r := cp.Readiness{Status: "ready", Keyring: "ok", NewSecrets: true}
+			if err := svc.KeyringHealth(c.Request().Context()); err != nil {
+				s.logger.Warn("the keyring cannot wrap new secrets", "err", err)
+				r.Keyring, r.NewSecrets = "unavailable", false
+			}
+			return c.JSON(http.StatusOK, r)
 		},
 		"metrics": echo.WrapHandler(metricsHandler),
 		"openapi": func(c echo.Context) error {
@@ -333,6 +338,39 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 				return err
 			}
 			return c.JSON(http.StatusOK, st)
+		},
+
+		"getKeyring": func(c echo.Context) error {
+			cov, err := svc.KeyringStatus(requestContext(c), principal(c))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, cov)
+		},
+		"rotateKeyring": func(c echo.Context) error {
+			cov, err := svc.RotateKeys(requestContext(c), principal(c))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, cov)
+		},
+		"rewrapKeyring": func(c echo.Context) error {
+			cov, err := svc.RewrapKeys(requestContext(c), principal(c))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, cov)
+		},
+		"retireKeyring": func(c echo.Context) error {
+			var req cp.RetireKeysRequest
+			if err := bind(c, &req); err != nil {
+				return err
+			}
+			cov, err := svc.RetireKeys(requestContext(c), principal(c), req.Below)
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, cov)
 		},
 
 		"getOperation": func(c echo.Context) error {

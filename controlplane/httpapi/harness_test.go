@@ -99,6 +99,9 @@ type harnessConfig struct {
 	clock    *clock
 	// wrapStore, when set, puts something in front of the store (fault injection, counting).
 	wrapStore func(cp.Store) cp.Store
+	// keyring, when set, builds the keyring from the data directory
+	// (default: the local key file there, followed while serving).
+	keyring func(dir string) cp.Keyring
 	// logLevel is the server log's level (default debug).
 	logLevel slog.Level
 	// replicaOf, when set, makes this harness a second replica of that one:
@@ -139,6 +142,11 @@ func withDriver(wrap func(drivers.Driver) drivers.Driver) harnessOption {
 	return func(c *harnessConfig) { c.wrap = wrap }
 }
 
+// withKeyring makes the harness use the keyring kr builds from its data directory.
+func withKeyring(kr func(dir string) cp.Keyring) harnessOption {
+	return func(c *harnessConfig) { c.keyring = kr }
+}
+
 // withLogLevel sets the server log's level (benchmarks log as serve does by default: info).
 func withLogLevel(l slog.Level) harnessOption {
 	return func(c *harnessConfig) { c.logLevel = l }
@@ -171,8 +179,10 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	if hc.wrapStore != nil {
 		store = hc.wrapStore(store)
 	}
-	kr, _, err := local.EnsureFile(filepath.Join(dir, "master.key"))
-	if err != nil {
+	var kr cp.Keyring
+	if hc.keyring != nil {
+		kr = hc.keyring(dir)
+	} else if kr, _, err = local.OpenFile(filepath.Join(dir, "master.key")); err != nil {
 		tb.Fatalf("keyring: %v", err)
 	}
 	clk := hc.clock
@@ -215,8 +225,9 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 		svc.Follow(follow)
 	}()
 	tb.Cleanup(func() {
-		ts.Close()
+		// Watches first: the server's Close waits for the requests it serves.
 		svc.CloseWatches()
+		ts.Close()
 		stopFollow()
 		<-followed
 		svc.Wait()

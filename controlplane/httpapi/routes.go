@@ -40,7 +40,7 @@ func Routes() []Route {
 	watchQuery := []string{"scope", "after", "wait"}
 	return []Route{
 		{Method: http.MethodGet, Path: "/healthz", OperationID: "healthz", Summary: "Liveness", Status: http.StatusOK, Public: true},
-		{Method: http.MethodGet, Path: "/readyz", OperationID: "readyz", Summary: "Readiness: the store answers", Status: http.StatusOK, Public: true},
+		{Method: http.MethodGet, Path: "/readyz", OperationID: "readyz", Summary: "Readiness: the store answers (503 otherwise); whether the keyring can wrap new secrets", Response: cp.Readiness{}, Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/metrics", OperationID: "metrics", Summary: "Prometheus metrics", Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/v1/openapi.json", OperationID: "openapi", Summary: "This API's OpenAPI description", Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/v1/me", OperationID: "getMe", Summary: "The calling principal, its organizations and roles", Response: cp.Me{}, Status: http.StatusOK},
@@ -86,6 +86,11 @@ func Routes() []Route {
 
 		{Method: http.MethodGet, Path: envPath + "/schema", OperationID: "getSchema", Summary: "Migration ledger, pending migrations and drift", Response: cp.SchemaStatus{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/schema/migrate", OperationID: "migrateSchema", Summary: "Apply pending migrations", Response: cp.SchemaStatus{}, Status: http.StatusOK},
+
+		{Method: http.MethodGet, Path: "/v1/keyring", OperationID: "getKeyring", Summary: "Key coverage: the current key version and credentials per version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/keyring/rotate", OperationID: "rotateKeyring", Summary: "Add a key version and make it current (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/keyring/rewrap", OperationID: "rewrapKeyring", Summary: "Re-wrap every data key under the current version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/keyring/retire", OperationID: "retireKeyring", Summary: "Stop key versions below one from unwrapping; 409 while anything is wrapped below it (platform admin)", Request: cp.RetireKeysRequest{}, Response: cp.KeyCoverage{}, Status: http.StatusOK},
 
 		{Method: http.MethodGet, Path: "/v1/operations/:id", OperationID: "getOperation", Summary: "One operation", Response: cp.Operation{}, Status: http.StatusOK},
 	}

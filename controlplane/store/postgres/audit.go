@@ -41,11 +41,15 @@ func (q *queries) AppendAuditEvent(ctx context.Context, e *controlplane.AuditEve
 	return nil
 }
 
-// ListAuditEvents lists the organization's events, newest (highest id) first.
+// ListAuditEvents lists the organization's events, or with orgID empty the
+// platform's own (no organization), newest (highest id) first.
 func (q *queries) ListAuditEvents(ctx context.Context, orgID string, p controlplane.Page) ([]*controlplane.AuditEvent, string, error) {
 	n := controlplane.PageLimit(p.Limit)
 	var a args
-	where := "org_id = " + a.add(orgID)
+	where := "org_id IS NULL"
+	if orgID != "" {
+		where = "org_id = " + a.add(orgID)
+	}
 	if p.Cursor != "" {
 		where += " AND id < " + a.add(p.Cursor)
 	}

@@ -43,10 +43,14 @@ func (q *queries) AppendAuditEvent(ctx context.Context, e *controlplane.AuditEve
 	return nil
 }
 
-// ListAuditEvents lists the organization's events, newest (highest id) first.
+// ListAuditEvents lists the organization's events, or with orgID empty the
+// platform's own (no organization), newest (highest id) first.
 func (q *queries) ListAuditEvents(ctx context.Context, orgID string, p controlplane.Page) ([]*controlplane.AuditEvent, string, error) {
 	n := controlplane.PageLimit(p.Limit)
 	where, args := "org_id = ?", []any{orgID}
+	if orgID == "" {
+		where, args = "org_id IS NULL", nil
+	}
 	if p.Cursor != "" {
 		where += " AND id < ?"
 		args = append(args, p.Cursor)

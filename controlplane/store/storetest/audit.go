@@ -28,5 +28,8 @@ func testAuditEvents(t *testing.T, s controlplane.Store) {
 		t.Errorf("single page has next cursor %q", next)
 	}
 	same(t, "event", first, events[1])
+	events, _, err = s.ListAuditEvents(ctx, "", controlplane.Page{})
+	must(t, err)
+	same(t, "the platform's own events", []string{platform.ID}, ids(events, eventID))
 	wantCode(t, s.AppendAuditEvent(ctx, first), controlplane.ECONFLICT)
 }
