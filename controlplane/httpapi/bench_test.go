@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/envplane/envplane/dataplane"
+	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/dataplane/router"
 	"github.com/envplane/envplane/dataplane/router/sqlopen"
 	"github.com/envplane/envplane/drivers"
@@ -121,8 +122,8 @@ func trivialEcho(b *testing.B) (string, *http.Client) {
 
 // routerFixture makes an environment and an app key (readwrite) on a
 // harness, warms the router, and returns the connection URL and token.
-func routerFixture(b *testing.B, receipts bool) (url, token string, client *http.Client) {
-	h := newHarness(b, withLogLevel(slog.LevelInfo))
+func routerFixture(b *testing.B, receipts bool, opts ...harnessOption) (url, token string, client *http.Client) {
+	h := newHarness(b, append(opts, withLogLevel(slog.LevelInfo))...)
 	h.svc.EnableReceipts(receipts)
 	h.org(b, "acme")
 	h.env(b, h.admin, "acme", "dev", "development")
@@ -248,4 +249,58 @@ func BenchmarkTimeToMove(b *testing.B) {
 	}
 	b.ReportMetric(percentile(moves, 50), "move-p50-ms")
 	b.ReportMetric(percentile(moves, 99), "move-p99-ms")
+}
+
+// BenchmarkRouterKeyring compares resolves/s with the Vault keyring and the
+// local one (goal: within 10%): cached, where no keyring is called, and
+// cold (cache off), where every resolve reads the store and unseals one
+// credential (one Transit decrypt for Vault).
+func BenchmarkRouterKeyring(b *testing.B) {
+	for _, cache := range []string{"cached", "cold"} {
+		for _, kind := range []string{"local", "vault"} {
+			b.Run(cache+"/"+kind, func(b *testing.B) {
+				var opts []harnessOption
+				if kind == "vault" {
+					opt, _ := withVault(b)
+					opts = append(opts, opt)
+				}
+				if cache == "cold" {
+					opts = append(opts, withoutCache())
+				}
+				url, token, client := routerFixture(b, true, opts...)
+				benchGET(b, client, url, token)
+			})
+		}
+	}
+}
+
+// BenchmarkRewrap re-wraps every credential of 20 environments (60 data
+// keys) after a key rotation, on each keyring, and reports data keys per
+// second (Vault re-wraps with transit/rewrap: the data key never leaves it).
+func BenchmarkRewrap(b *testing.B) {
+	for _, kind := range []string{"local", "vault"} {
+		b.Run(kind, func(b *testing.B) {
+			var opts []harnessOption
+			if kind == "vault" {
+				opt, _ := withVault(b)
+				opts = append(opts, opt)
+			}
+			h := newHarness(b, append(opts, withLogLevel(slog.LevelInfo))...)
+			h.must(b, http.StatusCreated, h.admin, "POST", "/v1/organizations", map[string]any{"slug": "bench", "max_environments": 1000})
+			for i := range 20 {
+				h.must(b, http.StatusCreated, h.admin, "POST", "/v1/organizations/bench/environments", map[string]any{"slug": fmt.Sprintf("e%d", i), "type": "development"})
+			}
+			var keys int
+			for b.Loop() {
+				h.must(b, http.StatusOK, h.admin, "POST", "/v1/keyring/rotate", nil)
+				var cov cp.KeyCoverage
+				h.must(b, http.StatusOK, h.admin, "POST", "/v1/keyring/rewrap", nil).decode(b, &cov)
+				if !cov.Complete() {
+					b.Fatalf("rewrap left %d of %d behind", cov.Total-cov.Current, cov.Total)
+				}
+				keys += cov.Total
+			}
+			b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
+		})
+	}
 }

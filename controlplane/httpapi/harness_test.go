@@ -102,6 +102,8 @@ type harnessConfig struct {
 	// keyring, when set, builds the keyring from the data directory
 	// (default: the local key file there, followed while serving).
 	keyring func(dir string) cp.Keyring
+	// noCache turns the router's cache off (cold-path benchmarks).
+	noCache bool
 	// logLevel is the server log's level (default debug).
 	logLevel slog.Level
 	// replicaOf, when set, makes this harness a second replica of that one:
@@ -145,6 +147,12 @@ func withDriver(wrap func(drivers.Driver) drivers.Driver) harnessOption {
 // withKeyring makes the harness use the keyring kr builds from its data directory.
 func withKeyring(kr func(dir string) cp.Keyring) harnessOption {
 	return func(c *harnessConfig) { c.keyring = kr }
+}
+
+// withoutCache turns the router's cache off, so every resolve reads the
+// store and unseals with the keyring.
+func withoutCache() harnessOption {
+	return func(c *harnessConfig) { c.noCache = true }
 }
 
 // withLogLevel sets the server log's level (benchmarks log as serve does by default: info).
@@ -202,6 +210,9 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	svc := cp.New(store, kr, append([]*cp.Target{{Name: "local", Region: "local", Driver: d}}, hc.targets...), "local")
 	svc.Logger = logger
 	svc.Now = clk.Now
+	if hc.noCache {
+		svc.ConfigureCache(0, cp.DefaultCacheTTL)
+	}
 	svc.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane(), Now: clk.Now}
 	reg := prometheus.NewRegistry()
