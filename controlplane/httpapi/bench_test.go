@@ -16,8 +16,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/envplane/envplane/dataplane"
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/dataplane"
 	"github.com/envplane/envplane/dataplane/router"
 	"github.com/envplane/envplane/dataplane/router/sqlopen"
 	"github.com/envplane/envplane/drivers"
