@@ -83,7 +83,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 		p.Email = u.Email
 		p.PlatformAdmin = u.PlatformAdmin && k.OrgID == ""
 	}
-	e := &principalEntry{p: p, orgID: k.OrgID, expires: k.ExpiresAt, epoch: epoch, filled: now}
+	e := &principalEntry{p: p, entry: entry{orgID: k.OrgID, expires: k.ExpiresAt, epoch: epoch, filled: now}}
 	if k.LastUsedAt != nil {
 		e.touched.Store(k.LastUsedAt.UnixNano())
 	}

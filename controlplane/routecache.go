@@ -29,13 +29,21 @@ type routeCache struct {
 	ttl time.Duration
 }
 
-// principalEntry is an authenticated API key.
-type principalEntry struct {
-	p       *Principal
+// entry is what every cached value carries: whose it is, when its fill
+// began (the invalidation epoch) and ended, and when it expires anyway.
+type entry struct {
 	orgID   string
-	expires *time.Time
 	epoch   uint64
 	filled  time.Time
+	expires *time.Time
+}
+
+func (e *entry) meta() *entry { return e }
+
+// principalEntry is an authenticated API key.
+type principalEntry struct {
+	entry
+	p *Principal
 	// touched is the UnixNano service time last_used_at was last recorded.
 	touched atomic.Int64
 }
@@ -50,13 +58,10 @@ type routeKey struct {
 
 // routeEntry is one resolved answer, without its refresh_after.
 type routeEntry struct {
+	entry
 	conn       Connection
-	orgID      string
 	dbID       string
 	keyVersion string
-	expires    *time.Time
-	epoch      uint64
-	filled     time.Time
 	// promised is the UnixNano of the latest refresh_after recorded in the
 	// store for the credential (0 for none).
 	promised atomic.Int64
@@ -79,72 +84,59 @@ func (c *routeCache) begin() uint64 {
 	return c.epoch
 }
 
-// valid reports whether an entry of orgID filled at epoch, at filled, still
-// answers at now. The caller holds mu.
-func (c *routeCache) valid(orgID string, epoch uint64, filled, now time.Time) bool {
-	return epoch >= c.allEpoch && epoch >= c.orgEpoch[orgID] && now.Sub(filled) < c.ttl
-}
-
 // principal returns the cached principal of a token hash, or nil.
 func (c *routeCache) principal(hash string, now time.Time) *principalEntry {
-	if c.max <= 0 {
-		return nil
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e := c.principals[hash]
-	if e == nil || !c.valid(e.orgID, e.epoch, e.filled, now) || (e.expires != nil && !now.Before(*e.expires)) {
-		return nil
-	}
-	return e
+	return lookup(c, c.principals, hash, now)
 }
 
 // putPrincipal caches e under hash unless the cache was invalidated for
 // its organization since e.epoch.
-func (c *routeCache) putPrincipal(hash string, e *principalEntry) {
-	if c.max <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e.epoch < c.allEpoch || e.epoch < c.orgEpoch[e.orgID] {
-		return
-	}
-	if len(c.principals) >= c.max {
-		evict(c.principals, c.max/10+1)
-	}
-	c.principals[hash] = e
-}
+func (c *routeCache) putPrincipal(hash string, e *principalEntry) { put(c, c.principals, hash, e) }
 
 // route returns the cached answer for k, or nil.
 func (c *routeCache) route(k routeKey, now time.Time) *routeEntry {
-	if c.max <= 0 {
-		return nil
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e := c.routes[k]
-	if e == nil || !c.valid(e.orgID, e.epoch, e.filled, now) || (e.expires != nil && !now.Before(*e.expires)) {
-		return nil
-	}
-	return e
+	return lookup(c, c.routes, k, now)
 }
 
 // putRoute caches e under k unless the cache was invalidated for its
 // organization since e.epoch.
-func (c *routeCache) putRoute(k routeKey, e *routeEntry) {
+func (c *routeCache) putRoute(k routeKey, e *routeEntry) { put(c, c.routes, k, e) }
+
+// lookup returns m's entry for k if it still answers at now: not
+// invalidated since its fill began, younger than the TTL, not expired.
+func lookup[K comparable, V interface{ meta() *entry }](c *routeCache, m map[K]V, k K, now time.Time) V {
+	var none V
+	if c.max <= 0 {
+		return none
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	v, ok := m[k]
+	if !ok {
+		return none
+	}
+	e := v.meta()
+	if e.epoch < c.allEpoch || e.epoch < c.orgEpoch[e.orgID] || now.Sub(e.filled) >= c.ttl || (e.expires != nil && !now.Before(*e.expires)) {
+		return none
+	}
+	return v
+}
+
+// put stores v under k in m unless its organization was invalidated since
+// its fill began; past the size bound it first evicts a tenth at random.
+func put[K comparable, V interface{ meta() *entry }](c *routeCache, m map[K]V, k K, v V) {
 	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e.epoch < c.allEpoch || e.epoch < c.orgEpoch[e.orgID] {
+	if e := v.meta(); e.epoch < c.allEpoch || e.epoch < c.orgEpoch[e.orgID] {
 		return
 	}
-	if len(c.routes) >= c.max {
-		evict(c.routes, c.max/10+1)
+	if len(m) >= c.max {
+		evict(m, c.max/10+1)
 	}
-	c.routes[k] = e
+	m[k] = v
 }
 
 // drop forgets the answer for k if it is still e.

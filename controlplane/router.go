@@ -199,11 +199,9 @@ func (s *Service) loadRoute(ctx context.Context, p *Principal, k routeKey, actio
 			CredentialID:  c.ID,
 			ExpiresAt:     c.ExpiresAt,
 		},
-		orgID:      r.Org.ID,
+		entry:      entry{orgID: r.Org.ID, expires: c.ExpiresAt, filled: now},
 		dbID:       db.ID,
 		keyVersion: c.KMSKeyID,
-		expires:    c.ExpiresAt,
-		filled:     now,
 	}
 	if c.PromisedUntil != nil {
 		e.promised.Store(c.PromisedUntil.UnixNano())
