@@ -118,6 +118,37 @@ func Rewrap(ctx context.Context, kr Keyring, s Sealed) (Sealed, error) {
 	return Sealed{SecretCipher: s.SecretCipher, DEKCipher: wrapped, KeyID: keyID}, nil
 }
 
+// RewrapAll is Rewrap for many sealed values, returned in order. A keyring
+// that is a BatchRewrapper re-wraps them all in one call (Vault: one
+// transit/rewrap request per 250 keys); any other keyring re-wraps them one
+// by one. It fails as a whole, like Rewrap.
+func RewrapAll(ctx context.Context, kr Keyring, ss []Sealed) ([]Sealed, error) {
+	out := make([]Sealed, len(ss))
+	brw, ok := kr.(BatchRewrapper)
+	if !ok {
+		for i, s := range ss {
+			r, err := Rewrap(ctx, kr, s)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	ws := make([]WrappedKey, len(ss))
+	for i, s := range ss {
+		ws[i] = WrappedKey{Cipher: s.DEKCipher, KeyID: s.KeyID}
+	}
+	moved, err := brw.RewrapBatch(ctx, ws)
+	if err != nil {
+		return nil, fmt.Errorf("cannot rewrap data keys: %w", err)
+	}
+	for i, s := range ss {
+		out[i] = Sealed{SecretCipher: s.SecretCipher, DEKCipher: moved[i].Cipher, KeyID: moved[i].KeyID}
+	}
+	return out, nil
+}
+
 // unwrap returns s's data key, checked to be an AES-256 key.
 func unwrap(ctx context.Context, kr Keyring, s Sealed) ([]byte, error) {
 	dek, err := kr.Unwrap(ctx, s.DEKCipher, s.KeyID)

@@ -57,6 +57,20 @@ type Rewrapper interface {
 	Rewrap(ctx context.Context, wrapped []byte, keyID string) ([]byte, string, error)
 }
 
+// WrappedKey is a wrapped data key and the id of the key version that
+// wrapped it.
+type WrappedKey struct {
+	Cipher []byte
+	KeyID  string
+}
+
+// BatchRewrapper is implemented by keyrings that re-wrap many data keys in
+// one call (Vault's batched transit/rewrap). RewrapBatch returns the keys in
+// order, each under the current version, and fails as a whole.
+type BatchRewrapper interface {
+	RewrapBatch(ctx context.Context, ws []WrappedKey) ([]WrappedKey, error)
+}
+
 // KeyringHealth is implemented by keyrings that depend on a service (Vault):
 // Health returns nil when new data keys can be wrapped now.
 type KeyringHealth interface {

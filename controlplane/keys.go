@@ -52,8 +52,9 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 }
 
 // Rewrap re-wraps the data key of every credential not under the current key
-// version, in batches (the secrets themselves are never decrypted; on Vault
-// the data key never leaves it), and returns the coverage afterwards. It is
+// version, in batches of rewrapBatch (the secrets themselves are never
+// decrypted; on Vault the data key never leaves it, and a batch is one
+// transit/rewrap request), and returns the coverage afterwards. It is
 // idempotent and resumable after a crash: each credential is updated on its
 // own, only while its key id is still the one it read. progress, when not
 // nil, hears the coverage after each batch.
@@ -70,18 +71,22 @@ func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCo
 		if len(cs) == 0 {
 			break
 		}
-		for _, c := range cs {
-			sealed, err := Rewrap(ctx, s.Keyring, Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID})
-			if err != nil {
-				return KeyCoverage{}, keyringUnavailable(fmt.Errorf("cannot rewrap credential %s: %w", c.ID, err))
-			}
-			if sealed.KeyID != cur {
+		sealed := make([]Sealed, len(cs))
+		for i, c := range cs {
+			sealed[i] = Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID}
+		}
+		moved, err := RewrapAll(ctx, s.Keyring, sealed)
+		if err != nil {
+			return KeyCoverage{}, keyringUnavailable(fmt.Errorf("cannot rewrap credentials %s to %s: %w", cs[0].ID, cs[len(cs)-1].ID, err))
+		}
+		for i, c := range cs {
+			if moved[i].KeyID != cur {
 				// The keyring moved on meanwhile (a rotation elsewhere):
 				// start again from the new current version.
-				cur = sealed.KeyID
+				cur = moved[i].KeyID
 			}
 			from := c.KMSKeyID
-			c.DEKCipher, c.KMSKeyID = sealed.DEKCipher, sealed.KeyID
+			c.DEKCipher, c.KMSKeyID = moved[i].DEKCipher, moved[i].KeyID
 			// Only the wrapped key changes: a revocation landing meanwhile
 			// is kept, and a concurrent rewrap wins (ECONFLICT) harmlessly.
 			if err := s.Store.RewrapCredential(ctx, c, from); err != nil && !IsCode(err, ECONFLICT) {

@@ -38,11 +38,12 @@ type Chain struct {
 }
 
 var (
-	_ controlplane.Keyring       = (*Chain)(nil)
-	_ controlplane.KeyOwner      = (*Chain)(nil)
-	_ controlplane.KeyManager    = (*Chain)(nil)
-	_ controlplane.Rewrapper     = (*Chain)(nil)
-	_ controlplane.KeyringHealth = (*Chain)(nil)
+	_ controlplane.Keyring        = (*Chain)(nil)
+	_ controlplane.KeyOwner       = (*Chain)(nil)
+	_ controlplane.KeyManager     = (*Chain)(nil)
+	_ controlplane.Rewrapper      = (*Chain)(nil)
+	_ controlplane.BatchRewrapper = (*Chain)(nil)
+	_ controlplane.KeyringHealth  = (*Chain)(nil)
 )
 
 // New returns a chain that wraps with primary and unwraps with primary or
@@ -124,6 +125,39 @@ func (c *Chain) Rewrap(ctx context.Context, wrapped []byte, keyID string) ([]byt
 	}
 	defer clear(dataKey)
 	return primary.kr.Wrap(ctx, dataKey)
+}
+
+// RewrapBatch moves each wrapped data key to the primary keyring's current
+// version, like Rewrap, and returns them in order. The keys the primary owns
+// go to it in one batch when it is a controlplane.BatchRewrapper (Vault);
+// the others move one by one. It fails as a whole, like Rewrap.
+func (c *Chain) RewrapBatch(ctx context.Context, ws []controlplane.WrappedKey) ([]controlplane.WrappedKey, error) {
+	out := make([]controlplane.WrappedKey, len(ws))
+	primary := c.members[0]
+	brw, batched := primary.kr.(controlplane.BatchRewrapper)
+	var own []controlplane.WrappedKey
+	var at []int
+	for i, w := range ws {
+		if batched && primary.owner.Owns(w.KeyID) {
+			own, at = append(own, w), append(at, i)
+			continue
+		}
+		cipher, keyID, err := c.Rewrap(ctx, w.Cipher, w.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = controlplane.WrappedKey{Cipher: cipher, KeyID: keyID}
+	}
+	if len(own) > 0 {
+		moved, err := brw.RewrapBatch(ctx, own)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range at {
+			out[i] = moved[j]
+		}
+	}
+	return out, nil
 }
 
 // Owns reports whether any member owns keyID.

@@ -354,6 +354,67 @@ func TestLocalToVault(t *testing.T) {
 	}
 }
 
+// A rewrap in batches sends every Vault data key of the batch in one
+// transit/rewrap request, moves the local ones through the primary's Wrap,
+// and keeps the batch's order.
+func TestRewrapBatchMixesMembers(t *testing.T) {
+	ctx := context.Background()
+	addr, root := vaulttest.Start(t)
+	vp := recordPaths(t, addr)
+	lk := openFile(t, "master.keys")
+	vk := newVault(t, vp.url, root)
+	c := newChain(t, vk, lk)
+
+	var stored []sealed
+	for i := range 12 {
+		if i%3 == 0 {
+			stored = append(stored, wrapWith(t, lk))
+		} else {
+			stored = append(stored, wrapWith(t, c))
+		}
+	}
+	id2, err := c.Rotate(ctx)
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	ws := make([]controlplane.WrappedKey, len(stored))
+	for i, s := range stored {
+		ws[i] = controlplane.WrappedKey{Cipher: s.wrapped, KeyID: s.keyID}
+	}
+	vp.take()
+	moved, err := c.RewrapBatch(ctx, ws)
+	if err != nil {
+		t.Fatalf("RewrapBatch: %v", err)
+	}
+	rewraps := 0
+	for _, p := range vp.take() {
+		switch p {
+		case "/v1/transit/rewrap/envplane":
+			rewraps++
+		case "/v1/transit/decrypt/envplane":
+			t.Errorf("RewrapBatch decrypted a Vault data key")
+		}
+	}
+	if rewraps != 1 {
+		t.Errorf("RewrapBatch sent %d transit/rewrap requests for 8 Vault keys, want 1", rewraps)
+	}
+	if len(moved) != len(stored) {
+		t.Fatalf("RewrapBatch returned %d keys for %d", len(moved), len(stored))
+	}
+	for i, s := range stored {
+		if moved[i].KeyID != id2 {
+			t.Errorf("key %d (%s) moved to %s, want %s", i, s.keyID, moved[i].KeyID, id2)
+		}
+		assertUnwraps(t, vk, sealed{dek: s.dek, wrapped: moved[i].Cipher, keyID: moved[i].KeyID})
+	}
+
+	// One key the chain cannot open fails the whole batch.
+	ws[4].KeyID = "vault:elsewhere/envplane:v1"
+	if _, err := c.RewrapBatch(ctx, ws); !errors.Is(err, chain.ErrNoOwner) {
+		t.Errorf("RewrapBatch with a foreign key id = %v, want ErrNoOwner", err)
+	}
+}
+
 // While Vault is down, data keys still under the local keyring keep
 // opening, and the chain's health says Vault is unavailable.
 func TestLocalToVaultWhileVaultIsDown(t *testing.T) {

@@ -161,11 +161,12 @@ type Keyring struct {
 }
 
 var (
-	_ controlplane.Keyring       = (*Keyring)(nil)
-	_ controlplane.KeyOwner      = (*Keyring)(nil)
-	_ controlplane.KeyManager    = (*Keyring)(nil)
-	_ controlplane.Rewrapper     = (*Keyring)(nil)
-	_ controlplane.KeyringHealth = (*Keyring)(nil)
+	_ controlplane.Keyring        = (*Keyring)(nil)
+	_ controlplane.KeyOwner       = (*Keyring)(nil)
+	_ controlplane.KeyManager     = (*Keyring)(nil)
+	_ controlplane.Rewrapper      = (*Keyring)(nil)
+	_ controlplane.BatchRewrapper = (*Keyring)(nil)
+	_ controlplane.KeyringHealth  = (*Keyring)(nil)
 )
 
 // New returns a keyring for cfg without calling Vault: it logs in, checks

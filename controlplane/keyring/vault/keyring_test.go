@@ -399,7 +399,7 @@ func TestRetire(t *testing.T) {
 		t.Errorf("Rewrap under a retired version = %v, want ErrRetiredVersion", err)
 	}
 	// In a batch, the failing item is named.
-	_, err = kr.UnwrapBatch(ctx, []vault.Wrapped{{w2, id2}, {w1, id1}})
+	_, err = kr.UnwrapBatch(ctx, []vault.Wrapped{{Cipher: w2, KeyID: id2}, {Cipher: w1, KeyID: id1}})
 	if !errors.Is(err, vault.ErrRetiredVersion) || !strings.Contains(err.Error(), "item 1 ") {
 		t.Errorf("UnwrapBatch with a retired item = %v, want ErrRetiredVersion naming item 1", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/envplane/envplane/controlplane"
 )
 
 // maxBatch bounds the items sent to Vault in one request; longer batches are
@@ -17,10 +19,7 @@ const maxBatch = 250
 
 // Wrapped is a data key wrapped by the keyring: Transit's ciphertext and the
 // key id of the version that wrapped it.
-type Wrapped struct {
-	Cipher []byte
-	KeyID  string
-}
+type Wrapped = controlplane.WrappedKey
 
 // batchItem is one entry of Transit's batch_results. Plaintext is decoded
 // from base64 straight into bytes the caller can clear.
