@@ -36,6 +36,9 @@ type rotateParams struct {
 	// Revoke lists credentials to revoke at once (emergency revocation).
 	Revoke []string `json:"revoke,omitempty"`
 	Reason string   `json:"reason,omitempty"`
+	// Retry counts the scheduled rotations of the database that failed
+	// just before this one: a retry is not audited again (adr/0017).
+	Retry int `json:"retry,omitempty"`
 }
 
 // rotateResult is what a rotate operation records on itself (its response):
@@ -202,6 +205,9 @@ func (s *Service) startRotation(ctx context.Context, p *Principal, a *access, ac
 		op = s.newOperation(env.OrgID, env.ID, OpRotate, stepRotate, raw)
 		if err := q.CreateOperation(ctx, op); err != nil {
 			return err
+		}
+		if params.Retry > 0 {
+			return nil
 		}
 		return s.audit(ctx, q, p, env.OrgID, env.ID, action, env.ID, map[string]any{"operation": op.ID, "reason": params.Reason})
 	})
@@ -477,14 +483,21 @@ func (s *Service) RevokeDue(ctx context.Context) (int, error) {
 			s.Logger.Error("credential on unconfigured target", "credential", c.ID, "target", db.Target)
 			continue
 		}
+		key := "revoke:" + c.ID
+		if s.targetDown(db.Target) || !s.retry.due(key, s.Now()) {
+			continue
+		}
 		env, err := s.environmentOf(ctx, db)
 		if err != nil {
 			return n, err
 		}
 		if err := s.endGrace(ctx, env, db, t, c); err != nil {
-			s.Logger.Error("cannot revoke credential after grace", "credential", c.ID, "err", err)
+			s.noteTarget(ctx, db.Target, err)
+			failures := s.retry.failed(key, s.Now(), s.RetryBackoff)
+			s.Logger.Error("cannot revoke credential after grace", "credential", c.ID, "failures", failures, "err", err)
 			continue
 		}
+		s.retry.succeeded(key)
 		n++
 	}
 	return n, nil
@@ -549,24 +562,34 @@ func (s *Service) RotateDue(ctx context.Context) (int, error) {
 }
 
 // rotateScheduled starts one rotation of the database's due credentials and
-// waits for it; ok is false when the environment was busy.
+// waits for it; ok is false when the environment was busy, its target is
+// down, or its last scheduled rotation failed and RetryBackoff has not
+// passed since.
 func (s *Service) rotateScheduled(ctx context.Context, dbID string, creds []*Credential) (bool, error) {
 	db, err := s.Store.GetDatabase(ctx, dbID)
 	if err != nil {
 		return false, err
 	}
+	key := "rotate:" + db.ID
+	if s.targetDown(db.Target) || !s.retry.due(key, s.Now()) {
+		return false, nil
+	}
 	env, err := s.environmentOf(ctx, db)
 	if err != nil {
 		return false, err
 	}
-	params := rotateParams{From: map[Scope]string{}, Grace: s.Grace, Reason: "scheduled: credential past three quarters of its life"}
+	params := rotateParams{From: map[Scope]string{}, Grace: s.Grace, Reason: "scheduled: credential past three quarters of its life", Retry: s.retry.failures(key)}
 	for _, c := range creds {
 		params.Scopes = append(params.Scopes, c.Scope)
 	}
 	op, done, err := s.startRotation(ctx, nil, &access{env: env}, "credentials.rotate_scheduled", len(creds), func(q Queries, db *Database) error {
 		return s.prepareRotation(ctx, q, db, &params)
 	}, &params)
-	if IsCode(err, ECONFLICT) || IsCode(err, ETOOMANY) {
+	if IsCode(err, ETOOMANY) {
+		s.retry.failed(key, s.Now(), s.RetryBackoff)
+		return false, nil
+	}
+	if IsCode(err, ECONFLICT) {
 		return false, nil
 	}
 	if err != nil {
@@ -578,8 +601,24 @@ func (s *Service) rotateScheduled(ctx context.Context, dbID string, creds []*Cre
 		return true, ctx.Err()
 	case <-time.After(s.Lease):
 		s.Logger.Warn("scheduled rotation still running", "operation", op.ID)
+		return true, nil
+	}
+	if op.Status == OpSucceeded {
+		s.retry.succeeded(key)
+	} else {
+		s.retry.failed(key, s.Now(), s.RetryBackoff)
 	}
 	return true, nil
+}
+
+// quietRetry reports whether op is a scheduled rotation retried after a
+// failure, whose failure is not audited again.
+func quietRetry(op *Operation) bool {
+	if op.Kind != OpRotate {
+		return false
+	}
+	var params rotateParams
+	return json.Unmarshal(op.Params, &params) == nil && params.Retry > 0
 }
 
 // issueRateBudget refuses (ETOOMANY, with an audit event) issuing n more

@@ -24,6 +24,7 @@ const (
 	stepTombstone        = "tombstone"
 	stepRotate           = "rotate"
 	stepCompensate       = "compensate"
+	stepCleanup          = "clean_up"
 	stepDone             = "done"
 )
 
@@ -188,35 +189,47 @@ func (s *Service) save(ctx context.Context, q Queries, op *Operation) error {
 }
 
 // execute runs op from its recorded step to the end, retrying a failing step
-// with backoff and compensating once attempts run out.
+// with backoff and compensating once attempts run out or, for a
+// provisioning, once ProvisionTimeout has passed since it was asked for.
+// Compensation that keeps failing (the target is down) is left to the
+// reconciler, which tries again after RetryBackoff.
 func (s *Service) execute(ctx context.Context, op *Operation) error {
 	for !op.Status.Done() {
-		var err error
-		if op.Step == stepCompensate {
-			stepCtx, stop := s.heartbeat(ctx, op)
-			err = s.compensate(stepCtx, op)
-			stop()
-			if err == nil {
-				continue
+		if !compensating(op) && s.overdue(op) {
+			if op.Error == "" {
+				op.Error = fmt.Sprintf("%s: not done within %s", op.Step, s.ProvisionTimeout)
 			}
-		} else {
-			step, start := op.Step, time.Now()
-			stepCtx, stop := s.heartbeat(ctx, op)
-			err = s.step(stepCtx, op)
-			stop()
-			s.Logger.Debug("operation step", "operation", op.ID, "kind", op.Kind, "step", step, "duration_ms", float64(time.Since(start).Microseconds())/1000, "ok", err == nil)
-			if err == nil {
-				continue
+			op.Step, op.Attempts = stepCompensate, 0
+			if err := s.save(ctx, s.Store, op); err != nil {
+				return err
 			}
+			continue
 		}
+		step, start := op.Step, time.Now()
+		stepCtx, stop := s.stepContext(ctx, op)
+		var err error
+		if compensating(op) {
+			err = s.compensate(stepCtx, op)
+		} else {
+			err = s.step(stepCtx, op)
+		}
+		stop()
+		s.Logger.Debug("operation step", "operation", op.ID, "kind", op.Kind, "step", step, "duration_ms", float64(time.Since(start).Microseconds())/1000, "ok", err == nil)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// The step's own bound, not a shutdown: the target did not
+			// answer in time.
+			err = errors.Join(drivers.ErrUnavailable, err)
+		}
+		s.noteOperationTarget(ctx, op, err)
 		op.Attempts++
 		op.Error = publicError(op.Step, err)
 		s.Logger.Warn("operation step failed", "operation", op.ID, "kind", op.Kind, "step", op.Step, "attempt", op.Attempts, "err", err)
 		giveUp := false
 		if op.Attempts >= s.Attempts {
-			if op.Step == stepCompensate {
-				// Leave the operation leased: once the lease expires, a
-				// reconciler (here or on another replica) tries again.
+			if compensating(op) {
 				giveUp = true
 			} else {
 				op.Step = stepCompensate
@@ -227,7 +240,13 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 			return err
 		}
 		if giveUp {
-			return fmt.Errorf("compensation keeps failing; left for the reconciler: %w", err)
+			// Keep the operation leased until its next try is due: the
+			// reconciler (here or on another replica) claims it then.
+			retry := s.Now().Add(s.RetryBackoff(op.Attempts - s.Attempts + 1))
+			if err := s.Store.RenewLease(ctx, op.OrgID, op.ID, op.LeaseOwner, retry); err != nil {
+				return err
+			}
+			return fmt.Errorf("compensation keeps failing; left for the reconciler until %s: %w", retry.Format(time.RFC3339), err)
 		}
 		if err := s.Sleep(ctx, s.Backoff(op.Attempts)); err != nil {
 			return err
@@ -239,25 +258,69 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 	return nil
 }
 
+// stepContext is the context of one attempt at op's current step: its lease
+// renewed meanwhile (heartbeat), and bounded by StepTimeout, and for a
+// provisioning by what is left of ProvisionTimeout, so a target that
+// accepts connections and never answers cannot hold an operation. Copying a
+// database for a clone is bounded by its lease alone: it may take long.
+func (s *Service) stepContext(ctx context.Context, op *Operation) (context.Context, func()) {
+	stepCtx, stop := s.heartbeat(ctx, op)
+	if op.Kind == OpClone && op.Step == stepCreateDatabase {
+		return stepCtx, stop
+	}
+	limit := s.StepTimeout
+	if op.Kind == OpProvision && !compensating(op) {
+		limit = min(limit, op.CreatedAt.Add(s.ProvisionTimeout).Sub(s.Now()))
+	}
+	stepCtx, cancel := context.WithTimeout(stepCtx, limit)
+	return stepCtx, func() {
+		cancel()
+		stop()
+	}
+}
+
+// compensating reports whether op is ending failed: recording the failure
+// (compensate), then removing a provisioning's leftovers (clean_up).
+func compensating(op *Operation) bool { return op.Step == stepCompensate || op.Step == stepCleanup }
+
+// overdue reports whether op is a provisioning asked for longer than
+// ProvisionTimeout ago.
+func (s *Service) overdue(op *Operation) bool {
+	return op.Kind == OpProvision && s.Now().Sub(op.CreatedAt) >= s.ProvisionTimeout
+}
+
+// noteOperationTarget tells the target's health what a step of op met.
+func (s *Service) noteOperationTarget(ctx context.Context, op *Operation, err error) {
+	if !errors.Is(err, drivers.ErrUnavailable) {
+		return
+	}
+	if _, db, lookupErr := s.operationEnvironment(ctx, op); lookupErr == nil {
+		s.noteTarget(ctx, db.Target, err)
+	}
+}
+
 // publicError turns a step's failure into the text stored on the operation
 // and the environment: the step and the error's class, never a driver's
 // internal detail.
-func publicError(step string, err error) string {
+func publicError(step string, err error) string { return step + ": " + errorClass(err) }
+
+// errorClass names what kind of failure err is, in words safe to show.
+func errorClass(err error) string {
 	switch {
 	case errors.Is(err, drivers.ErrUnavailable):
-		return step + ": target unavailable"
+		return "target unavailable"
 	case errors.Is(err, drivers.ErrExists):
-		return step + ": a database of that name exists and was not made by envplane"
+		return "a database of that name exists and was not made by envplane"
 	case errors.Is(err, drivers.ErrDenied):
-		return step + ": credential rejected"
+		return "credential rejected"
 	case errors.Is(err, drivers.ErrUnsupported):
-		return step + ": not supported by the target"
+		return "not supported by the target"
 	}
 	var e *Error
 	if errors.As(err, &e) && e.Code != EINTERNAL {
-		return step + ": " + e.Message
+		return e.Message
 	}
-	return step + ": failed"
+	return "failed"
 }
 
 // step runs op's current step and advances op.Step (not yet saved).
@@ -458,12 +521,42 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 	return Errorf(EINTERNAL, "unknown deprovisioning step %q", op.Step)
 }
 
-// compensate undoes a provisioning that ran out of attempts (revoke, drop),
-// and ends the environment failed. Other kinds have nothing to undo: they end failed.
+// compensate ends an operation that ran out of attempts or time. First the
+// environment ends failed with the reason, at once, so nobody waits on a
+// target that is down (a provisioning or a deprovisioning that failed
+// half-way: its credentials may be gone, and DELETE may be retried); that
+// is the one audit event. Then a provisioning's leftovers (credentials,
+// database) are removed from the target, which may fail and be retried by
+// the reconciler; the operation ends failed once that is done.
 func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	env, db, t, err := s.envAndDatabase(ctx, op)
 	if err != nil {
 		return err
+	}
+	if op.Step == stepCompensate {
+		prev := *op
+		err := s.tx(ctx, func(q Queries) error {
+			if op.Kind != OpRotate {
+				env.Status = StatusFailed
+				env.Error = op.Error
+				env.UpdatedAt = s.Now()
+				if err := q.SetEnvironmentStatus(ctx, env, StatusProvisioning, StatusDeleting); err != nil {
+					return err
+				}
+			}
+			op.Step = stepCleanup
+			if err := s.save(ctx, q, op); err != nil {
+				return err
+			}
+			if quietRetry(op) {
+				return nil
+			}
+			return s.audit(ctx, q, nil, env.OrgID, env.ID, "operation.failed", op.ID, map[string]any{"kind": string(op.Kind), "error": op.Error})
+		})
+		if err != nil {
+			*op = prev
+			return err
+		}
 	}
 	if op.Kind == OpProvision || op.Kind == OpClone {
 		if err := s.revokeAll(ctx, env, db, t); err != nil {
@@ -474,29 +567,13 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		}
 	}
 	prev := *op
-	err = s.tx(ctx, func(q Queries) error {
-		now := s.Now()
-		if op.Kind != OpRotate {
-			// A deprovisioning that failed half-way ends failed too: its
-			// credentials may be gone, and DELETE may be retried.
-			env.Status = StatusFailed
-			env.Error = op.Error
-			env.UpdatedAt = now
-			if err := q.SetEnvironmentStatus(ctx, env, StatusProvisioning, StatusDeleting); err != nil {
-				return err
-			}
-		}
-		op.Status = OpFailed
-		op.Step = stepDone
-		if err := s.save(ctx, q, op); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, nil, env.OrgID, env.ID, "operation.failed", op.ID, map[string]any{"kind": string(op.Kind), "error": op.Error})
-	})
-	if err != nil {
+	op.Status = OpFailed
+	op.Step = stepDone
+	if err := s.save(ctx, s.Store, op); err != nil {
 		*op = prev
+		return err
 	}
-	return err
+	return nil
 }
 
 // Reconcile claims unfinished operations whose lease expired (their process
@@ -532,21 +609,23 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 
 // TickReport says what one Tick did.
 type TickReport struct {
-	Resumed, Revoked, Rotated, Forgotten, Pruned int
+	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed int
 }
 
 // changeRetention is how long the change log keeps a change: far longer
 // than any replica lags behind it.
 const changeRetention = time.Hour
 
-// Tick is one pass of background work: it resumes abandoned operations,
-// revokes credentials whose grace has ended, starts scheduled rotations,
-// forgets idempotency keys older than IdempotencyTTL, writes buffered
-// receipts and prunes receipts past ReceiptRetention and old changes. A
-// part that fails is logged and the others still run.
+// Tick is one pass of background work: it probes targets whose check is
+// due, resumes abandoned operations, revokes credentials whose grace has
+// ended, starts scheduled rotations, forgets idempotency keys older than
+// IdempotencyTTL, writes buffered receipts and prunes receipts past
+// ReceiptRetention and old changes. A part that fails is logged and the
+// others still run.
 func (s *Service) Tick(ctx context.Context) TickReport {
 	var r TickReport
 	var err error
+	r.Probed = s.CheckTargets(ctx)
 	if r.Resumed, err = s.Reconcile(ctx); err != nil {
 		s.Logger.Error("reconcile failed", "err", err)
 	}

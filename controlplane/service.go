@@ -29,6 +29,9 @@ type Observer interface {
 	// OperationFinished reports an operation that ended, how, and how long
 	// after it was requested.
 	OperationFinished(kind OperationKind, status OperationStatus, elapsed time.Duration)
+	// TargetChecked reports what a probe or a driver's answer said of a
+	// target: up or down.
+	TargetChecked(target string, up bool)
 }
 
 // Service orchestrates the control plane: it authorizes every call with
@@ -63,8 +66,23 @@ type Service struct {
 	TokenTTL time.Duration
 	// Attempts is how many times a failing saga step is tried before compensation (default 3).
 	Attempts int
-	// Backoff is the wait before attempt n+1 (default 200ms × 2^n, capped at 10s).
+	// Backoff is the wait before attempt n+1 within one run of an operation
+	// (default 200ms × 2^n, capped at 10s, with jitter).
 	Backoff func(attempt int) time.Duration
+	// RetryBackoff is the wait before background work that failed n times in
+	// a row is tried again: an operation whose compensation keeps failing,
+	// a target's next probe while it is down, a scheduled rotation or a
+	// revocation at grace end (default DefaultRetryBackoff: 5s doubling to
+	// 5m, with jitter).
+	RetryBackoff func(failures int) time.Duration
+	// ProvisionTimeout bounds a provisioning: past it, the environment ends
+	// failed with the reason, and its cleanup goes on in the background
+	// (default 2m). StepTimeout bounds one attempt of a provisioning step
+	// and one health probe (default 30s).
+	ProvisionTimeout time.Duration
+	StepTimeout      time.Duration
+	// TargetCheck is how often an available target is probed (default 15s).
+	TargetCheck time.Duration
 	// LeaseOwner names this replica in operation leases; Lease is how long a lease lasts.
 	LeaseOwner string
 	Lease      time.Duration
@@ -95,6 +113,7 @@ type Service struct {
 	MaxIssuedPerHour   int
 
 	ops      runner
+	retry    retries
 	cache    *routeCache
 	feed     changeFeed
 	hub      watchHub
@@ -131,6 +150,10 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		TokenTTL:               30 * 24 * time.Hour,
 		Attempts:               3,
 		Backoff:                defaultBackoff,
+		RetryBackoff:           DefaultRetryBackoff,
+		ProvisionTimeout:       2 * time.Minute,
+		StepTimeout:            30 * time.Second,
+		TargetCheck:            15 * time.Second,
 		LeaseOwner:             "replica-" + strings.ToLower(ulid.Make().String()),
 		Lease:                  time.Minute,
 		DefaultMaxEnvironments: 100,
@@ -184,8 +207,7 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 }
 
 func defaultBackoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond << min(attempt, 6)
-	return min(d, 10*time.Second)
+	return jitter(min(200*time.Millisecond<<min(attempt, 6), 10*time.Second))
 }
 
 type requestIDKey struct{}

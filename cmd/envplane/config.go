@@ -41,6 +41,7 @@ type Config struct {
 
 	Rotation RotationConfig `mapstructure:"rotation"`
 	Router   RouterConfig   `mapstructure:"router"`
+	Provisioning ProvisioningConfig `mapstructure:"provisioning"`
 	// ReconcileInterval is how often each replica resumes abandoned
 	// operations and revokes credentials whose grace ended.
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
@@ -89,6 +90,19 @@ type VaultKeyringConfig struct {
 		InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 	} `mapstructure:"tls"`
 	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// ProvisioningConfig bounds work against targets that are down or hang
+// (adr/0017).
+type ProvisioningConfig struct {
+	// Timeout bounds a provisioning: past it the environment ends failed
+	// with the reason, and its cleanup goes on in the background.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// StepTimeout bounds one attempt of a saga step and one target probe.
+	StepTimeout time.Duration `mapstructure:"step_timeout"`
+	// TargetCheck is how often an available target is probed; a target
+	// that is down is probed with exponential backoff instead.
+	TargetCheck time.Duration `mapstructure:"target_check"`
 }
 
 // RotationConfig is the credential policy.
@@ -201,6 +215,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("router.max_stale", 30*time.Second)
 	v.SetDefault("router.receipts", true)
 	v.SetDefault("router.receipt_retention", 30*24*time.Hour)
+	v.SetDefault("provisioning.timeout", 2*time.Minute)
+	v.SetDefault("provisioning.step_timeout", 30*time.Second)
+	v.SetDefault("provisioning.target_check", 15*time.Second)
 	v.SetDefault("reconcile_interval", 5*time.Second)
 	v.SetDefault("max_environments", 100)
 }

@@ -214,6 +214,21 @@ func TestKeysFromTheEnvironmentDoNotRotate(t *testing.T) {
 	}
 }
 
+// TestProvisioningBoundsAreChecked: the provisioning bounds come from
+// ENVPLANE_PROVISIONING_*, and a bound that is not positive is refused,
+// naming the setting.
+func TestProvisioningBoundsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ENVPLANE_PROVISIONING_TIMEOUT", "0s")
+	if _, _, err := envplane(t, dir, "bootstrap", "--org", "acme"); err == nil || !strings.Contains(err.Error(), "provisioning.timeout") {
+		t.Fatalf("provisioning.timeout 0: %v, want a refusal naming it", err)
+	}
+	t.Setenv("ENVPLANE_PROVISIONING_TIMEOUT", "45s")
+	if _, _, err := envplane(t, dir, "bootstrap", "--org", "acme"); err != nil {
+		t.Fatalf("provisioning.timeout 45s: %v", err)
+	}
+}
+
 func jsonInt(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // TestUnknownConfigKeyIsAnError: a typo in the YAML is refused, not ignored.

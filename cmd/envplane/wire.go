@@ -258,6 +258,12 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 	if err := configureRouter(svc, cfg.Router); err != nil {
 		return nil, err
 	}
+	if pc := cfg.Provisioning; pc.Timeout <= 0 || pc.StepTimeout <= 0 || pc.TargetCheck <= 0 {
+		return nil, errors.New("provisioning.timeout, step_timeout and target_check must be positive")
+	}
+	svc.ProvisionTimeout = cfg.Provisioning.Timeout
+	svc.StepTimeout = cfg.Provisioning.StepTimeout
+	svc.TargetCheck = cfg.Provisioning.TargetCheck
 	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
 	for typ, ttl := range cfg.Rotation.CredentialTTL {
 		t := cp.EnvironmentType(typ)

@@ -421,6 +421,12 @@ func (c *Client) ListReceipts(ctx context.Context, org, env string, opts Receipt
 	return call[cp.List[*cp.Receipt]](ctx, c, http.MethodGet, envPathOf(org, env)+"/receipts", q, nil, nil)
 }
 
+// ListTargets returns the configured targets: names and regions, and for the
+// platform admin their driver, capacity, use and health.
+func (c *Client) ListTargets(ctx context.Context) (*cp.List[cp.TargetView], error) {
+	return call[cp.List[cp.TargetView]](ctx, c, http.MethodGet, "/v1/targets", nil, nil, nil)
+}
+
 // KeyringStatus returns the key coverage (platform admin).
 func (c *Client) KeyringStatus(ctx context.Context) (*cp.KeyCoverage, error) {
 	return call[cp.KeyCoverage](ctx, c, http.MethodGet, "/v1/keyring", nil, nil, nil)

@@ -215,6 +215,8 @@ func TestClientRequests(t *testing.T) {
 			}, wantField: "cred1"},
 		{name: "connection by id", answer: cp.Connection{EnvironmentID: "env1", CredentialID: "cred2"}, method: "GET", path: "/v1/environments/env1/connection", query: "scope=readonly",
 			call: func(c *httpapi.Client) (any, error) { return c.GetConnectionByID(ctx, "env1", drivers.ScopeReadOnly) }, wantField: "cred2"},
+		{name: "targets", answer: cp.List[cp.TargetView]{Items: []cp.TargetView{{Name: "pg-eu", Region: "eu"}}}, method: "GET", path: "/v1/targets",
+			call: func(c *httpapi.Client) (any, error) { return c.ListTargets(ctx) }, wantField: "pg-eu"},
 		{name: "keyring", answer: cp.KeyCoverage{CurrentKeyID: "local:2"}, method: "GET", path: "/v1/keyring",
 			call: func(c *httpapi.Client) (any, error) { return c.KeyringStatus(ctx) }, wantField: "local:2"},
 		{name: "keyring rotate", answer: cp.KeyCoverage{CurrentKeyID: "local:3"}, method: "POST", path: "/v1/keyring/rotate",

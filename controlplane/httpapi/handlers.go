@@ -340,6 +340,13 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			return c.JSON(http.StatusOK, st)
 		},
 
+		"listTargets": func(c echo.Context) error {
+			ts, err := svc.ListTargets(requestContext(c), principal(c))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, cp.List[cp.TargetView]{Items: ts})
+		},
 		"getKeyring": func(c echo.Context) error {
 			cov, err := svc.KeyringStatus(requestContext(c), principal(c))
 			if err != nil {

@@ -41,10 +41,12 @@ func (m *metrics) observe(method, route string, status int, d time.Duration) {
 }
 
 // OperationMetrics counts finished operations and their durations by kind
-// and outcome; it is the service's Observer.
+// and outcome, and gauges each target's health; it is the service's
+// Observer.
 type OperationMetrics struct {
 	finished *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	targetUp *prometheus.GaugeVec
 }
 
 var _ cp.Observer = (*OperationMetrics)(nil)
@@ -62,8 +64,12 @@ func NewOperationMetrics(reg prometheus.Registerer) (*OperationMetrics, error) {
 			Help:    "Time from an operation's request to its end, by kind and status.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"kind", "status"}),
+		targetUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "envplane_target_up",
+			Help: "1 when the target answered this replica's last probe or call, 0 when it was unavailable; absent until first probed.",
+		}, []string{"target"}),
 	}
-	for _, c := range []prometheus.Collector{m.finished, m.duration} {
+	for _, c := range []prometheus.Collector{m.finished, m.duration, m.targetUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -75,4 +81,13 @@ func NewOperationMetrics(reg prometheus.Registerer) (*OperationMetrics, error) {
 func (m *OperationMetrics) OperationFinished(kind cp.OperationKind, status cp.OperationStatus, elapsed time.Duration) {
 	m.finished.WithLabelValues(string(kind), string(status)).Inc()
 	m.duration.WithLabelValues(string(kind), string(status)).Observe(elapsed.Seconds())
+}
+
+// TargetChecked sets the target's gauge: 1 up, 0 down.
+func (m *OperationMetrics) TargetChecked(target string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.targetUp.WithLabelValues(target).Set(v)
 }

@@ -101,8 +101,6 @@ func (l *loader) failuresBetween(from, to time.Time) (in, out []failure) {
 // loadEnv is one environment under load in TestRotationUnderLoad.
 type loadEnv struct {
 	slug, target string
-	// minRate is the fewest queries per second the environment must sustain.
-	minRate float64
 	// workers send an insert each every interval.
 	workers  int
 	interval time.Duration
@@ -151,9 +149,9 @@ func TestRotationUnderLoad(t *testing.T) {
 	// do with credentials. Elsewhere, sixteen, so a slow round trip does not
 	// hold the rate down.
 	envs := []*loadEnv{
-		{slug: "pg", target: "pg", minRate: 100, workers: 16, interval: 100 * time.Millisecond},
-		{slug: "lite", target: "local", minRate: 100, workers: 4, interval: 25 * time.Millisecond},
-		{slug: "edge", target: "edge", minRate: 50, workers: 16, interval: 100 * time.Millisecond},
+		{slug: "pg", target: "pg", workers: 16, interval: 100 * time.Millisecond},
+		{slug: "lite", target: "local", workers: 4, interval: 25 * time.Millisecond},
+		{slug: "edge", target: "edge", workers: 16, interval: 100 * time.Millisecond},
 	}
 	load, stopLoad := context.WithCancel(ctx)
 	var loads []*sync.WaitGroup
@@ -200,9 +198,6 @@ func TestRotationUnderLoad(t *testing.T) {
 			e.slug, ok, elapsed.Round(time.Second), float64(ok)/elapsed.Seconds(), len(in), st.Swaps, st.WatchAnswers, st.ForcedResolves)
 		if len(in) > 0 {
 			t.Errorf("%s: %d queries failed during 100 rotations; first: %s", e.slug, len(in), in[0].err)
-		}
-		if rate := float64(ok) / elapsed.Seconds(); rate < e.minRate {
-			t.Errorf("%s: %.0f queries/s, want at least %.0f", e.slug, rate, e.minRate)
 		}
 		if st.Swaps < 100 {
 			t.Errorf("%s: the pool moved %d times over 100 rotations", e.slug, st.Swaps)

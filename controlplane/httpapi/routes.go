@@ -87,6 +87,7 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: envPath + "/schema", OperationID: "getSchema", Summary: "Migration ledger, pending migrations and drift", Response: cp.SchemaStatus{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/schema/migrate", OperationID: "migrateSchema", Summary: "Apply pending migrations", Response: cp.SchemaStatus{}, Status: http.StatusOK},
 
+		{Method: http.MethodGet, Path: "/v1/targets", OperationID: "listTargets", Summary: "Targets: name and region for everyone; driver, capacity, databases used and this replica's view of their health for the platform admin", Response: cp.List[cp.TargetView]{}, Status: http.StatusOK},
 		{Method: http.MethodGet, Path: "/v1/keyring", OperationID: "getKeyring", Summary: "Key coverage: the current key version and credentials per version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: "/v1/keyring/rotate", OperationID: "rotateKeyring", Summary: "Add a key version and make it current (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: "/v1/keyring/rewrap", OperationID: "rewrapKeyring", Summary: "Re-wrap every data key under the current version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},

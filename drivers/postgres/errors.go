@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -36,8 +37,10 @@ func sentinel(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return drivers.ErrNotFound
 	}
+	// A pooled connection the server (or the network) cut reads EOF.
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || pgconn.Timeout(err) {
+	if errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || pgconn.Timeout(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return drivers.ErrUnavailable
 	}
 	var ce *pgconn.ConnectError
