@@ -39,8 +39,8 @@ type Config struct {
 	// every environment database after envplane's own.
 	AppMigrations string `mapstructure:"app_migrations"`
 
-	Rotation RotationConfig `mapstructure:"rotation"`
-	Router   RouterConfig   `mapstructure:"router"`
+	Rotation     RotationConfig     `mapstructure:"rotation"`
+	Router       RouterConfig       `mapstructure:"router"`
 	Provisioning ProvisioningConfig `mapstructure:"provisioning"`
 	// ReconcileInterval is how often each replica resumes abandoned
 	// operations and revokes credentials whose grace ended.
