@@ -194,7 +194,9 @@ func TestClientRequests(t *testing.T) {
 				return o, err
 			}, wantField: "create_database"},
 		{name: "list envs", answer: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{env}}, method: "GET", path: "/v1/organizations/acme/environments",
-			call: func(c *httpapi.Client) (any, error) { return c.ListEnvironments(ctx, "acme", httpapi.EnvironmentsOptions{}) }, wantField: "env_x"},
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListEnvironments(ctx, "acme", httpapi.EnvironmentsOptions{})
+			}, wantField: "env_x"},
 		{name: "list envs filtered", answer: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{env}}, method: "GET", path: "/v1/organizations/acme/environments",
 			query: "cursor=c1&limit=3&status=suspended&target=edge&type=preview",
 			call: func(c *httpapi.Client) (any, error) {

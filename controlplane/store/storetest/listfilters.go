@@ -44,7 +44,9 @@ func testEnvironmentFilters(t *testing.T, s controlplane.Store) {
 
 	list := func(f controlplane.EnvironmentFilter) func(p controlplane.Page) ([]*controlplane.Environment, string, error) {
 		f.OrgID = a.ID
-		return func(p controlplane.Page) ([]*controlplane.Environment, string, error) { return s.ListEnvironments(ctx, f, p) }
+		return func(p controlplane.Page) ([]*controlplane.Environment, string, error) {
+			return s.ListEnvironments(ctx, f, p)
+		}
 	}
 	same(t, "preview environments", previews, collectPages(t, 2, list(controlplane.EnvironmentFilter{Type: controlplane.TypePreview}), envID))
 	same(t, "suspended environments on edge", suspendedEdge, collectPages(t, 2,
@@ -101,7 +103,9 @@ func testListOperations(t *testing.T, s controlplane.Store) {
 
 	list := func(f controlplane.OperationFilter) func(p controlplane.Page) ([]*controlplane.Operation, string, error) {
 		f.OrgID = a.ID
-		return func(p controlplane.Page) ([]*controlplane.Operation, string, error) { return s.ListOperations(ctx, f, p) }
+		return func(p controlplane.Page) ([]*controlplane.Operation, string, error) {
+			return s.ListOperations(ctx, f, p)
+		}
 	}
 	same(t, "operations, newest first", all, collectPages(t, 3, list(controlplane.OperationFilter{}), opID))
 	same(t, "operations of one environment", ofE1, collectPages(t, 2, list(controlplane.OperationFilter{EnvironmentIDs: []string{e1.ID}}), opID))
