@@ -319,6 +319,9 @@ func (c *Client) createEnvironment(ctx context.Context, path string, req cp.Crea
 	if _, err := c.do(ctx, http.MethodPost, path, nil, req, &out, opts); err != nil {
 		return nil, nil, err
 	}
+	if out.Environment == nil || out.Environment.Environment == nil || out.Operation == nil {
+		return nil, nil, fmt.Errorf("cannot decode answer to POST %s: want {environment, operation}", path)
+	}
 	return out.Environment, out.Operation, nil
 }
 
