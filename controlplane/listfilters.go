@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxFilterValue bounds a free-text filter value (a target name, an
@@ -28,7 +29,7 @@ func (f EnvironmentListFilter) Validate() error {
 	if f.Status != "" && !f.Status.Valid() {
 		fields = append(fields, FieldError{Field: "status", Message: "must be one of " + joinValues(environmentStatuses())})
 	}
-	if len(f.Target) > maxFilterValue {
+	if !filterText(f.Target) {
 		fields = append(fields, FieldError{Field: "target", Message: "is not a target name"})
 	}
 	if fields != nil {
@@ -49,7 +50,7 @@ type OperationListFilter struct {
 // API knows.
 func (f OperationListFilter) Validate() error {
 	var fields []FieldError
-	if len(f.Environment) > maxFilterValue {
+	if !filterText(f.Environment) {
 		fields = append(fields, FieldError{Field: "environment", Message: "is not an environment slug or id"})
 	}
 	if f.Status != "" && !f.Status.Valid() {
@@ -62,6 +63,12 @@ func (f OperationListFilter) Validate() error {
 		return Invalid(fields...)
 	}
 	return nil
+}
+
+// filterText reports whether s can name something stored: short, UTF-8,
+// without NUL (which some engines refuse with an error of their own).
+func filterText(s string) bool {
+	return len(s) <= maxFilterValue && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 func environmentTypes() []EnvironmentType {

@@ -74,13 +74,18 @@ func TestAcceptedAnswersCarryLocation(t *testing.T) {
 // TestListFilters: environments filter by type, status and target, and
 // operations by environment, status and kind; the cursor pages through a
 // filtered list; an unknown value is 422 naming the field; a member sees
-// only what their roles let them see.
+// only what their roles let them see. On both control-plane stores.
 func TestListFilters(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testListFilters(t) })
+	t.Run("postgres", func(t *testing.T) { testListFilters(t, withPostgresStore()) })
+}
+
+func testListFilters(t *testing.T, opts ...harnessOption) {
 	d, err := sqlitedriver.New(sqlitedriver.Config{Dir: filepath.Join(t.TempDir(), "second")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, withTargets(&cp.Target{Name: "second", Region: "local", Driver: d}))
+	h := newHarness(t, append(opts, withTargets(&cp.Target{Name: "second", Region: "local", Driver: d}))...)
 	h.org(t, "acme")
 	envs := "/v1/organizations/acme/environments"
 	dev := h.env(t, h.admin, "acme", "dev", "development")
@@ -139,6 +144,8 @@ func TestListFilters(t *testing.T) {
 		{"status=gone", "status"},
 		{"type=preview&status=Active", "status"},
 		{"target=" + strings.Repeat("t", 101), "target"},
+		{"target=%00", "target"},
+		{"target=%FF", "target"},
 	} {
 		wantProblem(t, h.do(t, h.admin, "GET", envs+"?"+tc.query, nil), http.StatusUnprocessableEntity, cp.EINVALID, tc.field)
 	}
@@ -215,7 +222,9 @@ func TestListFilters(t *testing.T) {
 	wantProblem(t, h.do(t, h.admin, "GET", ops+"?environment=nope", nil), http.StatusNotFound, cp.ENOTFOUND, "")
 	wantProblem(t, h.do(t, h.admin, "GET", ops+"?status=done", nil), http.StatusUnprocessableEntity, cp.EINVALID, "status")
 	wantProblem(t, h.do(t, h.admin, "GET", ops+"?kind=explode", nil), http.StatusUnprocessableEntity, cp.EINVALID, "kind")
-	wantProblem(t, h.do(t, h.admin, "GET", ops+"?environment="+strings.Repeat("e", 101), nil), http.StatusUnprocessableEntity, cp.EINVALID, "environment")
+	for _, bad := range []string{strings.Repeat("e", 101), "%00", "d%FFv"} {
+		wantProblem(t, h.do(t, h.admin, "GET", ops+"?environment="+bad, nil), http.StatusUnprocessableEntity, cp.EINVALID, "environment")
+	}
 }
 
 // TestOpenAPIDescribesLocationAndFilters: the document states Location on
