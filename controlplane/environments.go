@@ -306,26 +306,21 @@ func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, 
 	return view(env, db), op, nil
 }
 
-// ListEnvironments lists the live environments p can see, with their databases.
-func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef string, page Page) ([]*EnvironmentView, string, error) {
+// ListEnvironments lists the live environments p can see, with their
+// databases, narrowed by lf (status deleted lists tombstones). EINVALID
+// naming the field for an unknown type or status.
+func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef string, lf EnvironmentListFilter, page Page) ([]*EnvironmentView, string, error) {
+	if err := lf.Validate(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
 		return nil, "", err
 	}
-	f := EnvironmentFilter{OrgID: a.org.ID}
-	switch {
-	case p.IsApp():
-		f.IDs = []string{p.EnvironmentID}
-	case SeesAllEnvironments(a.subject):
-	default:
-		roles, err := s.Store.ListUserEnvironmentRoles(ctx, a.org.ID, p.UserID)
-		if err != nil {
-			return nil, "", err
-		}
-		f.IDs = make([]string, 0, len(roles))
-		for id := range roles {
-			f.IDs = append(f.IDs, id)
-		}
+	f := EnvironmentFilter{OrgID: a.org.ID, Type: lf.Type, Status: lf.Status, Target: lf.Target,
+		IncludeDeleted: lf.Status == StatusDeleted}
+	if f.IDs, err = s.visibleEnvironments(ctx, a); err != nil {
+		return nil, "", err
 	}
 	envs, next, err := s.Store.ListEnvironments(ctx, f, page)
 	if err != nil {
@@ -477,6 +472,31 @@ func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef
 		}
 	}
 	return s.withDatabase(ctx, env)
+}
+
+// ListOperations lists, newest first, the operations of the organization's
+// environments that p can see, narrowed by f. EINVALID naming the field for
+// an unknown status or kind; ENOTFOUND when f names an environment p may not
+// see.
+func (s *Service) ListOperations(ctx context.Context, p *Principal, orgRef string, f OperationListFilter, page Page) ([]*Operation, string, error) {
+	if err := f.Validate(); err != nil {
+		return nil, "", err
+	}
+	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+	if err != nil {
+		return nil, "", err
+	}
+	of := OperationFilter{OrgID: a.org.ID, Status: f.Status, Kind: f.Kind}
+	if f.Environment != "" {
+		ea, err := s.envAccess(ctx, p, a.org.ID, f.Environment, ActOperationRead)
+		if err != nil {
+			return nil, "", err
+		}
+		of.EnvironmentIDs = []string{ea.env.ID}
+	} else if of.EnvironmentIDs, err = s.visibleEnvironments(ctx, a); err != nil {
+		return nil, "", err
+	}
+	return s.Store.ListOperations(ctx, of, page)
 }
 
 // GetOperation returns an operation whose environment p can see; ENOTFOUND otherwise.

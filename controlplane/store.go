@@ -50,6 +50,23 @@ type EnvironmentFilter struct {
 	IDs []string
 	// IncludeDeleted includes tombstones.
 	IncludeDeleted bool
+	// Type, Status and Target, when set, keep only environments with that
+	// type, status or target.
+	Type   EnvironmentType
+	Status EnvironmentStatus
+	Target string
+}
+
+// OperationFilter selects operations of one organization.
+type OperationFilter struct {
+	// OrgID is required: an empty one is EINVALID.
+	OrgID string
+	// EnvironmentIDs restricts the list to these environments' operations;
+	// nil means all of the org's.
+	EnvironmentIDs []string
+	// Status and Kind, when set, keep only operations with that status or kind.
+	Status OperationStatus
+	Kind   OperationKind
 }
 
 // CredentialFilter selects credentials of one database.
@@ -311,6 +328,9 @@ type Queries interface {
 	CreateOperation(ctx context.Context, op *Operation) error
 	// GetOperation finds an operation of the organization. ENOTFOUND if absent.
 	GetOperation(ctx context.Context, orgID, id string) (*Operation, error)
+	// ListOperations lists operations, newest (highest id) first; the
+	// cursor is the id below which the page starts. EINVALID if f.OrgID is empty.
+	ListOperations(ctx context.Context, f OperationFilter, p Page) (ops []*Operation, next string, err error)
 	// GetRunningOperation finds the environment's unfinished operation, if any. ENOTFOUND if none.
 	GetRunningOperation(ctx context.Context, environmentID string) (*Operation, error)
 	// ClaimOperations leases up to limit unfinished operations whose lease is

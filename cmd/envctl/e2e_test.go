@@ -76,7 +76,7 @@ func (s session) run(args ...string) (stdout, stderr string, err error) {
 	s.tb.Helper()
 	env := map[string]string{"ENVPLANE_URL": s.url, "ENVPLANE_TOKEN": s.token}
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), append([]string{"--poll-interval", "10ms"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+	err = run(context.Background(), append([]string{"--poll-interval", "10ms"}, args...), func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -214,7 +214,7 @@ func TestAgainstRealServer(t *testing.T) {
 		t.Fatalf("connection of a suspended environment: %v", err)
 	}
 	admin.must("env", "resume", "dev", "--org", "acme")
-	if out := admin.must("env", "delete", "dev", "--org", "acme"); out != "deleted environment dev\n" {
+	if out := admin.must("env", "delete", "dev", "--org", "acme", "--yes"); out != "deleted environment dev\n" {
 		t.Fatalf("env delete printed %q", out)
 	}
 	if _, _, err := admin.run("env", "get", "dev", "--org", "acme"); !cp.IsCode(err, cp.ENOTFOUND) {
@@ -239,4 +239,47 @@ func activeID(creds []*cp.Credential, scope cp.Scope) string {
 		}
 	}
 	return ""
+}
+
+// TestNewcomerAgainstRealServer walks what a newcomer stumbled on, against
+// the real server: member add without --role, filtered lists, and a
+// deletion that asks first.
+func TestNewcomerAgainstRealServer(t *testing.T) {
+	url, adminToken := realAPI(t)
+	admin := session{t, url, adminToken}
+	admin.must("org", "create", "acme")
+
+	var bob cp.OrgMembership
+	admin.json(&bob, "member", "add", "bob@example.com", "--org", "acme")
+	if bob.Role != cp.OrgMember {
+		t.Fatalf("member add without --role gave role %q, want member", bob.Role)
+	}
+
+	admin.must("env", "create", "dev", "--org", "acme", "--type", "development")
+	var pr cp.EnvironmentView
+	admin.json(&pr, "env", "create", "pr-1", "--org", "acme", "--type", "preview", "--wait", "0s")
+	var previews cp.List[*cp.EnvironmentView]
+	admin.json(&previews, "env", "list", "--org", "acme", "--type", "preview")
+	if len(previews.Items) != 1 || previews.Items[0].Slug != "pr-1" {
+		t.Fatalf("env list --type preview: %d items", len(previews.Items))
+	}
+	if _, stderr, err := admin.run("env", "list", "--org", "acme", "--status", "bogus"); exitCode(err) != 1 || !strings.Contains(stderr, "  status: must be one of") {
+		t.Fatalf("env list --status bogus: err %v, stderr %q", err, stderr)
+	}
+	var ops cp.List[*cp.Operation]
+	admin.json(&ops, "op", "list", "--org", "acme", "--env", "pr-1")
+	if len(ops.Items) != 1 || ops.Items[0].EnvironmentID != pr.ID || ops.Items[0].Kind != cp.OpProvision || ops.Items[0].Status != cp.OpSucceeded {
+		t.Fatalf("op list --env pr-1: %+v", ops.Items)
+	}
+
+	if _, stderr, err := admin.run("env", "delete", "pr-1", "--org", "acme"); exitCode(err) != 2 || !strings.Contains(stderr, "--yes") {
+		t.Fatalf("env delete without --yes: err %v, stderr %q", err, stderr)
+	}
+	admin.must("env", "get", "pr-1", "--org", "acme")
+	admin.must("env", "delete", "pr-1", "--org", "acme", "--yes")
+	var deleted cp.List[*cp.EnvironmentView]
+	admin.json(&deleted, "env", "list", "--org", "acme", "--status", "deleted")
+	if len(deleted.Items) != 1 || deleted.Items[0].ID != pr.ID {
+		t.Fatalf("env list --status deleted: %d items", len(deleted.Items))
+	}
 }

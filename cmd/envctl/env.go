@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -76,19 +77,29 @@ func (a *app) showEnvOperation(env *cp.EnvironmentView, op *cp.Operation) error 
 
 func (a *app) envCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "env", Short: "Manage environments and their databases (--org)"}
+	cmd.AddCommand(
+		a.envCreateCommand(),
+		a.envListCommand(),
+		a.envGetCommand(),
+		a.envUpdateCommand(),
+		a.envDeleteCommand(),
+		a.envStateCommand("suspend", "Suspend an environment: connection lookups answer 423 until resumed", (*httpapi.Client).SuspendEnvironment),
+		a.envStateCommand("resume", "Resume a suspended environment", (*httpapi.Client).ResumeEnvironment),
+	)
+	return cmd
+}
 
+func (a *app) envCreateCommand() *cobra.Command {
 	var create cp.CreateEnvironmentRequest
-	var envType string
-	var protected bool
+	var envType, key string
+	var protected, noWait bool
 	var wait time.Duration
-	var noWait bool
-	var createKey string
-	createCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "create SLUG",
 		Short: "Create an environment and provision its database",
 		Long: `Create an environment and provision its database. The server holds the
 answer up to --wait; when provisioning takes longer envctl follows the
-operation, showing progress on stderr, unless --no-wait.`,
+operation, showing progress on stderr, for up to --timeout, unless --no-wait.`,
 		Args: args("SLUG"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			org, err := a.needOrg()
@@ -102,7 +113,7 @@ operation, showing progress on stderr, unless --no-wait.`,
 			if wait < 0 {
 				return usageError{errors.New("--wait must not be negative")}
 			}
-			opts := append(idempotency(createKey), httpapi.WithWait(wait))
+			opts := append(idempotency(key), httpapi.WithWait(wait))
 			ctx := cmd.Context()
 			env, op, err := a.client.CreateEnvironment(ctx, org, create, opts...)
 			if err != nil {
@@ -122,30 +133,37 @@ operation, showing progress on stderr, unless --no-wait.`,
 			return a.show(env, func(w *tabwriter.Writer) { envTable(w, env) })
 		},
 	}
-	createCmd.Flags().StringVar(&envType, "type", string(cp.TypeDevelopment), "development, test, staging, production, sandbox, preview or trial")
-	createCmd.Flags().StringVar(&create.Name, "name", "", "display name")
-	createCmd.Flags().StringVar(&create.Region, "region", "", "region to place the database in")
-	createCmd.Flags().StringVar(&create.Target, "target", "", "target to create the database on")
-	createCmd.Flags().StringVar(&create.Description, "description", "", "description")
-	createCmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (default: true for production)")
-	createCmd.Flags().StringVar(&create.FromEnvironment, "from", "", "create the database as a copy of this environment's (slug or id), with --clone")
-	createCmd.Flags().StringVar(&create.Clone, "clone", "", "with --from: schema (structure only) or full (structure and rows)")
-	createCmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
-	createCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not follow provisioning past --wait")
-	idempotencyFlag(createCmd, &createKey)
+	cmd.Flags().StringVar(&envType, "type", string(cp.TypeDevelopment), "development, test, staging, production, sandbox, preview or trial")
+	cmd.Flags().StringVar(&create.Name, "name", "", "display name")
+	cmd.Flags().StringVar(&create.Region, "region", "", "region to place the database in")
+	cmd.Flags().StringVar(&create.Target, "target", "", "target to create the database on")
+	cmd.Flags().StringVar(&create.Description, "description", "", "description")
+	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (default: true for production)")
+	cmd.Flags().StringVar(&create.FromEnvironment, "from", "", "create the database as a copy of this environment's (slug or id), with --clone")
+	cmd.Flags().StringVar(&create.Clone, "clone", "", "with --from: schema (structure only) or full (structure and rows)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not follow provisioning past --wait")
+	idempotencyFlag(cmd, &key)
+	return cmd
+}
 
+func (a *app) envListCommand() *cobra.Command {
 	var page pageFlags
-	listCmd := &cobra.Command{
+	var envType, status, target string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the environments you can see",
-		Args:  args(),
+		Long: `List the environments you can see, narrowed by --type, --status and
+--target (--status deleted lists deleted ones).`,
+		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			org, err := a.needOrg()
 			if err != nil {
 				return err
 			}
 			envs, err := list(page, func(o httpapi.ListOptions) (*cp.List[*cp.EnvironmentView], error) {
-				return a.client.ListEnvironments(cmd.Context(), org, o)
+				return a.client.ListEnvironments(cmd.Context(), org, httpapi.EnvironmentsOptions{ListOptions: o,
+					Type: cp.EnvironmentType(envType), Status: cp.EnvironmentStatus(status), Target: target})
 			})
 			if err != nil {
 				return err
@@ -166,9 +184,15 @@ operation, showing progress on stderr, unless --no-wait.`,
 			})
 		},
 	}
-	page.add(listCmd)
+	page.add(cmd)
+	cmd.Flags().StringVar(&envType, "type", "", "only this type: default, development, test, staging, production, sandbox, preview or trial")
+	cmd.Flags().StringVar(&status, "status", "", "only this status: provisioning, active, suspended, deleting, deleted or failed")
+	cmd.Flags().StringVar(&target, "target", "", "only environments whose database is on this target")
+	return cmd
+}
 
-	getCmd := &cobra.Command{
+func (a *app) envGetCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "get ENV",
 		Short: "Show an environment and its database",
 		Args:  args("ENV"),
@@ -184,9 +208,12 @@ operation, showing progress on stderr, unless --no-wait.`,
 			return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
 		},
 	}
+}
 
+func (a *app) envUpdateCommand() *cobra.Command {
 	var name, description string
-	updateCmd := &cobra.Command{
+	var protected bool
+	cmd := &cobra.Command{
 		Use:   "update ENV",
 		Short: "Change an environment's name, description or protection",
 		Args:  args("ENV"),
@@ -215,17 +242,27 @@ operation, showing progress on stderr, unless --no-wait.`,
 			return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
 		},
 	}
-	updateCmd.Flags().StringVar(&name, "name", "", "new display name")
-	updateCmd.Flags().StringVar(&description, "description", "", "new description")
-	updateCmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect)")
+	cmd.Flags().StringVar(&name, "name", "", "new display name")
+	cmd.Flags().StringVar(&description, "description", "", "new description")
+	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect)")
+	return cmd
+}
 
-	deleteCmd := &cobra.Command{
+func (a *app) envDeleteCommand() *cobra.Command {
+	var noWait, yes bool
+	cmd := &cobra.Command{
 		Use:   "delete ENV",
 		Short: "Delete an environment and drop its database (not protected or default ones)",
-		Args:  args("ENV"),
+		Long: `Delete an environment and drop its database (not protected or default
+ones). envctl asks you to type the environment's name first, unless --yes;
+without a terminal to ask on it refuses.`,
+		Args: args("ENV"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			org, env, err := a.envArg(argv)
 			if err != nil {
+				return err
+			}
+			if err := a.confirm(yes, "Delete environment "+env+" of "+org+" and drop its database?", env); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -243,36 +280,31 @@ operation, showing progress on stderr, unless --no-wait.`,
 			return a.showDeletion(e, final, env)
 		},
 	}
-	deleteCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the database to be dropped")
-
-	stateCmd := func(use, short string, call func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error)) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " ENV",
-			Short: short,
-			Args:  args("ENV"),
-			RunE: func(cmd *cobra.Command, argv []string) error {
-				org, env, err := a.envArg(argv)
-				if err != nil {
-					return err
-				}
-				e, err := call(cmd, org, env)
-				if err != nil {
-					return err
-				}
-				return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
-			},
-		}
-	}
-	suspendCmd := stateCmd("suspend", "Suspend an environment: connection lookups answer 423 until resumed",
-		func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error) {
-			return a.client.SuspendEnvironment(cmd.Context(), org, env)
-		})
-	resumeCmd := stateCmd("resume", "Resume a suspended environment",
-		func(cmd *cobra.Command, org, env string) (*cp.EnvironmentView, error) {
-			return a.client.ResumeEnvironment(cmd.Context(), org, env)
-		})
-	cmd.AddCommand(createCmd, listCmd, getCmd, updateCmd, deleteCmd, suspendCmd, resumeCmd)
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the database to be dropped")
+	yesFlag(cmd, &yes)
 	return cmd
+}
+
+// envStateCommand builds suspend and resume, which differ only in the
+// client method they call (a method expression: the client exists only once
+// the command line is parsed).
+func (a *app) envStateCommand(use, short string, call func(c *httpapi.Client, ctx context.Context, org, env string, opts ...httpapi.RequestOption) (*cp.EnvironmentView, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " ENV",
+		Short: short,
+		Args:  args("ENV"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			org, env, err := a.envArg(argv)
+			if err != nil {
+				return err
+			}
+			e, err := call(a.client, cmd.Context(), org, env)
+			if err != nil {
+				return err
+			}
+			return a.show(e, func(w *tabwriter.Writer) { envTable(w, e) })
+		},
+	}
 }
 
 // showDeletion prints a deletion: the API's body for scripts, and for people
@@ -362,8 +394,12 @@ func credTable(w *tabwriter.Writer, creds []*cp.Credential) {
 
 func (a *app) credCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "cred", Short: "Manage an environment's database credentials (--org)"}
+	cmd.AddCommand(a.credListCommand(), a.credRotateCommand(), a.credRevokeCommand())
+	return cmd
+}
 
-	listCmd := &cobra.Command{
+func (a *app) credListCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list ENV",
 		Short: "List credentials (metadata only, never secrets)",
 		Args:  args("ENV"),
@@ -379,34 +415,36 @@ func (a *app) credCommand() *cobra.Command {
 			return a.show(creds, func(w *tabwriter.Writer) { credTable(w, creds.Items) })
 		},
 	}
+}
 
-	// answer shows a rotate or revoke answer, after following its operation
-	// unless --no-wait.
-	var noWait bool
-	answer := func(cmd *cobra.Command, org, env string, res *cp.CredentialsResponse) error {
-		if op := res.Operation; op != nil && !op.Status.Done() && !noWait {
-			final, err := a.follow(cmd.Context(), op)
-			if err != nil {
-				return err
-			}
-			creds, err := a.client.ListCredentials(cmd.Context(), org, env)
-			if err != nil {
-				return err
-			}
-			res = &cp.CredentialsResponse{Operation: final, Credentials: creds.Items}
+// credAnswer shows a rotate or revoke answer, after following its operation
+// unless noWait.
+func (a *app) credAnswer(ctx context.Context, org, env string, res *cp.CredentialsResponse, noWait bool) error {
+	if op := res.Operation; op != nil && !op.Status.Done() && !noWait {
+		final, err := a.follow(ctx, op)
+		if err != nil {
+			return err
 		}
-		return a.show(res, func(w *tabwriter.Writer) {
-			if res.Operation != nil {
-				row(w, "operation: "+res.Operation.ID+" ("+string(res.Operation.Status)+")")
-			}
-			credTable(w, res.Credentials)
-		})
+		creds, err := a.client.ListCredentials(ctx, org, env)
+		if err != nil {
+			return err
+		}
+		res = &cp.CredentialsResponse{Operation: final, Credentials: creds.Items}
 	}
+	return a.show(res, func(w *tabwriter.Writer) {
+		if res.Operation != nil {
+			row(w, "operation: "+res.Operation.ID+" ("+string(res.Operation.Status)+")")
+		}
+		credTable(w, res.Credentials)
+	})
+}
 
+func (a *app) credRotateCommand() *cobra.Command {
 	var rotate cp.RotateCredentialsRequest
 	var grace time.Duration
-	var rotateKey string
-	rotateCmd := &cobra.Command{
+	var key string
+	var noWait bool
+	cmd := &cobra.Command{
 		Use:   "rotate ENV",
 		Short: "Rotate credentials; the old ones keep working for the grace period",
 		Args:  args("ENV"),
@@ -422,22 +460,26 @@ func (a *app) credCommand() *cobra.Command {
 				secs := int(grace / time.Second)
 				rotate.GraceSeconds = &secs
 			}
-			res, err := a.client.RotateCredentials(cmd.Context(), org, env, rotate, idempotency(rotateKey)...)
+			res, err := a.client.RotateCredentials(cmd.Context(), org, env, rotate, idempotency(key)...)
 			if err != nil {
 				return err
 			}
-			return answer(cmd, org, env, res)
+			return a.credAnswer(cmd.Context(), org, env, res, noWait)
 		},
 	}
-	rotateCmd.Flags().StringVar(&rotate.Scope, "scope", "all", "all, admin, readwrite or readonly")
-	rotateCmd.Flags().DurationVar(&grace, "grace", 0, "how long the old credentials keep working (default: the server's, 15m)")
-	rotateCmd.Flags().StringVar(&rotate.Reason, "reason", "", "why, for the audit log")
-	rotateCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the rotation to finish")
-	idempotencyFlag(rotateCmd, &rotateKey)
+	cmd.Flags().StringVar(&rotate.Scope, "scope", "all", "all, admin, readwrite or readonly")
+	cmd.Flags().DurationVar(&grace, "grace", 0, "how long the old credentials keep working (default: the server's, 15m)")
+	cmd.Flags().StringVar(&rotate.Reason, "reason", "", "why, for the audit log")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the rotation to finish")
+	idempotencyFlag(cmd, &key)
+	return cmd
+}
 
+func (a *app) credRevokeCommand() *cobra.Command {
 	var revoke cp.RevokeCredentialsRequest
-	var revokeKey string
-	revokeCmd := &cobra.Command{
+	var key string
+	var noWait bool
+	cmd := &cobra.Command{
 		Use:   "revoke ENV",
 		Short: "Emergency: revoke credentials now (one, or all) and issue new ones",
 		Args:  args("ENV"),
@@ -449,19 +491,17 @@ func (a *app) credCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := a.client.RevokeCredentials(cmd.Context(), org, env, revoke, idempotency(revokeKey)...)
+			res, err := a.client.RevokeCredentials(cmd.Context(), org, env, revoke, idempotency(key)...)
 			if err != nil {
 				return err
 			}
-			return answer(cmd, org, env, res)
+			return a.credAnswer(cmd.Context(), org, env, res, noWait)
 		},
 	}
-	revokeCmd.Flags().StringVar(&revoke.CredentialID, "credential", "", "revoke only this credential (default: all of the environment's)")
-	revokeCmd.Flags().StringVar(&revoke.Reason, "reason", "", "why, for the audit log")
-	revokeCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the new credentials")
-	idempotencyFlag(revokeCmd, &revokeKey)
-
-	cmd.AddCommand(listCmd, rotateCmd, revokeCmd)
+	cmd.Flags().StringVar(&revoke.CredentialID, "credential", "", "revoke only this credential (default: all of the environment's)")
+	cmd.Flags().StringVar(&revoke.Reason, "reason", "", "why, for the audit log")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the new credentials")
+	idempotencyFlag(cmd, &key)
 	return cmd
 }
 
@@ -469,11 +509,16 @@ func envMemberRow(w *tabwriter.Writer, m *cp.EnvironmentMember) {
 	row(w, dash(m.Email), string(m.Role), m.UserID)
 }
 
+func envMemberHeader(w *tabwriter.Writer) { row(w, "EMAIL", "ROLE", "USER ID") }
+
 func (a *app) envMemberCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "env-member", Short: "Manage users' roles on an environment (--org)"}
-	header := func(w *tabwriter.Writer) { row(w, "EMAIL", "ROLE", "USER ID") }
+	cmd.AddCommand(a.envMemberListCommand(), a.envMemberSetCommand(), a.envMemberRemoveCommand())
+	return cmd
+}
 
-	listCmd := &cobra.Command{
+func (a *app) envMemberListCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list ENV",
 		Short: "List the users holding a role on an environment",
 		Args:  args("ENV"),
@@ -487,16 +532,18 @@ func (a *app) envMemberCommand() *cobra.Command {
 				return err
 			}
 			return a.show(ms, func(w *tabwriter.Writer) {
-				header(w)
+				envMemberHeader(w)
 				for _, m := range ms.Items {
 					envMemberRow(w, m)
 				}
 			})
 		},
 	}
+}
 
+func (a *app) envMemberSetCommand() *cobra.Command {
 	var role string
-	setCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "set ENV USER",
 		Short: "Give a user (id or email) a role on an environment, replacing any other",
 		Args:  args("ENV", "USER"),
@@ -512,12 +559,15 @@ func (a *app) envMemberCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.show(m, func(w *tabwriter.Writer) { header(w); envMemberRow(w, m) })
+			return a.show(m, func(w *tabwriter.Writer) { envMemberHeader(w); envMemberRow(w, m) })
 		},
 	}
-	setCmd.Flags().StringVar(&role, "role", "", "env_admin, env_maker, env_user or env_viewer")
+	cmd.Flags().StringVar(&role, "role", "", "env_admin, env_maker, env_user or env_viewer")
+	return cmd
+}
 
-	removeCmd := &cobra.Command{
+func (a *app) envMemberRemoveCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "remove ENV USER",
 		Short: "Remove a user's role on an environment",
 		Args:  args("ENV", "USER"),
@@ -532,8 +582,6 @@ func (a *app) envMemberCommand() *cobra.Command {
 			return a.done("removed " + argv[1] + " from " + env)
 		},
 	}
-	cmd.AddCommand(listCmd, setCmd, removeCmd)
-	return cmd
 }
 
 func schemaTable(w *tabwriter.Writer, s *cp.SchemaStatus) {
@@ -555,7 +603,12 @@ func schemaTable(w *tabwriter.Writer, s *cp.SchemaStatus) {
 
 func (a *app) schemaCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "schema", Short: "Inspect and apply an environment's migrations (--org)"}
-	statusCmd := &cobra.Command{
+	cmd.AddCommand(a.schemaStatusCommand(), a.schemaMigrateCommand())
+	return cmd
+}
+
+func (a *app) schemaStatusCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "status ENV",
 		Short: "Show applied and pending migrations, and drift",
 		Args:  args("ENV"),
@@ -571,8 +624,11 @@ func (a *app) schemaCommand() *cobra.Command {
 			return a.show(s, func(w *tabwriter.Writer) { schemaTable(w, s) })
 		},
 	}
-	var migrateKey string
-	migrateCmd := &cobra.Command{
+}
+
+func (a *app) schemaMigrateCommand() *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
 		Use:   "migrate ENV",
 		Short: "Apply pending migrations",
 		Args:  args("ENV"),
@@ -581,21 +637,60 @@ func (a *app) schemaCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := a.client.MigrateSchema(cmd.Context(), org, env, idempotency(migrateKey)...)
+			s, err := a.client.MigrateSchema(cmd.Context(), org, env, idempotency(key)...)
 			if err != nil {
 				return err
 			}
 			return a.show(s, func(w *tabwriter.Writer) { schemaTable(w, s) })
 		},
 	}
-	idempotencyFlag(migrateCmd, &migrateKey)
-	cmd.AddCommand(statusCmd, migrateCmd)
+	idempotencyFlag(cmd, &key)
 	return cmd
 }
 
 func (a *app) opCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "op", Short: "Inspect long-running operations"}
-	getCmd := &cobra.Command{
+	cmd.AddCommand(a.opListCommand(), a.opGetCommand(), a.opWaitCommand())
+	return cmd
+}
+
+func (a *app) opListCommand() *cobra.Command {
+	var page pageFlags
+	var env, status, kind string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List operations of the environments you can see, newest first (--org)",
+		Args:  args(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			org, err := a.needOrg()
+			if err != nil {
+				return err
+			}
+			ops, err := list(page, func(o httpapi.ListOptions) (*cp.List[*cp.Operation], error) {
+				return a.client.ListOperations(cmd.Context(), org, httpapi.OperationsOptions{ListOptions: o,
+					Environment: env, Status: cp.OperationStatus(status), Kind: cp.OperationKind(kind)})
+			})
+			if err != nil {
+				return err
+			}
+			defer a.more(ops.Next)
+			return a.show(ops, func(w *tabwriter.Writer) {
+				row(w, "ID", "KIND", "STATUS", "STEP", "ATTEMPTS", "ENVIRONMENT", "UPDATED")
+				for _, op := range ops.Items {
+					row(w, op.ID, string(op.Kind), string(op.Status), dash(op.Step), itoa(op.Attempts), dash(op.EnvironmentID), when(op.UpdatedAt))
+				}
+			})
+		},
+	}
+	page.add(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "only this environment's (slug or id)")
+	cmd.Flags().StringVar(&status, "status", "", "only this status: pending, running, succeeded or failed")
+	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: provision, deprovision, rotate, migrate or clone")
+	return cmd
+}
+
+func (a *app) opGetCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show an operation",
 		Args:  args("ID"),
@@ -607,9 +702,12 @@ func (a *app) opCommand() *cobra.Command {
 			return a.show(op, func(w *tabwriter.Writer) { opTable(w, op) })
 		},
 	}
-	waitCmd := &cobra.Command{
+}
+
+func (a *app) opWaitCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "wait ID",
-		Short: "Wait for an operation to finish; exit status 1 when it failed",
+		Short: "Wait for an operation to finish, up to --timeout; exit status 1 when it failed",
 		Args:  args("ID"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			op, err := a.follow(cmd.Context(), &cp.Operation{ID: argv[0]})
@@ -621,6 +719,4 @@ func (a *app) opCommand() *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(getCmd, waitCmd)
-	return cmd
 }

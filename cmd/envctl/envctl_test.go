@@ -112,7 +112,7 @@ func envctl(tb testing.TB, f *fakeAPI, args ...string) (stdout, stderr string, e
 	tb.Helper()
 	env := map[string]string{"ENVPLANE_URL": f.URL, "ENVPLANE_TOKEN": testToken}
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	err = run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -124,6 +124,12 @@ func testEnv(status cp.EnvironmentStatus) *cp.EnvironmentView {
 			CreatedAt: time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)},
 		Database: &cp.DatabaseView{Driver: "sqlite", Target: "local", Region: "local", DatabaseName: "env_01abc", SchemaVersion: 2},
 	}
+}
+
+// created is the API's 201 body for an environment provisioned within the wait.
+func created(env *cp.EnvironmentView) cp.EnvironmentOperationResponse {
+	return cp.EnvironmentOperationResponse{Environment: env,
+		Operation: &cp.Operation{ID: "op_done", EnvironmentID: env.ID, Kind: cp.OpProvision, Status: cp.OpSucceeded}}
 }
 
 func TestEnvironmentVariablesAndHeaders(t *testing.T) {
@@ -150,7 +156,7 @@ func TestOrgFromEnvironmentVariable(t *testing.T) {
 	f.on("GET", "/v1/organizations/from-env/environments", answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{}}})
 	var out, errOut bytes.Buffer
 	env := map[string]string{"ENVPLANE_URL": f.URL, "ENVPLANE_TOKEN": testToken, "ENVPLANE_ORG": "from-env"}
-	if err := run(context.Background(), []string{"env", "list"}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"env", "list"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut); err != nil {
 		t.Fatalf("%v: %s", err, errOut.String())
 	}
 	if _, _, err := envctl(t, f, "env", "list", "--org", "from-env"); err != nil {
@@ -181,7 +187,7 @@ func TestCommandsSendRequests(t *testing.T) {
 		{args: []string{"org", "get", "acme"}, method: "GET", path: "/v1/organizations/acme", answer: answer{body: cp.Organization{ID: "org_01"}}},
 		{args: []string{"org", "update", "acme", "--require-2fa"}, method: "PATCH", path: "/v1/organizations/acme", body: `{"require_2fa":true}`,
 			answer: answer{body: cp.Organization{ID: "org_01"}}},
-		{args: []string{"org", "delete", "acme"}, method: "DELETE", path: "/v1/organizations/acme", answer: answer{status: 204}},
+		{args: []string{"org", "delete", "acme", "--yes"}, method: "DELETE", path: "/v1/organizations/acme", answer: answer{status: 204}},
 		{args: []string{"member", "list", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/members",
 			answer: answer{body: cp.List[*cp.OrgMembership]{}}},
 		{args: []string{"member", "add", "bob@example.com", "--role", "admin", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/members",
@@ -197,15 +203,21 @@ func TestCommandsSendRequests(t *testing.T) {
 		{args: []string{"audit", "--org", "acme", "--limit", "2"}, method: "GET", path: "/v1/organizations/acme/audit-events", query: "limit=2",
 			answer: answer{body: cp.List[*cp.AuditEvent]{Items: []*cp.AuditEvent{{ID: "ev1", Action: "org.create"}}}}},
 		{args: []string{"env", "create", "dev", "--org", "acme", "--type", "test", "--protected", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
-			body: `{"slug":"dev","type":"test","is_protected":true}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, testEnv(cp.StatusActive)}},
+			body: `{"slug":"dev","type":"test","is_protected":true}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, created(testEnv(cp.StatusActive))}},
 		{args: []string{"env", "create", "pr-42", "--org", "acme", "--type", "preview", "--from", "staging", "--clone", "schema", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
-			body: `{"slug":"pr-42","type":"preview","from_environment":"staging","clone":"schema"}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, testEnv(cp.StatusActive)}},
+			body: `{"slug":"pr-42","type":"preview","from_environment":"staging","clone":"schema"}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, created(testEnv(cp.StatusActive))}},
 		{args: []string{"env", "list", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments",
 			answer: answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusActive)}}}},
+		{args: []string{"env", "list", "--org", "acme", "--type", "preview", "--status", "suspended", "--target", "edge", "--limit", "4"}, method: "GET", path: "/v1/organizations/acme/environments",
+			query: "limit=4&status=suspended&target=edge&type=preview", answer: answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusSuspended)}}}},
+		{args: []string{"op", "list", "--org", "acme", "--env", "dev", "--status", "running", "--kind", "rotate"}, method: "GET", path: "/v1/organizations/acme/operations",
+			query: "environment=dev&kind=rotate&status=running", answer: answer{body: cp.List[*cp.Operation]{Items: []*cp.Operation{{ID: "op_01", Kind: cp.OpRotate, Status: cp.OpRunning}}}}},
+		{args: []string{"member", "add", "carol@example.com", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/members",
+			body: `{"email":"carol@example.com","role":"member"}`, answer: answer{201, cp.OrgMembership{UserID: "u3"}}},
 		{args: []string{"env", "get", "dev", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments/dev", answer: answer{body: testEnv(cp.StatusActive)}},
 		{args: []string{"env", "update", "dev", "--org", "acme", "--protected=false", "--description", ""}, method: "PATCH", path: "/v1/organizations/acme/environments/dev",
 			body: `{"description":"","is_protected":false}`, answer: answer{body: testEnv(cp.StatusActive)}},
-		{args: []string{"env", "delete", "dev", "--org", "acme", "--no-wait"}, method: "DELETE", path: "/v1/organizations/acme/environments/dev",
+		{args: []string{"env", "delete", "dev", "--org", "acme", "--no-wait", "-y"}, method: "DELETE", path: "/v1/organizations/acme/environments/dev",
 			answer: answer{202, cp.EnvironmentOperationResponse{Environment: testEnv(cp.StatusDeleting), Operation: &cp.Operation{ID: "op_09", Status: cp.OpPending}}}},
 		{args: []string{"env", "suspend", "dev", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/environments/dev/suspend", answer: answer{body: testEnv(cp.StatusSuspended)}},
 		{args: []string{"env", "resume", "dev", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/environments/dev/resume", answer: answer{body: testEnv(cp.StatusActive)}},
@@ -518,7 +530,7 @@ func TestDefaultURL(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errOut bytes.Buffer
-	err := run(ctx, []string{"me"}, func(string) string { return "" }, &out, &errOut)
+	err := run(ctx, []string{"me"}, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
 	if err == nil || !strings.Contains(errOut.String(), `"http://127.0.0.1:8080/v1/me"`) {
 		t.Fatalf("err = %v, stderr %q: want a request to the default URL", err, errOut.String())
 	}
@@ -535,7 +547,7 @@ func TestTokenNeverPrinted(t *testing.T) {
 	closed.Close()
 	var out, errOut bytes.Buffer
 	env := map[string]string{"ENVPLANE_URL": closed.URL, "ENVPLANE_TOKEN": testToken}
-	err2 := run(context.Background(), []string{"-o", "json", "env", "get", "dev", "--org", "acme"}, func(k string) string { return env[k] }, &out, &errOut)
+	err2 := run(context.Background(), []string{"-o", "json", "env", "get", "dev", "--org", "acme"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
 	if err2 == nil {
 		t.Fatal("a closed server answered")
 	}

@@ -47,6 +47,10 @@ func TestTablesGolden(t *testing.T) {
 			[]string{"schema", "status", "dev", "--org", "acme"}},
 		{"op-get", "GET", "/v1/operations/op_01", cp.Operation{ID: "op_01", OrgID: "org_01", EnvironmentID: "env_01", Kind: cp.OpProvision, Status: cp.OpFailed, Step: "create_database", Attempts: 3, Error: "target unavailable", CreatedAt: at, UpdatedAt: at},
 			[]string{"op", "get", "op_01"}},
+		{"op-list", "GET", "/v1/organizations/acme/operations", cp.List[*cp.Operation]{Items: []*cp.Operation{
+			{ID: "op_02", OrgID: "org_01", EnvironmentID: "env_01", Kind: cp.OpRotate, Status: cp.OpRunning, Step: "issue", Attempts: 1, CreatedAt: later, UpdatedAt: later},
+			{ID: "op_01", OrgID: "org_01", EnvironmentID: "env_01", Kind: cp.OpProvision, Status: cp.OpFailed, Step: "create_database", Attempts: 3, Error: "target unavailable", CreatedAt: at, UpdatedAt: at},
+		}}, []string{"op", "list", "--org", "acme"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,9 +23,13 @@ import (
 
 const defaultURL = "http://127.0.0.1:8080"
 
+// defaultTimeout bounds how long envctl follows an operation: long enough for
+// any provisioning envplane does, short enough that a stuck one is noticed.
+const defaultTimeout = 5 * time.Minute
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		os.Exit(exitCode(err))
@@ -45,25 +49,28 @@ func exitCode(err error) int {
 	return 1
 }
 
-// app is one invocation's state: where to write, the flags every command
-// shares, and the client built from them.
+// app is one invocation's state: where to read and write, the flags every
+// command shares, and the client built from them.
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	url    string
-	output string
-	org    string
-	poll   time.Duration
+	url     string
+	output  string
+	org     string
+	poll    time.Duration
+	timeout time.Duration
 
 	client *httpapi.Client
 }
 
-// run executes one envctl command line (args without the program name). It
-// reports failures on stderr, the problem's detail and fields at fault, and
-// returns the error so main can choose the exit status.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+// run executes one envctl command line (args without the program name),
+// reading confirmations from stdin when it is a terminal. It reports failures
+// on stderr, the problem's detail and fields at fault, and returns the error
+// so main can choose the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -111,6 +118,7 @@ Environment:
 	flags.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	flags.StringVar(&a.org, "org", "", "organization slug or id (default $ENVPLANE_ORG)")
 	flags.DurationVar(&a.poll, "poll-interval", time.Second, "how often to poll a running operation")
+	flags.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long to follow a running operation before giving up (0: no limit); the operation goes on")
 	root.AddCommand(
 		a.meCommand(),
 		a.orgCommand(),
@@ -135,6 +143,9 @@ func (a *app) setup() error {
 	}
 	if a.poll <= 0 {
 		return usageError{errors.New("--poll-interval must be positive")}
+	}
+	if a.timeout < 0 {
+		return usageError{errors.New("--timeout must not be negative")}
 	}
 	if a.url == "" {
 		a.url = a.getenv("ENVPLANE_URL")

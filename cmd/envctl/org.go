@@ -53,6 +53,11 @@ func (a *app) more(next string) {
 	}
 }
 
+// yesFlag adds --yes to a command that asks for confirmation.
+func yesFlag(cmd *cobra.Command, yes *bool) {
+	cmd.Flags().BoolVarP(yes, "yes", "y", false, "do not ask for confirmation")
+}
+
 // idempotencyFlag adds --idempotency-key to a POST command.
 func idempotencyFlag(cmd *cobra.Command, key *string) {
 	cmd.Flags().StringVar(key, "idempotency-key", "", "send this Idempotency-Key: a retry with the same key replays the first answer")
@@ -107,13 +112,16 @@ func orgTable(w *tabwriter.Writer, o *cp.Organization) {
 
 func (a *app) orgCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Manage organizations"}
+	cmd.AddCommand(a.orgCreateCommand(), a.orgListCommand(), a.orgGetCommand(), a.orgUpdateCommand(), a.orgDeleteCommand())
+	return cmd
+}
 
+func (a *app) orgCreateCommand() *cobra.Command {
 	var create cp.CreateOrganizationRequest
-	var require2FA bool
+	var require2FA, noWait bool
 	var maxEnvs int
-	var createKey string
-	var noWait bool
-	createCmd := &cobra.Command{
+	var key string
+	cmd := &cobra.Command{
 		Use:   "create SLUG",
 		Short: "Create an organization and provision its default environment (platform admin)",
 		Args:  args("SLUG"),
@@ -126,7 +134,7 @@ func (a *app) orgCommand() *cobra.Command {
 				create.MaxEnvironments = &maxEnvs
 			}
 			ctx := cmd.Context()
-			res, err := a.client.CreateOrganization(ctx, create, idempotency(createKey)...)
+			res, err := a.client.CreateOrganization(ctx, create, idempotency(key)...)
 			if err != nil {
 				return err
 			}
@@ -150,14 +158,17 @@ func (a *app) orgCommand() *cobra.Command {
 			})
 		},
 	}
-	createCmd.Flags().StringVar(&create.Name, "name", "", "display name")
-	createCmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
-	createCmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
-	createCmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the default environment to be provisioned")
-	idempotencyFlag(createCmd, &createKey)
+	cmd.Flags().StringVar(&create.Name, "name", "", "display name")
+	cmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
+	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the default environment to be provisioned")
+	idempotencyFlag(cmd, &key)
+	return cmd
+}
 
+func (a *app) orgListCommand() *cobra.Command {
 	var page pageFlags
-	listCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the organizations you can see",
 		Args:  args(),
@@ -177,9 +188,12 @@ func (a *app) orgCommand() *cobra.Command {
 			})
 		},
 	}
-	page.add(listCmd)
+	page.add(cmd)
+	return cmd
+}
 
-	getCmd := &cobra.Command{
+func (a *app) orgGetCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "get ORG",
 		Short: "Show an organization",
 		Args:  args("ORG"),
@@ -191,9 +205,13 @@ func (a *app) orgCommand() *cobra.Command {
 			return a.show(o, func(w *tabwriter.Writer) { orgTable(w, o) })
 		},
 	}
+}
 
+func (a *app) orgUpdateCommand() *cobra.Command {
 	var name string
-	updateCmd := &cobra.Command{
+	var require2FA bool
+	var maxEnvs int
+	cmd := &cobra.Command{
 		Use:   "update ORG",
 		Short: "Change an organization's name, 2FA rule or quota (owner)",
 		Args:  args("ORG"),
@@ -218,22 +236,32 @@ func (a *app) orgCommand() *cobra.Command {
 			return a.show(o, func(w *tabwriter.Writer) { orgTable(w, o) })
 		},
 	}
-	updateCmd.Flags().StringVar(&name, "name", "", "new display name")
-	updateCmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
-	updateCmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
+	cmd.Flags().StringVar(&name, "name", "", "new display name")
+	cmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
+	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
+	return cmd
+}
 
-	deleteCmd := &cobra.Command{
+func (a *app) orgDeleteCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
 		Use:   "delete ORG",
 		Short: "Delete an organization (owner; only its default environment may remain)",
-		Args:  args("ORG"),
+		Long: `Delete an organization (owner; only its default environment may remain).
+envctl asks you to type the organization's name first, unless --yes; without
+a terminal to ask on it refuses.`,
+		Args: args("ORG"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if err := a.confirm(yes, "Delete organization "+argv[0]+" and its default environment's database?", argv[0]); err != nil {
+				return err
+			}
 			if err := a.client.DeleteOrganization(cmd.Context(), argv[0]); err != nil {
 				return err
 			}
 			return a.done("deleted organization " + argv[0])
 		},
 	}
-	cmd.AddCommand(createCmd, listCmd, getCmd, updateCmd, deleteCmd)
+	yesFlag(cmd, &yes)
 	return cmd
 }
 
@@ -250,12 +278,17 @@ func memberRow(w *tabwriter.Writer, m *cp.OrgMembership) {
 	row(w, dash(m.Email), dash(m.Name), string(m.Role), m.UserID)
 }
 
+func memberHeader(w *tabwriter.Writer) { row(w, "EMAIL", "NAME", "ROLE", "USER ID") }
+
 func (a *app) memberCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Manage an organization's members (--org)"}
-	header := func(w *tabwriter.Writer) { row(w, "EMAIL", "NAME", "ROLE", "USER ID") }
+	cmd.AddCommand(a.memberListCommand(), a.memberAddCommand(), a.memberUpdateCommand(), a.memberRemoveCommand())
+	return cmd
+}
 
+func (a *app) memberListCommand() *cobra.Command {
 	var page pageFlags
-	listCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List members",
 		Args:  args(),
@@ -272,19 +305,21 @@ func (a *app) memberCommand() *cobra.Command {
 			}
 			defer a.more(ms.Next)
 			return a.show(ms, func(w *tabwriter.Writer) {
-				header(w)
+				memberHeader(w)
 				for _, m := range ms.Items {
 					memberRow(w, m)
 				}
 			})
 		},
 	}
-	page.add(listCmd)
+	page.add(cmd)
+	return cmd
+}
 
+func (a *app) memberAddCommand() *cobra.Command {
 	var add cp.AddMemberRequest
-	var role string
-	var addKey string
-	addCmd := &cobra.Command{
+	var role, key string
+	cmd := &cobra.Command{
 		Use:   "add EMAIL",
 		Short: "Give a user a role in the organization; a new email creates the user",
 		Args:  args("EMAIL"),
@@ -294,18 +329,22 @@ func (a *app) memberCommand() *cobra.Command {
 				return err
 			}
 			add.Email, add.Role = argv[0], cp.OrgRole(role)
-			m, err := a.client.AddMember(cmd.Context(), org, add, idempotency(addKey)...)
+			m, err := a.client.AddMember(cmd.Context(), org, add, idempotency(key)...)
 			if err != nil {
 				return err
 			}
-			return a.show(m, func(w *tabwriter.Writer) { header(w); memberRow(w, m) })
+			return a.show(m, func(w *tabwriter.Writer) { memberHeader(w); memberRow(w, m) })
 		},
 	}
-	addCmd.Flags().StringVar(&role, "role", string(cp.OrgMember), "owner, admin or member")
-	addCmd.Flags().StringVar(&add.Name, "name", "", "the user's name, for a new user")
-	idempotencyFlag(addCmd, &addKey)
+	cmd.Flags().StringVar(&role, "role", string(cp.OrgMember), "owner, admin or member")
+	cmd.Flags().StringVar(&add.Name, "name", "", "the user's name, for a new user")
+	idempotencyFlag(cmd, &key)
+	return cmd
+}
 
-	updateCmd := &cobra.Command{
+func (a *app) memberUpdateCommand() *cobra.Command {
+	var role string
+	cmd := &cobra.Command{
 		Use:   "update USER",
 		Short: "Change a member's role (USER is an id or email)",
 		Args:  args("USER"),
@@ -321,12 +360,15 @@ func (a *app) memberCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.show(m, func(w *tabwriter.Writer) { header(w); memberRow(w, m) })
+			return a.show(m, func(w *tabwriter.Writer) { memberHeader(w); memberRow(w, m) })
 		},
 	}
-	updateCmd.Flags().StringVar(&role, "role", "", "owner, admin or member")
+	cmd.Flags().StringVar(&role, "role", "", "owner, admin or member")
+	return cmd
+}
 
-	removeCmd := &cobra.Command{
+func (a *app) memberRemoveCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "remove USER",
 		Short: "Remove a member (USER is an id or email)",
 		Args:  args("USER"),
@@ -341,8 +383,6 @@ func (a *app) memberCommand() *cobra.Command {
 			return a.done("removed " + argv[0] + " from " + org)
 		},
 	}
-	cmd.AddCommand(listCmd, addCmd, updateCmd, removeCmd)
-	return cmd
 }
 
 func keyRow(w *tabwriter.Writer, k *cp.APIKey) {
@@ -356,14 +396,19 @@ func keyRow(w *tabwriter.Writer, k *cp.APIKey) {
 	row(w, k.ID, dash(k.Name), k.Prefix, status, dash(k.UserID), dash(k.EnvironmentID), dash(string(k.MaxScope)), dash(whenPtr(k.ExpiresAt)), dash(whenPtr(k.LastUsedAt)))
 }
 
+func keyHeader(w *tabwriter.Writer) {
+	row(w, "ID", "NAME", "PREFIX", "STATUS", "USER", "ENVIRONMENT", "MAX SCOPE", "EXPIRES", "LAST USED")
+}
+
 func (a *app) keyCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Manage API keys (--org)"}
-	header := func(w *tabwriter.Writer) {
-		row(w, "ID", "NAME", "PREFIX", "STATUS", "USER", "ENVIRONMENT", "MAX SCOPE", "EXPIRES", "LAST USED")
-	}
+	cmd.AddCommand(a.keyListCommand(), a.keyCreateCommand(), a.keyGetCommand(), a.keyRevokeCommand())
+	return cmd
+}
 
+func (a *app) keyListCommand() *cobra.Command {
 	var page pageFlags
-	listCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List API keys",
 		Args:  args(),
@@ -380,20 +425,22 @@ func (a *app) keyCommand() *cobra.Command {
 			}
 			defer a.more(keys.Next)
 			return a.show(keys, func(w *tabwriter.Writer) {
-				header(w)
+				keyHeader(w)
 				for _, k := range keys.Items {
 					keyRow(w, k)
 				}
 			})
 		},
 	}
-	page.add(listCmd)
+	page.add(cmd)
+	return cmd
+}
 
+func (a *app) keyCreateCommand() *cobra.Command {
 	var create cp.CreateAPIKeyRequest
-	var maxScope string
+	var maxScope, key string
 	var expiresIn time.Duration
-	var createKey string
-	createCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create an API key; its token is printed once",
 		Long: `Create an API key. Without --env it is a user key (for --user, default
@@ -413,7 +460,7 @@ to --max-scope. The token is printed this once: store it now.`,
 				at := time.Now().Add(expiresIn).UTC().Truncate(time.Second)
 				create.ExpiresAt = &at
 			}
-			k, err := a.client.CreateAPIKey(cmd.Context(), org, create, idempotency(createKey)...)
+			k, err := a.client.CreateAPIKey(cmd.Context(), org, create, idempotency(key)...)
 			if err != nil {
 				return err
 			}
@@ -431,13 +478,16 @@ to --max-scope. The token is printed this once: store it now.`,
 			})
 		},
 	}
-	createCmd.Flags().StringVar(&create.User, "user", "", "the user (id or email) of a user key (default: you)")
-	createCmd.Flags().StringVar(&create.Environment, "env", "", "make an app key bound to this environment (slug or id)")
-	createCmd.Flags().StringVar(&maxScope, "max-scope", "", "highest scope of an app key: admin, readwrite or readonly (default readonly)")
-	createCmd.Flags().DurationVar(&expiresIn, "expires-in", 0, "expire the key after this long (e.g. 720h)")
-	idempotencyFlag(createCmd, &createKey)
+	cmd.Flags().StringVar(&create.User, "user", "", "the user (id or email) of a user key (default: you)")
+	cmd.Flags().StringVar(&create.Environment, "env", "", "make an app key bound to this environment (slug or id)")
+	cmd.Flags().StringVar(&maxScope, "max-scope", "", "highest scope of an app key: admin, readwrite or readonly (default readonly)")
+	cmd.Flags().DurationVar(&expiresIn, "expires-in", 0, "expire the key after this long (e.g. 720h)")
+	idempotencyFlag(cmd, &key)
+	return cmd
+}
 
-	getCmd := &cobra.Command{
+func (a *app) keyGetCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show an API key (never its token)",
 		Args:  args("ID"),
@@ -450,11 +500,13 @@ to --max-scope. The token is printed this once: store it now.`,
 			if err != nil {
 				return err
 			}
-			return a.show(k, func(w *tabwriter.Writer) { header(w); keyRow(w, k) })
+			return a.show(k, func(w *tabwriter.Writer) { keyHeader(w); keyRow(w, k) })
 		},
 	}
+}
 
-	revokeCmd := &cobra.Command{
+func (a *app) keyRevokeCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke an API key now",
 		Args:  args("ID"),
@@ -469,8 +521,6 @@ to --max-scope. The token is printed this once: store it now.`,
 			return a.done("revoked key " + argv[0])
 		},
 	}
-	cmd.AddCommand(listCmd, createCmd, getCmd, revokeCmd)
-	return cmd
 }
 
 func (a *app) auditCommand() *cobra.Command {

@@ -298,11 +298,11 @@ func (c *Client) ListAuditEvents(ctx context.Context, org string, page ListOptio
 }
 
 // CreateEnvironment creates an environment in org and provisions its
-// database. When the server finished within the request's wait (WithWait) it
-// returns the environment and a nil operation; when it answered 202 it
-// returns the environment as it stands and the running operation, to follow
-// with WaitOperation. Returns ECONFLICT when the slug is taken, ETOOMANY past
-// the organization's quota. Idempotent only with WithIdempotencyKey.
+// database. It returns the environment as it stands and its provision
+// operation: succeeded when the server finished within the request's wait
+// (WithWait, answered 201), otherwise still running (202), to follow with
+// WaitOperation. Returns ECONFLICT when the slug is taken, ETOOMANY past the
+// organization's quota. Idempotent only with WithIdempotencyKey.
 func (c *Client) CreateEnvironment(ctx context.Context, org string, req cp.CreateEnvironmentRequest, opts ...RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
 	return c.createEnvironment(ctx, orgPathOf(org)+"/environments", req, opts)
 }
@@ -314,34 +314,41 @@ func (c *Client) CreateEnvironmentInOrganization(ctx context.Context, req cp.Cre
 }
 
 func (c *Client) createEnvironment(ctx context.Context, path string, req cp.CreateEnvironmentRequest, opts []RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
-	// Both answers are read into one value: the 202 body has "environment"
-	// and "operation"; the 201 body is the environment itself.
-	var raw json.RawMessage
-	status, err := c.do(ctx, http.MethodPost, path, nil, req, &raw, opts)
-	if err != nil {
+	// 201 and 202 share one body: the environment and its operation.
+	var out cp.EnvironmentOperationResponse
+	if _, err := c.do(ctx, http.MethodPost, path, nil, req, &out, opts); err != nil {
 		return nil, nil, err
 	}
-	return decodeEnvironmentAnswer(status, raw)
+	if out.Environment == nil || out.Environment.Environment == nil || out.Operation == nil {
+		return nil, nil, fmt.Errorf("cannot decode answer to POST %s: want {environment, operation}", path)
+	}
+	return out.Environment, out.Operation, nil
 }
 
-func decodeEnvironmentAnswer(status int, raw json.RawMessage) (*cp.EnvironmentView, *cp.Operation, error) {
-	if status == http.StatusAccepted {
-		var out cp.EnvironmentOperationResponse
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return nil, nil, fmt.Errorf("cannot decode accepted answer: %w", err)
-		}
-		return out.Environment, out.Operation, nil
-	}
-	var env cp.EnvironmentView
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, nil, fmt.Errorf("cannot decode environment: %w", err)
-	}
-	return &env, nil, nil
+// EnvironmentsOptions filters ListEnvironments; zero fields do not filter.
+type EnvironmentsOptions struct {
+	ListOptions
+	Type   cp.EnvironmentType
+	Status cp.EnvironmentStatus
+	Target string
 }
 
-// ListEnvironments returns one page of the environments of org the caller can see.
-func (c *Client) ListEnvironments(ctx context.Context, org string, page ListOptions) (*cp.List[*cp.EnvironmentView], error) {
-	return call[cp.List[*cp.EnvironmentView]](ctx, c, http.MethodGet, orgPathOf(org)+"/environments", page.query(), nil, nil)
+// ListEnvironments returns one page of the environments of org the caller
+// can see, narrowed by opts. Returns EINVALID naming the field for an
+// unknown type or status.
+func (c *Client) ListEnvironments(ctx context.Context, org string, opts EnvironmentsOptions) (*cp.List[*cp.EnvironmentView], error) {
+	q := opts.query()
+	setIf(q, "type", string(opts.Type))
+	setIf(q, "status", string(opts.Status))
+	setIf(q, "target", opts.Target)
+	return call[cp.List[*cp.EnvironmentView]](ctx, c, http.MethodGet, orgPathOf(org)+"/environments", q, nil, nil)
+}
+
+// setIf sets the query parameter when value is not empty.
+func setIf(q url.Values, name, value string) {
+	if value != "" {
+		q.Set(name, value)
+	}
 }
 
 // GetEnvironment returns one environment (slug or id) with its database.
@@ -492,6 +499,27 @@ func (c *Client) GetSchema(ctx context.Context, org, env string) (*cp.SchemaStat
 // status afterwards. Idempotent: applied migrations are not re-run.
 func (c *Client) MigrateSchema(ctx context.Context, org, env string, opts ...RequestOption) (*cp.SchemaStatus, error) {
 	return call[cp.SchemaStatus](ctx, c, http.MethodPost, envPathOf(org, env)+"/schema/migrate", nil, nil, opts)
+}
+
+// OperationsOptions filters ListOperations; zero fields do not filter.
+type OperationsOptions struct {
+	ListOptions
+	// Environment is a slug or id.
+	Environment string
+	Status      cp.OperationStatus
+	Kind        cp.OperationKind
+}
+
+// ListOperations returns one page of the operations of org's environments
+// that the caller can see, newest first, narrowed by opts. Returns EINVALID
+// naming the field for an unknown status or kind, ENOTFOUND for an
+// environment the caller cannot see.
+func (c *Client) ListOperations(ctx context.Context, org string, opts OperationsOptions) (*cp.List[*cp.Operation], error) {
+	q := opts.query()
+	setIf(q, "environment", opts.Environment)
+	setIf(q, "status", string(opts.Status))
+	setIf(q, "kind", string(opts.Kind))
+	return call[cp.List[*cp.Operation]](ctx, c, http.MethodGet, orgPathOf(org)+"/operations", q, nil, nil)
 }
 
 // GetOperation returns one operation. Returns ENOTFOUND when absent or when

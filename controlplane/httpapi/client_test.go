@@ -176,11 +176,12 @@ func TestClientRequests(t *testing.T) {
 			call: func(c *httpapi.Client) (any, error) { return nil, c.RevokeAPIKey(ctx, "acme", "key1") }},
 		{name: "audit", answer: cp.List[*cp.AuditEvent]{Items: []*cp.AuditEvent{{ID: "ev1", Action: "environment.create"}}}, method: "GET", path: "/v1/organizations/acme/audit-events",
 			call: func(c *httpapi.Client) (any, error) { return c.ListAuditEvents(ctx, "acme", httpapi.ListOptions{}) }, wantField: "environment.create"},
-		{name: "create env done", status: 201, answer: env, method: "POST", path: "/v1/organizations/acme/environments", body: `{"slug":"dev","type":"development"}`, prefer: "wait=5",
+		{name: "create env done", status: 201, answer: cp.EnvironmentOperationResponse{Environment: env, Operation: &cp.Operation{ID: "op_done", Status: cp.OpSucceeded}},
+			method: "POST", path: "/v1/organizations/acme/environments", body: `{"slug":"dev","type":"development"}`, prefer: "wait=5",
 			call: func(c *httpapi.Client) (any, error) {
 				e, o, err := c.CreateEnvironment(ctx, "acme", cp.CreateEnvironmentRequest{Slug: "dev", Type: cp.TypeDevelopment}, httpapi.WithWait(4500*time.Millisecond))
-				if o != nil {
-					return nil, errors.New("an operation for a 201")
+				if err == nil && (o == nil || o.ID != "op_done" || !o.Status.Done()) {
+					return nil, errors.New("201 lost the finished operation")
 				}
 				return e, err
 			}, wantField: "env_x"},
@@ -193,7 +194,21 @@ func TestClientRequests(t *testing.T) {
 				return o, err
 			}, wantField: "create_database"},
 		{name: "list envs", answer: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{env}}, method: "GET", path: "/v1/organizations/acme/environments",
-			call: func(c *httpapi.Client) (any, error) { return c.ListEnvironments(ctx, "acme", httpapi.ListOptions{}) }, wantField: "env_x"},
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListEnvironments(ctx, "acme", httpapi.EnvironmentsOptions{})
+			}, wantField: "env_x"},
+		{name: "list envs filtered", answer: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{env}}, method: "GET", path: "/v1/organizations/acme/environments",
+			query: "cursor=c1&limit=3&status=suspended&target=edge&type=preview",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListEnvironments(ctx, "acme", httpapi.EnvironmentsOptions{ListOptions: httpapi.ListOptions{Limit: 3, Cursor: "c1"},
+					Type: cp.TypePreview, Status: cp.StatusSuspended, Target: "edge"})
+			}, wantField: "env_x"},
+		{name: "list operations filtered", answer: cp.List[*cp.Operation]{Items: []*cp.Operation{op}}, method: "GET", path: "/v1/organizations/acme/operations",
+			query: "environment=dev&kind=provision&limit=2&status=running",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListOperations(ctx, "acme", httpapi.OperationsOptions{ListOptions: httpapi.ListOptions{Limit: 2},
+					Environment: "dev", Status: cp.OpRunning, Kind: cp.OpProvision})
+			}, wantField: "create_database"},
 		{name: "get env", answer: env, method: "GET", path: "/v1/organizations/acme/environments/dev",
 			call: func(c *httpapi.Client) (any, error) { return c.GetEnvironment(ctx, "acme", "dev") }, wantField: "env1"},
 		{name: "update env", answer: env, method: "PATCH", path: "/v1/organizations/acme/environments/dev", body: `{"is_protected":false}`,
@@ -503,7 +518,8 @@ func TestWaitOperationReturnsProblem(t *testing.T) {
 
 func TestWithWaitRoundsUpToWholeSeconds(t *testing.T) {
 	srv := newCannedServer(t)
-	srv.answer(http.StatusCreated, cp.EnvironmentView{Environment: &cp.Environment{ID: "env1"}})
+	srv.answer(http.StatusCreated, cp.EnvironmentOperationResponse{Environment: &cp.EnvironmentView{Environment: &cp.Environment{ID: "env1"}},
+		Operation: &cp.Operation{ID: "op1", Status: cp.OpSucceeded}})
 	for d, want := range map[time.Duration]string{
 		30 * time.Second:        "wait=30",
 		1500 * time.Millisecond: "wait=2",

@@ -65,8 +65,7 @@ func TestClone(t *testing.T) {
 			}
 			for _, mode := range []string{"full", "schema"} {
 				slug := c.target + "-" + mode
-				var v cp.EnvironmentView
-				h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "preview", "from_environment": src, "clone": mode}).decode(t, &v)
+				v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "preview", "from_environment": src, "clone": mode}).environment(t)
 				if v.Status != cp.StatusActive || v.Target != c.target {
 					t.Fatalf("%s clone: %s on %s: %s", mode, v.Status, v.Target, v.Error)
 				}

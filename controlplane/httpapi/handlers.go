@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -203,7 +204,9 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			if err != nil {
 				return err
 			}
-			envs, next, err := svc.ListEnvironments(requestContext(c), principal(c), c.Param("org"), pg)
+			f := cp.EnvironmentListFilter{Type: cp.EnvironmentType(c.QueryParam("type")),
+				Status: cp.EnvironmentStatus(c.QueryParam("status")), Target: c.QueryParam("target")}
+			envs, next, err := svc.ListEnvironments(requestContext(c), principal(c), c.Param("org"), f, pg)
 			if err != nil {
 				return err
 			}
@@ -236,7 +239,7 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			if err != nil {
 				return err
 			}
-			return c.JSON(http.StatusAccepted, cp.EnvironmentOperationResponse{Environment: env, Operation: op})
+			return accepted(c, cp.EnvironmentOperationResponse{Environment: env, Operation: op})
 		},
 		"suspendEnvironment": func(c echo.Context) error {
 			v, err := svc.SuspendEnvironment(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
@@ -380,6 +383,19 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			return c.JSON(http.StatusOK, cov)
 		},
 
+		"listOperations": func(c echo.Context) error {
+			pg, err := page(c)
+			if err != nil {
+				return err
+			}
+			f := cp.OperationListFilter{Environment: c.QueryParam("environment"),
+				Status: cp.OperationStatus(c.QueryParam("status")), Kind: cp.OperationKind(c.QueryParam("kind"))}
+			ops, next, err := svc.ListOperations(requestContext(c), principal(c), c.Param("org"), f, pg)
+			if err != nil {
+				return err
+			}
+			return list(c, ops, next)
+		},
 		"getOperation": func(c echo.Context) error {
 			op, err := svc.GetOperation(requestContext(c), principal(c), c.Param("id"))
 			if err != nil {
@@ -391,7 +407,8 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 }
 
 // createEnvironment starts provisioning and answers 201 when it finished
-// within the request's wait, 202 with the operation otherwise.
+// within the request's wait, 202 otherwise; both carry the environment and
+// its operation.
 func (s *Server) createEnvironment(c echo.Context, org string) error {
 	var req cp.CreateEnvironmentRequest
 	if err := bind(c, &req); err != nil {
@@ -413,11 +430,21 @@ func (s *Server) createEnvironment(c echo.Context, org string) error {
 	if err != nil {
 		return err
 	}
+	body := cp.EnvironmentOperationResponse{Environment: env, Operation: op}
 	if op.Status == cp.OpSucceeded {
-		return c.JSON(http.StatusCreated, env)
+		return c.JSON(http.StatusCreated, body)
 	}
-	return c.JSON(http.StatusAccepted, cp.EnvironmentOperationResponse{Environment: env, Operation: op})
+	return accepted(c, body)
 }
+
+// accepted answers 202 with the body and, in Location, the operation to follow.
+func accepted(c echo.Context, body cp.EnvironmentOperationResponse) error {
+	c.Response().Header().Set(echo.HeaderLocation, operationPath(body.Operation.ID))
+	return c.JSON(http.StatusAccepted, body)
+}
+
+// operationPath is where an operation is read.
+func operationPath(id string) string { return "/v1/operations/" + url.PathEscape(id) }
 
 // credentialsAnswer waits for a rotate or revoke operation (they are short)
 // and answers with the credentials' metadata.

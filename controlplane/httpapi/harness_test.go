@@ -266,6 +266,18 @@ type response struct {
 	body   []byte
 }
 
+// environment returns the environment of a 201 or 202 answer to an
+// environment change: {environment, operation}.
+func (r response) environment(tb testing.TB) cp.EnvironmentView {
+	tb.Helper()
+	var body cp.EnvironmentOperationResponse
+	r.decode(tb, &body)
+	if body.Environment == nil || body.Operation == nil {
+		tb.Fatalf("%d answer lacks the environment or the operation: %s", r.status, r.body)
+	}
+	return *body.Environment
+}
+
 // decode unmarshals the body into v.
 func (r response) decode(tb testing.TB, v any) {
 	tb.Helper()
@@ -346,8 +358,7 @@ func (h *harness) org(tb testing.TB, slug string) cp.CreateOrganizationResponse 
 // env creates an environment and waits for it to be active.
 func (h *harness) env(tb testing.TB, token, org, slug, typ string) cp.EnvironmentView {
 	tb.Helper()
-	var v cp.EnvironmentView
-	h.must(tb, http.StatusCreated, token, "POST", "/v1/organizations/"+org+"/environments", map[string]any{"slug": slug, "type": typ}).decode(tb, &v)
+	v := h.must(tb, http.StatusCreated, token, "POST", "/v1/organizations/"+org+"/environments", map[string]any{"slug": slug, "type": typ}).environment(tb)
 	if v.Status != cp.StatusActive {
 		tb.Fatalf("environment %s is %s, want active", slug, v.Status)
 	}

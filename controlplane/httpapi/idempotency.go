@@ -71,6 +71,9 @@ func (s *Server) idempotent(redactToken bool) echo.MiddlewareFunc {
 					return s.runIdempotent(c, next, rec, redactToken)
 				}
 				c.Response().Header().Set("Idempotent-Replayed", "true")
+				if loc := replayedLocation(prev.StatusCode, prev.Response); loc != "" {
+					c.Response().Header().Set(echo.HeaderLocation, loc)
+				}
 				// Every stored answer is JSON: a problem when it is an error.
 				contentType := echo.MIMEApplicationJSON
 				if prev.StatusCode >= 400 {
@@ -142,6 +145,23 @@ func withoutToken(body []byte) []byte {
 		return []byte("{}")
 	}
 	return out
+}
+
+// replayedLocation returns the Location a stored 202 was sent with: its
+// operation's path, which its body holds.
+func replayedLocation(status int, body []byte) string {
+	if status != http.StatusAccepted {
+		return ""
+	}
+	var b struct {
+		Operation struct {
+			ID string `json:"id"`
+		} `json:"operation"`
+	}
+	if json.Unmarshal(body, &b) != nil || b.Operation.ID == "" {
+		return ""
+	}
+	return operationPath(b.Operation.ID)
 }
 
 // recorder copies what a handler writes, to store it for replay.

@@ -64,9 +64,8 @@ func TestVaultKeyringEndToEnd(t *testing.T) {
 	if c := h.resolveAs(t, h.admin, "readwrite"); c.CredentialID == conn.CredentialID {
 		t.Fatal("after a rotation the router hands out the old credential")
 	}
-	var clone cp.EnvironmentView
-	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments",
-		map[string]any{"slug": "copy", "type": "preview", "from_environment": "dev", "clone": "full"}).decode(t, &clone)
+	clone := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments",
+		map[string]any{"slug": "copy", "type": "preview", "from_environment": "dev", "clone": "full"}).environment(t)
 	if clone.Status != cp.StatusActive {
 		t.Fatalf("clone is %s", clone.Status)
 	}

@@ -51,6 +51,18 @@ func paramDoc(name string) string {
 		return "RFC 3339 time bounding the receipts"
 	case "credential":
 		return "Only this credential's receipts"
+	case "type":
+		return "Only environments of this type"
+	case "status":
+		return "Only items in this status"
+	case "target":
+		return "Only environments whose database is on this target"
+	case "environment":
+		return "Only this environment's (slug or id)"
+	case "kind":
+		return "Only operations of this kind"
+	case "Location":
+		return "The operation to follow: /v1/operations/{id}"
 	case "Prefer":
 		return "wait=N: hold the answer up to N seconds for the change to finish before answering 202"
 	}
@@ -156,6 +168,13 @@ func operation(r Route, gen func(any) (*openapi3.SchemaRef, error)) (*openapi3.O
 		case "scope":
 			schema.Enum = enums()[reflect.TypeFor[drivers.Scope]()]
 		}
+		if v, ok := r.QueryEnums[q]; ok {
+			values, known := enums()[reflect.TypeOf(v)]
+			if !known {
+				return nil, fmt.Errorf("query parameter %s: no enumeration of %T", q, v)
+			}
+			schema.Enum = values
+		}
 		op.AddParameter(openapi3.NewQueryParameter(q).WithDescription(paramDoc(q)).WithSchema(schema))
 	}
 	if r.Method == http.MethodPost {
@@ -201,6 +220,10 @@ func response(status int, body any, gen func(any) (*openapi3.SchemaRef, error)) 
 			return nil, err
 		}
 		resp.WithJSONSchemaRef(schema)
+	}
+	if status == http.StatusAccepted {
+		resp.Headers = openapi3.Headers{"Location": {Value: &openapi3.Header{Parameter: openapi3.Parameter{
+			Description: paramDoc("Location"), Required: true, Schema: openapi3.NewStringSchema().NewRef()}}}}
 	}
 	return &openapi3.ResponseRef{Value: resp}, nil
 }

@@ -30,9 +30,7 @@ func TestPlacement(t *testing.T) {
 		if r.status != http.StatusCreated {
 			return r.status, ""
 		}
-		var v cp.EnvironmentView
-		r.decode(t, &v)
-		return r.status, v.Target
+		return r.status, r.environment(t).Target
 	}
 	if _, got := place("plain", map[string]any{}); got != "local" {
 		t.Errorf("no region, no target: placed on %q, want the default", got)

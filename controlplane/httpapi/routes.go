@@ -20,10 +20,14 @@ type Route struct {
 	// Response is a zero value of the success body type, nil for 204.
 	Response any
 	// Status is the success status; Accepted lists a 202 alternative body.
+	// Every 202 carries Location: the operation to follow.
 	Status   int
 	Accepted any
 	// Query names the query parameters the route reads.
 	Query []string
+	// QueryEnums gives, for the query parameters that take one of a fixed
+	// set of values, a value of the Go type whose values they are.
+	QueryEnums map[string]any
 	// Public routes need no API key.
 	Public bool
 }
@@ -63,9 +67,10 @@ func Routes() []Route {
 
 		{Method: http.MethodGet, Path: orgPath + "/audit-events", OperationID: "listAuditEvents", Summary: "Audit events, newest first", Response: cp.List[*cp.AuditEvent]{}, Status: http.StatusOK, Query: list},
 
-		{Method: http.MethodPost, Path: orgPath + "/environments", OperationID: "createEnvironment", Summary: "Create an environment and provision its database (Prefer: wait=N)", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
-		{Method: http.MethodPost, Path: "/v1/environments", OperationID: "createEnvironmentInOrganization", Summary: "Create an environment, naming the organization in the body", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
-		{Method: http.MethodGet, Path: orgPath + "/environments", OperationID: "listEnvironments", Summary: "Environments the caller can see", Response: cp.List[*cp.EnvironmentView]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodPost, Path: orgPath + "/environments", OperationID: "createEnvironment", Summary: "Create an environment and provision its database (Prefer: wait=N)", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentOperationResponse{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
+		{Method: http.MethodPost, Path: "/v1/environments", OperationID: "createEnvironmentInOrganization", Summary: "Create an environment, naming the organization in the body", Request: cp.CreateEnvironmentRequest{}, Response: cp.EnvironmentOperationResponse{}, Status: http.StatusCreated, Accepted: cp.EnvironmentOperationResponse{}},
+		{Method: http.MethodGet, Path: orgPath + "/environments", OperationID: "listEnvironments", Summary: "Environments the caller can see; status deleted lists tombstones", Response: cp.List[*cp.EnvironmentView]{}, Status: http.StatusOK,
+			Query: []string{"type", "status", "target", "limit", "cursor"}, QueryEnums: map[string]any{"type": cp.TypeDefault, "status": cp.StatusActive}},
 		{Method: http.MethodGet, Path: envPath, OperationID: "getEnvironment", Summary: "One environment with its database", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodDelete, Path: envPath, OperationID: "deleteEnvironment", Summary: "Delete an environment and drop its database; 409 if protected or default", Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
@@ -93,6 +98,8 @@ func Routes() []Route {
 		{Method: http.MethodPost, Path: "/v1/keyring/rewrap", OperationID: "rewrapKeyring", Summary: "Re-wrap every data key under the current version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: "/v1/keyring/retire", OperationID: "retireKeyring", Summary: "Stop key versions below one from unwrapping; 409 while anything is wrapped below it (platform admin)", Request: cp.RetireKeysRequest{}, Response: cp.KeyCoverage{}, Status: http.StatusOK},
 
+		{Method: http.MethodGet, Path: orgPath + "/operations", OperationID: "listOperations", Summary: "Operations of the environments the caller can see, newest first", Response: cp.List[*cp.Operation]{}, Status: http.StatusOK,
+			Query: []string{"environment", "status", "kind", "limit", "cursor"}, QueryEnums: map[string]any{"status": cp.OpPending, "kind": cp.OpProvision}},
 		{Method: http.MethodGet, Path: "/v1/operations/:id", OperationID: "getOperation", Summary: "One operation", Response: cp.Operation{}, Status: http.StatusOK},
 	}
 }

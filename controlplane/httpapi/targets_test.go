@@ -45,8 +45,7 @@ func TestTargetsSideBySide(t *testing.T) {
 		{"edge", "edge", "turso", "libsql"},
 	}
 	for _, c := range cases {
-		var v cp.EnvironmentView
-		h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": c.slug, "type": "development", "target": c.target}).decode(t, &v)
+		v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": c.slug, "type": "development", "target": c.target}).environment(t)
 		if v.Status != cp.StatusActive || v.Database == nil || v.Database.Driver != c.driver || v.Target != c.target {
 			t.Fatalf("%s: not active on %s: %+v", c.slug, c.target, v)
 		}

@@ -131,6 +131,18 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("old credential %q after its grace, want revoked", status)
 	}
 
+	// Lists filter: the development environment, and its rotation.
+	var devs cp.List[*cp.EnvironmentView]
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments?type=development&status=active", nil).decode(t, &devs)
+	if len(devs.Items) != 1 || devs.Items[0].ID != dev.ID {
+		t.Fatalf("active development environments: %d, want dev alone", len(devs.Items))
+	}
+	var rotations cp.List[*cp.Operation]
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/operations?environment=dev&kind=rotate", nil).decode(t, &rotations)
+	if len(rotations.Items) != 1 || rotations.Items[0].ID != rot.Operation.ID {
+		t.Fatalf("dev's rotations: %d, want the one of the walkthrough", len(rotations.Items))
+	}
+
 	var events cp.List[*cp.AuditEvent]
 	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/audit-events", nil).decode(t, &events)
 	seen := map[string]bool{}

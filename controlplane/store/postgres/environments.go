@@ -57,8 +57,8 @@ func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*
 	return e, nil
 }
 
-// ListEnvironments lists one organization's environments by id. EINVALID if
-// f.OrgID is empty.
+// ListEnvironments lists one organization's environments by id, narrowed by
+// f's type, status and target. EINVALID if f.OrgID is empty.
 func (q *queries) ListEnvironments(ctx context.Context, f controlplane.EnvironmentFilter, p controlplane.Page) ([]*controlplane.Environment, string, error) {
 	if f.OrgID == "" {
 		return nil, "", controlplane.Errorf(controlplane.EINVALID, "environment filter needs an organization")
@@ -74,6 +74,11 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	}
 	if !f.IncludeDeleted {
 		where += " AND deleted_at IS NULL"
+	}
+	for _, eq := range []struct{ column, value string }{{"type", string(f.Type)}, {"status", string(f.Status)}, {"target", f.Target}} {
+		if eq.value != "" {
+			where += " AND " + eq.column + " = " + a.add(eq.value)
+		}
 	}
 	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments WHERE `+where+` ORDER BY id LIMIT `+a.add(n+1), a, scanEnv)
 	if err != nil {

@@ -55,6 +55,37 @@ func (q *queries) GetOperation(ctx context.Context, orgID, id string) (*controlp
 	return op, nil
 }
 
+// ListOperations lists one organization's operations, newest first, narrowed
+// by f's environments, status and kind. EINVALID if f.OrgID is empty.
+func (q *queries) ListOperations(ctx context.Context, f controlplane.OperationFilter, p controlplane.Page) ([]*controlplane.Operation, string, error) {
+	if f.OrgID == "" {
+		return nil, "", controlplane.Errorf(controlplane.EINVALID, "operation filter needs an organization")
+	}
+	if f.EnvironmentIDs != nil && len(f.EnvironmentIDs) == 0 {
+		return []*controlplane.Operation{}, "", nil
+	}
+	n := controlplane.PageLimit(p.Limit)
+	var a args
+	where := "org_id = " + a.add(f.OrgID)
+	if p.Cursor != "" {
+		where += " AND id < " + a.add(p.Cursor)
+	}
+	if f.EnvironmentIDs != nil {
+		where += " AND environment_id = ANY(" + a.add(f.EnvironmentIDs) + ")"
+	}
+	for _, eq := range []struct{ column, value string }{{"status", string(f.Status)}, {"kind", string(f.Kind)}} {
+		if eq.value != "" {
+			where += " AND " + eq.column + " = " + a.add(eq.value)
+		}
+	}
+	ops, err := queryAll(ctx, q.db, `SELECT `+opColumns+` FROM operations WHERE `+where+` ORDER BY id DESC LIMIT `+a.add(n+1), a, scanOperation)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list operations: %w", err)
+	}
+	ops, next := cutPage(ops, n, func(op *controlplane.Operation) string { return op.ID })
+	return ops, next, nil
+}
+
 // GetRunningOperation finds the environment's oldest unfinished operation.
 // ENOTFOUND if none.
 func (q *queries) GetRunningOperation(ctx context.Context, environmentID string) (*controlplane.Operation, error) {

@@ -65,8 +65,8 @@ func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*
 	return e, nil
 }
 
-// ListEnvironments lists one organization's environments by id. EINVALID if
-// f.OrgID is empty.
+// ListEnvironments lists one organization's environments by id, narrowed by
+// f's type, status and target. EINVALID if f.OrgID is empty.
 func (q *queries) ListEnvironments(ctx context.Context, f controlplane.EnvironmentFilter, p controlplane.Page) ([]*controlplane.Environment, string, error) {
 	if f.OrgID == "" {
 		return nil, "", controlplane.Errorf(controlplane.EINVALID, "environment filter needs an organization")
@@ -83,6 +83,12 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 	}
 	if !f.IncludeDeleted {
 		where += " AND deleted_at IS NULL"
+	}
+	for _, eq := range []struct{ column, value string }{{"type", string(f.Type)}, {"status", string(f.Status)}, {"target", f.Target}} {
+		if eq.value != "" {
+			where += " AND " + eq.column + " = ?"
+			args = append(args, eq.value)
+		}
 	}
 	args = append(args, n+1)
 	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments WHERE `+where+` ORDER BY id LIMIT ?`, args, scanEnv)

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Receipts", testReceipts},
 		{"IdempotencyRecords", testIdempotencyRecords},
 		{"Pagination", testPagination},
+		{"EnvironmentFilters", testEnvironmentFilters},
+		{"ListOperations", testListOperations},
 		{"PageLimits", testPageLimits},
 		{"WithTxCommits", testWithTxCommits},
 		{"WithTxRollsBack", testWithTxRollsBack},
