@@ -195,8 +195,7 @@ func TestTargetStoppedForTenMinutes(t *testing.T) {
 	h.org(t, "acme")
 	member := h.member(t, "acme", "dev@example.com", cp.OrgMember)
 
-	var steady cp.EnvironmentView
-	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "steady", "type": "development", "target": "pg"}).decode(t, &steady)
+	steady := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "steady", "type": "development", "target": "pg"}).environment(t)
 	if steady.Status != cp.StatusActive {
 		t.Fatalf("steady is %s, want active", steady.Status)
 	}
