@@ -246,6 +246,8 @@ const (
 	OpRotate      OperationKind = "rotate"
 	OpMigrate     OperationKind = "migrate"
 	OpClone       OperationKind = "clone"
+	OpSuspend     OperationKind = "suspend"
+	OpResume      OperationKind = "resume"
 )
 
 // OperationStatus is where an operation is.

@@ -269,6 +269,8 @@ func (s *Service) step(ctx context.Context, op *Operation) error {
 		return s.deprovisionStep(ctx, op)
 	case OpRotate:
 		return s.rotateStep(ctx, op)
+	case OpSuspend, OpResume:
+		return s.suspensionStep(ctx, op)
 	}
 	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
 }
@@ -459,7 +461,9 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 }
 
 // compensate undoes a provisioning that ran out of attempts (revoke, drop),
-// and ends the environment failed. Other kinds have nothing to undo: they end failed.
+// and ends the environment failed. A failed resume suspends the database
+// again, its environment still suspended. Other kinds have nothing to undo:
+// they end failed.
 func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	env, db, t, err := s.envAndDatabase(ctx, op)
 	if err != nil {
@@ -473,10 +477,17 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
 	}
+	if op.Kind == OpResume {
+		// The environment stays suspended: so must its database, whatever
+		// the failed resume gave back.
+		if err := s.cutAccess(ctx, env, db, t); err != nil {
+			return err
+		}
+	}
 	prev := *op
 	err = s.tx(ctx, func(q Queries) error {
 		now := s.Now()
-		if op.Kind != OpRotate {
+		if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpDeprovision {
 			// A deprovisioning that failed half-way ends failed too: its
 			// credentials may be gone, and DELETE may be retried.
 			env.Status = StatusFailed

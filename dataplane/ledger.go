@@ -53,21 +53,25 @@ func createLedger(ctx context.Context, db *sql.DB, d drivers.Dialect) error {
 }
 
 // secureSystemStatement revokes, on PostgreSQL, every privilege that anyone
-// but its owner holds on the _envplane_* tables of the current schemas. The
-// driver's default privileges give readwrite and readonly rights on every
-// table the owner creates, these included; apps need none of them. It is
-// idempotent and repairs databases initialized before it existed.
+// but its owner holds on the _envplane_* tables of the current schemas,
+// except SELECT on the meta table for a grantee that holds nothing else on it
+// (the readonly scope, which may read whose the database is). The driver's
+// default privileges give readwrite and readonly rights on every table the
+// owner creates, these included; apps need no more. It is idempotent and
+// repairs databases initialized before it existed.
 const secureSystemStatement = `DO $$
 DECLARE r record;
 BEGIN
 	FOR r IN
-		SELECT DISTINCT c.oid::regclass AS rel, a.grantee
+		SELECT c.oid::regclass AS rel, a.grantee
 		FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
 		WHERE n.nspname = ANY (pg_catalog.current_schemas(false))
 		  AND c.relname LIKE '\_envplane\_%'
 		  AND a.grantee <> c.relowner
+		GROUP BY c.oid, c.relname, a.grantee
+		HAVING c.relname <> '` + MetaTable + `' OR bool_or(a.privilege_type <> 'SELECT')
 	LOOP
 		IF r.grantee = 0 THEN
 			EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
@@ -129,7 +133,7 @@ func readLedger(ctx context.Context, db *sql.DB) (map[key]Migration, error) {
 		if m.AppliedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
 			// The initializer writes RFC 3339 only: another value was
 			// written by someone else.
-			return nil, &TamperError{Problems: []string{fmt.Sprintf("the ledger row %s/%d has a malformed applied_at", m.Namespace, m.Version)}}
+			return nil, &TamperError{Problems: []string{"a ledger row has a malformed applied_at"}}
 		}
 		m.File = fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)
 		out[keyOf(m)] = m
