@@ -52,7 +52,7 @@ func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, 
 	if err != nil {
 		return nil, err
 	}
-	return s.finishSuspension(ctx, op, env, "the environment is suspended at the router, but its database could not be suspended; suspend again to retry")
+	return s.finishSuspension(ctx, op, env, "the environment is suspended at the router, but its database could not be suspended")
 }
 
 // ResumeEnvironment resumes a suspended environment (owner, admin): its
@@ -79,7 +79,7 @@ func (s *Service) ResumeEnvironment(ctx context.Context, p *Principal, orgRef, e
 	if err != nil {
 		return nil, err
 	}
-	return s.finishSuspension(ctx, op, env, "the environment's database could not be resumed, so it stays suspended")
+	return s.finishSuspension(ctx, op, env, "the environment stays suspended: its database could not be resumed")
 }
 
 // startSuspension records a suspend or resume operation, with write's rows,
@@ -102,19 +102,25 @@ func (s *Service) startSuspension(ctx context.Context, env *Environment, kind Op
 }
 
 // finishSuspension waits for op (the request's context bounds the wait; the
-// operation goes on without it) and answers the environment as stored then.
+// operation goes on without it) and answers the environment as stored then,
+// or EUNAVAILABLE with failure when op did not succeed (failed, or left
+// running for a reconciler to finish).
 func (s *Service) finishSuspension(ctx context.Context, op *Operation, env *Environment, failure string) (*EnvironmentView, error) {
 	select {
 	case <-s.start(op):
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, Errorf(EUNAVAILABLE, "%s yet: operation %s is still running", failure, op.ID).Wrap(ctx.Err())
 	}
 	done, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
 		return nil, err
 	}
-	if done.Status == OpFailed {
+	switch done.Status {
+	case OpSucceeded:
+	case OpFailed:
 		return nil, Errorf(EUNAVAILABLE, "%s (%s; operation %s)", failure, done.Error, done.ID)
+	default:
+		return nil, Errorf(EUNAVAILABLE, "%s yet (%s; operation %s is being retried)", failure, done.Error, done.ID)
 	}
 	now, err := s.Store.GetEnvironment(ctx, env.OrgID, env.ID)
 	if err != nil {
