@@ -5,7 +5,8 @@
 // Every operation takes a context and a request struct, so fields can be added
 // without breaking drivers, and every operation is idempotent: repeating it after
 // a crash finishes the job rather than failing. Optional capabilities (Cloner,
-// UsageReporter, HealthChecker) are small interfaces discovered by type assertion.
+// UsageReporter, HealthChecker, Suspender) are small interfaces discovered by
+// type assertion.
 //
 // Contract conditions are the sentinel errors below, checked with errors.Is. A
 // driver never logs a secret and never puts one in an error.
