@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -315,4 +316,30 @@ func TestSuspensionResumesAfterCrash(t *testing.T) {
 	if err := opens(); err != nil {
 		t.Fatalf("open after resume: %v", err)
 	}
+}
+
+// BenchmarkSuspendResume measures one suspend and one resume through the API,
+// database part included, on the SQLite target and on PostgreSQL with
+// passwords checked: how long an application is cut off at least, and how
+// soon after a resume request its credentials work again.
+func BenchmarkSuspendResume(b *testing.B) {
+	run := func(b *testing.B, h *harness, target string) {
+		h.org(b, "acme")
+		h.must(b, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "dev", "type": "development", "target": target})
+		path := "/v1/organizations/acme/environments/dev"
+		b.ResetTimer()
+		for b.Loop() {
+			h.must(b, http.StatusOK, h.admin, "POST", path+"/suspend", nil)
+			h.must(b, http.StatusOK, h.admin, "POST", path+"/resume", nil)
+		}
+	}
+	b.Run("sqlite", func(b *testing.B) { run(b, newHarness(b, withLogLevel(slog.LevelInfo)), "local") })
+	b.Run("postgres", func(b *testing.B) {
+		pg, err := pgdriver.New(context.Background(), pgdriver.Config{AdminURL: drivers.Secret(drivertest.PasswordPostgresURL(b)), AppSSLMode: "disable"})
+		if err != nil {
+			b.Fatalf("postgres driver: %v", err)
+		}
+		b.Cleanup(pg.Close)
+		run(b, newHarness(b, withLogLevel(slog.LevelInfo), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg})), "pg")
+	})
 }
