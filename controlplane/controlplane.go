@@ -244,8 +244,9 @@ const (
 	OpProvision   OperationKind = "provision"
 	OpDeprovision OperationKind = "deprovision"
 	OpRotate      OperationKind = "rotate"
-	OpMigrate     OperationKind = "migrate"
 	OpClone       OperationKind = "clone"
+	OpSuspend     OperationKind = "suspend"
+	OpResume      OperationKind = "resume"
 )
 
 // OperationStatus is where an operation is.

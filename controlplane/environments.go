@@ -252,8 +252,9 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 
 // cloneSource resolves and checks a create request's from_environment and
 // clone fields; nil when the request is not a clone. The source must be
-// visible to the caller and active or suspended; a production environment is
-// never made from a copy.
+// visible to the caller, active (ELOCKED while suspended: its database
+// refuses every credential) and untampered (ETAMPERED); a production
+// environment is never made from a copy.
 func (s *Service) cloneSource(ctx context.Context, a *access, req CreateEnvironmentRequest) (*cloneSource, error) {
 	if req.FromEnvironment == "" && req.Clone == "" {
 		return nil, nil
@@ -282,11 +283,17 @@ func (s *Service) cloneSource(ctx context.Context, a *access, req CreateEnvironm
 	if err := Authorize(sub, ActEnvRead, Resource{OrgID: a.org.ID, EnvironmentID: env.ID}); err != nil {
 		return nil, Invalid(FieldError{Field: "from_environment", Message: "no such environment"})
 	}
-	if env.Status != StatusActive && env.Status != StatusSuspended {
+	if env.Status == StatusSuspended {
+		return nil, Errorf(ELOCKED, "the source environment is suspended")
+	}
+	if env.Status != StatusActive {
 		return nil, Errorf(ECONFLICT, "the source environment is %s", env.Status)
 	}
-	db, err := s.Store.GetEnvironmentDatabase(ctx, env.ID)
+	db, t, err := s.databaseOf(ctx, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSchema(ctx, env, db, t); err != nil {
 		return nil, err
 	}
 	return &cloneSource{env: env, db: db, schemaOnly: req.Clone == "schema"}, nil
@@ -436,42 +443,6 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, e
 		return nil, nil, err
 	}
 	return op, s.start(op), nil
-}
-
-// SuspendEnvironment suspends an active environment (owner, admin): its
-// connection lookups answer ELOCKED until it is resumed. Idempotent.
-func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
-	return s.setSuspended(ctx, p, orgRef, envRef, StatusActive, StatusSuspended, "environment.suspended")
-}
-
-// ResumeEnvironment resumes a suspended environment (owner, admin). Idempotent.
-func (s *Service) ResumeEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
-	return s.setSuspended(ctx, p, orgRef, envRef, StatusSuspended, StatusActive, "environment.resumed")
-}
-
-func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef string, from, to EnvironmentStatus, action string) (*EnvironmentView, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
-	if err != nil {
-		return nil, err
-	}
-	env := a.env
-	if env.Status != to {
-		if env.Status != from {
-			return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
-		}
-		env.Status = to
-		env.UpdatedAt = s.Now()
-		err = s.tx(ctx, func(q Queries) error {
-			if err := q.SetEnvironmentStatus(ctx, env, from); err != nil {
-				return err
-			}
-			return s.audit(ctx, q, p, env.OrgID, env.ID, action, env.ID, nil)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return s.withDatabase(ctx, env)
 }
 
 // ListOperations lists, newest first, the operations of the organization's

@@ -16,6 +16,7 @@ const (
 	EFORBIDDEN    = "forbidden"          // 403: visible, but the role is not enough
 	ENOTFOUND     = "not_found"          // 404: absent, in another org, or not visible
 	ECONFLICT     = "conflict"           // 409: taken, protected, last owner, operation running
+	ETAMPERED     = "tampered"           // 409: a database's system tables were changed outside envplane
 	ELOCKED       = "locked"             // 423: the environment is suspended
 	ETOOMANY      = "too_many"           // 429: quota or rate
 	EUNAVAILABLE  = "unavailable"        // 503: a target cannot be reached or has no room

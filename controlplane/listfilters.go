@@ -57,7 +57,7 @@ func (f OperationListFilter) Validate() error {
 		fields = append(fields, FieldError{Field: "status", Message: "must be one of " + joinValues(operationStatuses())})
 	}
 	if f.Kind != "" && !f.Kind.Valid() {
-		fields = append(fields, FieldError{Field: "kind", Message: "must be one of " + joinValues(operationKinds())})
+		fields = append(fields, FieldError{Field: "kind", Message: "must be one of " + joinValues(OperationKinds())})
 	}
 	if fields != nil {
 		return Invalid(fields...)
@@ -83,8 +83,9 @@ func operationStatuses() []OperationStatus {
 	return []OperationStatus{OpPending, OpRunning, OpSucceeded, OpFailed}
 }
 
-func operationKinds() []OperationKind {
-	return []OperationKind{OpProvision, OpDeprovision, OpRotate, OpMigrate, OpClone}
+// OperationKinds lists every kind of operation.
+func OperationKinds() []OperationKind {
+	return []OperationKind{OpProvision, OpDeprovision, OpRotate, OpClone, OpSuspend, OpResume}
 }
 
 // Valid reports whether s is a known environment status.
@@ -94,7 +95,7 @@ func (s EnvironmentStatus) Valid() bool { return slices.Contains(environmentStat
 func (s OperationStatus) Valid() bool { return slices.Contains(operationStatuses(), s) }
 
 // Valid reports whether k is a known operation kind.
-func (k OperationKind) Valid() bool { return slices.Contains(operationKinds(), k) }
+func (k OperationKind) Valid() bool { return slices.Contains(OperationKinds(), k) }
 
 func joinValues[T ~string](values []T) string {
 	s := make([]string, len(values))

@@ -185,6 +185,10 @@ type SchemaStatus struct {
 	Applied       []SchemaMigration `json:"applied"`
 	Pending       []SchemaMigration `json:"pending"`
 	Drift         []SchemaMigration `json:"drift"`
+	// Tampered lists what in the database's system tables was changed
+	// outside envplane; migrations are refused (409 tampered) while it is
+	// not empty.
+	Tampered []string `json:"tampered,omitempty"`
 }
 
 // Me answers GET /v1/me.

@@ -317,17 +317,12 @@ func (s *Service) rotateStep(ctx context.Context, op *Operation) error {
 			}
 		}
 	}
-	for _, scope := range drivers.Scopes() {
-		if _, err := s.activeCredential(ctx, db, scope); err == nil {
-			continue
-		} else if !IsCode(err, EUNAVAILABLE) {
-			return err
-		}
-		slot, from, err := s.reissueSlot(ctx, db, scope)
-		if err != nil {
-			return err
-		}
-		if _, err := s.issue(ctx, env, db, t, scope, slot, from); err != nil {
+	if err := s.issueMissing(ctx, env, db, t); err != nil {
+		return err
+	}
+	if env.Status == StatusSuspended {
+		// What this rotation issued must not open a suspended database.
+		if err := s.cutAccess(ctx, env, db, t); err != nil {
 			return err
 		}
 	}
@@ -420,6 +415,26 @@ func (s *Service) markAllRevoked(ctx context.Context, env *Environment, db *Data
 		}
 		return s.changed(ctx, q, env.OrgID)
 	})
+}
+
+// issueMissing issues an active credential for every scope that has none.
+// Idempotent: a scope that has one is left alone.
+func (s *Service) issueMissing(ctx context.Context, env *Environment, db *Database, t *Target) error {
+	for _, scope := range drivers.Scopes() {
+		if _, err := s.activeCredential(ctx, db, scope); err == nil {
+			continue
+		} else if !IsCode(err, EUNAVAILABLE) {
+			return err
+		}
+		slot, from, err := s.reissueSlot(ctx, db, scope)
+		if err != nil {
+			return err
+		}
+		if _, err := s.issue(ctx, env, db, t, scope, slot, from); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reissueSlot picks the slot for a scope that has no active credential: the

@@ -332,6 +332,8 @@ func (s *Service) step(ctx context.Context, op *Operation) error {
 		return s.deprovisionStep(ctx, op)
 	case OpRotate:
 		return s.rotateStep(ctx, op)
+	case OpSuspend, OpResume:
+		return s.suspensionStep(ctx, op)
 	}
 	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
 }
@@ -521,13 +523,15 @@ func (s *Service) deprovisionStep(ctx context.Context, op *Operation) error {
 	return Errorf(EINTERNAL, "unknown deprovisioning step %q", op.Step)
 }
 
-// compensate ends an operation that ran out of attempts or time. First the
-// environment ends failed with the reason, at once, so nobody waits on a
-// target that is down (a provisioning or a deprovisioning that failed
-// half-way: its credentials may be gone, and DELETE may be retried); that
-// is the one audit event. Then a provisioning's leftovers (credentials,
-// database) are removed from the target, which may fail and be retried by
-// the reconciler; the operation ends failed once that is done.
+// compensate ends an operation that ran out of attempts or time. First a
+// provisioning, clone or deprovisioning ends its environment failed with the
+// reason, at once, so nobody waits on a target that is down (a
+// deprovisioning that failed half-way: its credentials may be gone, and
+// DELETE may be retried); that is the one audit event. Then a provisioning's
+// leftovers (credentials, database) are removed from the target, and a
+// failed resume suspends the database again, its environment still
+// suspended; either may fail and be retried by the reconciler. The
+// operation ends failed once that is done.
 func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	env, db, t, err := s.envAndDatabase(ctx, op)
 	if err != nil {
@@ -536,7 +540,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	if op.Step == stepCompensate {
 		prev := *op
 		err := s.tx(ctx, func(q Queries) error {
-			if op.Kind != OpRotate {
+			if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpDeprovision {
 				env.Status = StatusFailed
 				env.Error = op.Error
 				env.UpdatedAt = s.Now()
@@ -564,6 +568,13 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		}
 		if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
 			return fmt.Errorf("cannot drop database: %w", err)
+		}
+	}
+	if op.Kind == OpResume {
+		// The environment stays suspended: so must its database, whatever
+		// the failed resume gave back.
+		if err := s.cutAccess(ctx, env, db, t); err != nil {
+			return err
 		}
 	}
 	prev := *op

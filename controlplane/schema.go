@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/envplane/envplane/dataplane"
@@ -19,8 +20,9 @@ func (s *Service) SchemaStatus(ctx context.Context, p *Principal, orgRef, envRef
 }
 
 // MigrateSchema applies pending migrations (owner, admin, env_admin,
-// env_maker). Drift is ECONFLICT and applies nothing; a failing migration is
-// EINVALID naming the file.
+// env_maker). Drift is ECONFLICT and system tables changed outside envplane
+// ETAMPERED, and both apply nothing; a failing migration is EINVALID naming
+// the file; a suspended environment is ELOCKED.
 func (s *Service) MigrateSchema(ctx context.Context, p *Principal, orgRef, envRef string) (*SchemaStatus, error) {
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActSchemaMigrate)
 	if err != nil {
@@ -36,10 +38,11 @@ func (s *Service) MigrateSchema(ctx context.Context, p *Principal, orgRef, envRe
 	return st, nil
 }
 
-// schema reads (and with apply, first migrates) the environment's database.
+// schema reads (and with apply, first migrates) the environment's database,
+// after checking it against what the control plane recorded (tampering).
 func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*SchemaStatus, error) {
-	if env.Status != StatusActive && env.Status != StatusSuspended {
-		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
+	if err := openable(env); err != nil {
+		return nil, err
 	}
 	db, t, err := s.databaseOf(ctx, env)
 	if err != nil {
@@ -50,10 +53,24 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 		return nil, err
 	}
 	defer conn.DB.Close()
+	verr := s.Schema.Verify(ctx, conn.DB, conn.Dialect, expected(env, db))
+	findings, isTamper := tamperFindings(verr)
+	switch {
+	case verr == nil:
+	case isTamper && !apply:
+		// Reading the status reports what was found; migrating refuses.
+	case isTamper:
+		return nil, tampered(findings, verr)
+	default:
+		return nil, verr
+	}
 	if apply {
 		res, err := s.Schema.Apply(ctx, conn.DB, conn.Dialect, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID})
 		var drift *dataplane.DriftError
 		var failed *dataplane.MigrationError
+		if found, ok := tamperFindings(err); ok {
+			return nil, tampered(found, err)
+		}
 		switch {
 		case errors.As(err, &drift):
 			return nil, Errorf(ECONFLICT, "%s", drift.Error())
@@ -70,6 +87,9 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 		}
 	}
 	st, err := s.Schema.Status(ctx, conn.DB, conn.Dialect)
+	if found, ok := tamperFindings(err); ok {
+		return nil, tampered(found, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +103,8 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 	for _, d := range st.Drift {
 		out.Drift = append(out.Drift, schemaMigration(d.Applied))
 	}
+	// Verify's findings include what Status finds in the database alone.
+	out.Tampered = findings
 	return out, nil
 }
 
@@ -93,4 +115,59 @@ func schemaMigration(m dataplane.Migration) SchemaMigration {
 		sm.AppliedAt = &t
 	}
 	return sm
+}
+
+// openable returns nil when the environment's database may be opened by the
+// control plane: ELOCKED while suspended (the database refuses every
+// credential then, the admin's included), ECONFLICT in any other state but active.
+func openable(env *Environment) error {
+	switch env.Status {
+	case StatusActive:
+		return nil
+	case StatusSuspended:
+		return Errorf(ELOCKED, "the environment is suspended")
+	}
+	return Errorf(ECONFLICT, "the environment is %s", env.Status)
+}
+
+// expected is what the control plane recorded of an environment's database,
+// for the schema initializer's tamper check.
+func expected(env *Environment, db *Database) dataplane.Expected {
+	return dataplane.Expected{Owner: dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}, SchemaVersion: db.SchemaVersion}
+}
+
+// tamperFindings returns what the schema initializer found changed outside
+// envplane, and whether err says so: a TamperError, or a meta row naming
+// another owner (the control plane made this database for this
+// environment, so only a write behind its back can change the row).
+func tamperFindings(err error) ([]string, bool) {
+	var t *dataplane.TamperError
+	var owner *dataplane.OwnerMismatchError
+	switch {
+	case errors.As(err, &t):
+		return t.Problems, true
+	case errors.As(err, &owner):
+		return []string{"the " + dataplane.MetaTable + " row names another environment"}, true
+	}
+	return nil, false
+}
+
+// tampered is the ETAMPERED answer for findings; the cause is kept for logs.
+func tampered(findings []string, cause error) *Error {
+	return Errorf(ETAMPERED, "the database's system tables were changed outside envplane: %s", strings.Join(findings, "; ")).Wrap(cause)
+}
+
+// checkSchema returns ETAMPERED when the environment's database no longer
+// matches what the control plane recorded of it (see schema).
+func (s *Service) checkSchema(ctx context.Context, env *Environment, db *Database, t *Target) error {
+	conn, err := s.openAdmin(ctx, db, t)
+	if err != nil {
+		return err
+	}
+	defer conn.DB.Close()
+	err = s.Schema.Verify(ctx, conn.DB, conn.Dialect, expected(env, db))
+	if found, ok := tamperFindings(err); ok {
+		return tampered(found, err)
+	}
+	return err
 }

@@ -80,6 +80,9 @@ type Status struct {
 	SchemaVersion int64
 	// Owner is what the database's meta row says; zero before the first Apply.
 	Owner Owner
+	// Tampered lists what in the system objects was changed behind the
+	// initializer's back (see TamperError); empty when nothing was.
+	Tampered []string
 }
 
 // DriftError is returned by Apply when an applied migration's file changed
@@ -115,6 +118,34 @@ func (e *MigrationError) Error() string {
 
 // Unwrap returns the engine's error.
 func (e *MigrationError) Unwrap() error { return e.Err }
+
+// TamperError is returned when a database's system objects were changed by
+// something other than the initializer: ledger rows deleted or altered, the
+// meta row removed. Engines that cannot refuse an app's credential this
+// (SQLite, libSQL) are checked on every run; on PostgreSQL apps hold no
+// privilege on them. Nothing was applied. Find it with errors.As.
+type TamperError struct {
+	// Problems says what was found, one finding each, naming system
+	// objects and migration files only.
+	Problems []string
+}
+
+// Error lists the findings.
+func (e *TamperError) Error() string {
+	return "system objects tampered with: " + strings.Join(e.Problems, "; ")
+}
+
+// Expected is what the control plane recorded of a database after the last
+// Apply that succeeded on it, kept where no credential of the database
+// reaches, so that Verify can tell tampering from a database never
+// initialized.
+type Expected struct {
+	// Owner is the environment and organization the meta row must name.
+	Owner Owner
+	// SchemaVersion is the app schema version that Apply reported; the
+	// ledger can only have grown since.
+	SchemaVersion int64
+}
 
 // OwnerMismatchError is returned by Apply when the database belongs to
 // another environment or organization than the one asked for: nothing was

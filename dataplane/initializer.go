@@ -73,6 +73,11 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 	if err != nil {
 		return Result{}, err
 	}
+	if problems, err := tampering(ctx, db, dialect, applied, system); err != nil {
+		return Result{}, err
+	} else if len(problems) > 0 {
+		return Result{}, &TamperError{Problems: problems}
+	}
 	if drift := findDrift(applied, system, app); len(drift) > 0 {
 		return Result{}, &DriftError{Drift: drift}
 	}
@@ -100,6 +105,9 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 		return nil
 	}
 	if err := run(system); err != nil {
+		return res, err
+	}
+	if err := secureSystemTables(ctx, db, dialect); err != nil {
 		return res, err
 	}
 	if !owned {
@@ -157,7 +165,58 @@ func (in *Initializer) Status(ctx context.Context, db *sql.DB, dialect drivers.D
 	if st.Owner, _, err = readOwner(ctx, db, dialect); err != nil {
 		return Status{}, err
 	}
+	if st.Tampered, err = tampering(ctx, db, dialect, applied, system); err != nil {
+		return Status{}, err
+	}
 	return st, nil
+}
+
+// Verify checks a database that Apply initialized before against what the
+// control plane recorded then: the meta row must name want.Owner, the ledger
+// must hold at least want.SchemaVersion, and its system rows must match
+// envplane's own migrations. It returns a *TamperError listing what does not
+// hold, or an *OwnerMismatchError when the meta row names another owner; it
+// writes nothing. An unknown dialect is drivers.ErrUnsupported.
+func (in *Initializer) Verify(ctx context.Context, db *sql.DB, dialect drivers.Dialect, want Expected) error {
+	if _, err := executorFor(dialect); err != nil {
+		return err
+	}
+	system, _, err := in.load()
+	if err != nil {
+		return err
+	}
+	var applied map[key]Migration
+	if ok, err := tableExists(ctx, db, dialect, LedgerTable); err != nil {
+		return err
+	} else if ok {
+		if applied, err = readLedger(ctx, db); err != nil {
+			return err
+		}
+	}
+	problems, err := tampering(ctx, db, dialect, applied, system)
+	if err != nil {
+		return err
+	}
+	if applied == nil {
+		problems = append(problems, "the "+LedgerTable+" table is gone")
+	}
+	if v := schemaVersion(applied); v < want.SchemaVersion {
+		problems = append(problems, fmt.Sprintf("the ledger records app version %d, but version %d was applied: its rows were deleted", v, want.SchemaVersion))
+	}
+	got, owned, err := readOwner(ctx, db, dialect)
+	if err != nil {
+		return err
+	}
+	if !owned {
+		problems = append(problems, "the "+MetaTable+" row is gone")
+	}
+	if len(problems) > 0 {
+		return &TamperError{Problems: problems}
+	}
+	if got != want.Owner {
+		return &OwnerMismatchError{Want: want.Owner, Got: got}
+	}
+	return nil
 }
 
 func (in *Initializer) now() time.Time {
@@ -246,6 +305,45 @@ func pending(applied map[key]Migration, ms []migration) []migration {
 		}
 	}
 	return out
+}
+
+// tampering returns what in the system objects something other than the
+// initializer changed, judged from the database alone: a system ledger row
+// whose checksum differs from envplane's embedded file (those files never
+// change in place), a system row missing below one that is present, or the
+// meta table present while the ledger does not record the migration that
+// creates it (each migration and its ledger row commit together, so only a
+// deletion parts them).
+func tampering(ctx context.Context, db *sql.DB, d drivers.Dialect, applied map[key]Migration, system []migration) ([]string, error) {
+	var out []string
+	var top int64
+	for k := range applied {
+		if k.namespace == NamespaceSystem && k.version > top {
+			top = k.version
+		}
+	}
+	for _, m := range system {
+		a, ok := applied[keyOf(m.Migration)]
+		switch {
+		case ok && a.Checksum != m.Checksum:
+			out = append(out, "the ledger row of system/"+m.File+" was altered")
+		case !ok && m.Version < top:
+			out = append(out, "the ledger row of system/"+m.File+" was deleted")
+		}
+	}
+	// The first system migration creates the meta table.
+	if len(system) > 0 {
+		if _, ok := applied[keyOf(system[0].Migration)]; !ok {
+			exists, err := tableExists(ctx, db, d, MetaTable)
+			if err != nil {
+				return nil, err
+			}
+			if exists {
+				out = append(out, MetaTable+" exists but the ledger does not record system/"+system[0].File+": its rows were deleted")
+			}
+		}
+	}
+	return out, nil
 }
 
 // findDrift returns the applied migrations whose file now has another

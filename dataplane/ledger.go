@@ -42,8 +42,54 @@ func createLedger(ctx context.Context, db *sql.DB, d drivers.Dialect) error {
 	if _, err := tx.ExecContext(ctx, ledgerSchema); err != nil {
 		return fmt.Errorf("cannot create migration ledger: %w", err)
 	}
+	// In the creating transaction, so no app ever holds a right on it.
+	if _, err := tx.ExecContext(ctx, secureSystemStatement); err != nil {
+		return fmt.Errorf("cannot secure the migration ledger: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot create migration ledger: %w", err)
+	}
+	return nil
+}
+
+// secureSystemStatement revokes, on PostgreSQL, every privilege that anyone
+// but its owner holds on the _envplane_* tables of the current schemas,
+// except SELECT on the meta table for a grantee that holds nothing else on it
+// (the readonly scope, which may read whose the database is). The driver's
+// default privileges give readwrite and readonly rights on every table the
+// owner creates, these included; apps need no more. It is idempotent and
+// repairs databases initialized before it existed.
+const secureSystemStatement = `DO $$
+DECLARE r record;
+BEGIN
+	FOR r IN
+		SELECT c.oid::regclass AS rel, a.grantee
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+		WHERE n.nspname = ANY (pg_catalog.current_schemas(false))
+		  AND c.relname LIKE '\_envplane\_%'
+		  AND a.grantee <> c.relowner
+		GROUP BY c.oid, c.relname, a.grantee
+		HAVING c.relname <> '` + MetaTable + `' OR bool_or(a.privilege_type <> 'SELECT')
+	LOOP
+		IF r.grantee = 0 THEN
+			EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
+		ELSE
+			EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %I', r.rel, pg_catalog.pg_get_userbyid(r.grantee));
+		END IF;
+	END LOOP;
+END $$`
+
+// secureSystemTables leaves the system tables to their owner where the
+// engine can refuse everyone else (PostgreSQL). SQLite and libSQL cannot:
+// there tampering is detected instead (tampering, Verify).
+func secureSystemTables(ctx context.Context, db *sql.DB, d drivers.Dialect) error {
+	if d != drivers.DialectPostgres {
+		return nil
+	}
+	if _, err := db.ExecContext(ctx, secureSystemStatement); err != nil {
+		return fmt.Errorf("cannot secure the system tables: %w", err)
 	}
 	return nil
 }
@@ -85,7 +131,9 @@ func readLedger(ctx context.Context, db *sql.DB) (map[key]Migration, error) {
 			return nil, fmt.Errorf("cannot read migration ledger: %w", err)
 		}
 		if m.AppliedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
-			return nil, fmt.Errorf("migration ledger: %s/%d has a malformed applied_at: %w", m.Namespace, m.Version, err)
+			// The initializer writes RFC 3339 only: another value was
+			// written by someone else.
+			return nil, &TamperError{Problems: []string{"a ledger row has a malformed applied_at"}}
 		}
 		m.File = fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)
 		out[keyOf(m)] = m

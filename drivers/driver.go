@@ -5,7 +5,8 @@
 // Every operation takes a context and a request struct, so fields can be added
 // without breaking drivers, and every operation is idempotent: repeating it after
 // a crash finishes the job rather than failing. Optional capabilities (Cloner,
-// UsageReporter, HealthChecker) are small interfaces discovered by type assertion.
+// UsageReporter, HealthChecker, Suspender) are small interfaces discovered by
+// type assertion.
 //
 // Contract conditions are the sentinel errors below, checked with errors.Is. A
 // driver never logs a secret and never puts one in an error.
@@ -309,4 +310,47 @@ type UsageReporter interface {
 type HealthChecker interface {
 	// Health returns nil when the target is reachable, an error wrapping ErrUnavailable otherwise.
 	Health(ctx context.Context) error
+}
+
+// SuspendDatabaseRequest asks for every credential of a database to stop
+// working until ResumeDatabase.
+type SuspendDatabaseRequest struct {
+	Database Database
+}
+
+// SuspendDatabaseResponse says what the suspension did to the credentials.
+type SuspendDatabaseResponse struct {
+	// CredentialsRevoked is true when the engine cannot keep credentials
+	// for later and destroyed them all (Turso invalidates every token of
+	// the database): the caller records them revoked and issues new ones
+	// after ResumeDatabase.
+	CredentialsRevoked bool
+}
+
+// ResumeDatabaseRequest asks for a suspended database's credentials to work again.
+type ResumeDatabaseRequest struct {
+	Database Database
+	// Credentials are the ones to restore, by scope, slot and username (no
+	// secret is needed): the caller's live credentials. Any other stays refused.
+	Credentials []Credential
+}
+
+// ResumeDatabaseResponse is empty today.
+type ResumeDatabaseResponse struct{}
+
+// Suspender is implemented by drivers that can cut a database's access where
+// the data lives, not only at the router. Both methods are idempotent, so an
+// operation retried after a crash converges.
+type Suspender interface {
+	// SuspendDatabase makes every credential of the database stop working
+	// and ends their sessions where the engine has any. A credential
+	// issued afterwards may work (PostgreSQL's IssueCredential enables its
+	// role's login, a Turso token minted later is valid): a caller that
+	// issues while suspended suspends again. Absent is success.
+	SuspendDatabase(ctx context.Context, req SuspendDatabaseRequest) (SuspendDatabaseResponse, error)
+
+	// ResumeDatabase makes req.Credentials work again, with the secrets
+	// they had, unless SuspendDatabase said it revoked them. ErrNotFound
+	// if the database is absent.
+	ResumeDatabase(ctx context.Context, req ResumeDatabaseRequest) (ResumeDatabaseResponse, error)
 }

@@ -207,7 +207,9 @@ func testListFilters(t *testing.T, opts ...harnessOption) {
 		want  []string
 	}{
 		{"environment=pr-1", []string{pr1.ID + "/provision"}},
-		{"environment=" + pr2.ID + "&status=succeeded", []string{pr2.ID + "/provision"}},
+		// pr-2 was suspended: suspension is an operation too.
+		{"environment=" + pr2.ID + "&status=succeeded", []string{pr2.ID + "/suspend", pr2.ID + "/provision"}},
+		{"kind=suspend", []string{pr2.ID + "/suspend"}},
 		{"kind=deprovision", []string{stage.ID + "/deprovision"}},
 		{"kind=deprovision&status=failed", nil},
 	} {
@@ -270,7 +272,7 @@ func TestOpenAPIDescribesLocationAndFilters(t *testing.T) {
 	if got := enumOf(ops, "status"); !slices.Contains(got, any("running")) || len(got) != 4 {
 		t.Errorf("operations ?status enum = %v", got)
 	}
-	if got := enumOf(ops, "kind"); !slices.Contains(got, any("deprovision")) || len(got) != 5 {
+	if got := enumOf(ops, "kind"); !slices.Contains(got, any("suspend")) || len(got) != len(cp.OperationKinds()) {
 		t.Errorf("operations ?kind enum = %v", got)
 	}
 }

@@ -40,7 +40,7 @@ func codeStatus(code string) int {
 		return http.StatusForbidden
 	case cp.ENOTFOUND:
 		return http.StatusNotFound
-	case cp.ECONFLICT:
+	case cp.ECONFLICT, cp.ETAMPERED:
 		return http.StatusConflict
 	case cp.ELOCKED:
 		return http.StatusLocked

@@ -62,9 +62,10 @@ type Harness struct {
 	// password logins only, so a trusting server does not enforce it.)
 	EnforcesExpiry bool
 
-	// EndsSessionsOnRevoke is true when RevokeCredential also breaks pools
-	// opened with the credential before it was revoked (PostgreSQL terminates
-	// the backends). A SQLite file has no sessions to end.
+	// EndsSessionsOnRevoke is true when RevokeCredential and
+	// SuspendDatabase also break pools opened with a credential before
+	// (PostgreSQL terminates the backends). A SQLite file has no sessions
+	// to end.
 	EndsSessionsOnRevoke bool
 
 	// RevokeInvalidatesAllSlots is true when the engine cannot revoke one
@@ -107,6 +108,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Descriptor", s.testDescriptor)
 	t.Run("DescriptorDoesNoIO", s.testDescriptorNoIO)
 	t.Run("SecretsDoNotPrint", s.testSecretsDoNotPrint)
+	t.Run("SuspendStopsEveryCredential", s.testSuspendStopsEveryCredential)
+	t.Run("ResumeRestoresAccess", s.testResumeRestoresAccess)
+	t.Run("IssueWhileSuspended", s.testIssueWhileSuspended)
+	t.Run("SuspendMissingDatabase", s.testSuspendMissing)
 }
 
 // NewDatabaseName returns a fresh generated database name, "env_" and 26

@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS registry (
 	id   INTEGER PRIMARY KEY CHECK (id = 1),
 	name TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suspension (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	suspended_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS credentials (
 	scope        TEXT NOT NULL,
 	slot         TEXT NOT NULL,
@@ -115,14 +119,20 @@ func (d *Driver) verify(ctx context.Context, p paths, c drivers.Credential) erro
 		return fmt.Errorf("database %s: %w", p.name, drivers.ErrNotFound)
 	}
 	var (
-		sum     []byte
-		expires sql.NullInt64
+		sum       []byte
+		expires   sql.NullInt64
+		suspended bool
 	)
 	err := withRegistry(p, func(reg *sql.DB) error {
-		return reg.QueryRowContext(ctx, `
+		err := reg.QueryRowContext(ctx, `
 			SELECT c.token_sha256, c.expires_at FROM credentials c JOIN registry r ON r.id = 1
 			WHERE r.name = ? AND c.scope = ? AND c.slot = ?`,
 			p.name, string(c.Scope), string(c.Slot)).Scan(&sum, &expires)
+		if err != nil {
+			return err
+		}
+		suspended, err = isSuspended(ctx, reg)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("database %s, %s/%s: no such credential: %w", p.name, c.Scope, c.Slot, drivers.ErrDenied)
@@ -133,6 +143,9 @@ func (d *Driver) verify(ctx context.Context, p paths, c drivers.Credential) erro
 	given := sha256.Sum256([]byte(c.Secret.Reveal()))
 	if subtle.ConstantTimeCompare(given[:], sum) != 1 {
 		return fmt.Errorf("database %s, %s/%s: wrong secret: %w", p.name, c.Scope, c.Slot, drivers.ErrDenied)
+	}
+	if suspended {
+		return fmt.Errorf("database %s is suspended: %w", p.name, drivers.ErrDenied)
 	}
 	if expires.Valid && !d.now().Before(time.Unix(0, expires.Int64)) {
 		return fmt.Errorf("database %s, %s/%s: credential expired: %w", p.name, c.Scope, c.Slot, drivers.ErrDenied)

@@ -71,7 +71,7 @@ func testListOperations(t *testing.T, s controlplane.Store) {
 	ctx := t.Context()
 	a, b := newOrg(t, s, "a"), newOrg(t, s, "b")
 	e1, e2, eB := newEnv(t, s, a, "one"), newEnv(t, s, a, "two"), newEnv(t, s, b, "one")
-	kinds := []controlplane.OperationKind{controlplane.OpProvision, controlplane.OpRotate, controlplane.OpMigrate}
+	kinds := []controlplane.OperationKind{controlplane.OpProvision, controlplane.OpRotate, controlplane.OpClone}
 	var all, ofE1, failed, rotationsOfE2 []string
 	for i := range 10 {
 		e := e1
