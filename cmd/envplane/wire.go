@@ -202,7 +202,14 @@ func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() t
 		if err != nil {
 			return nil, err
 		}
-		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token), Now: now})
+		var databaseURL func(hostname string) string
+		if tc.DatabaseURL != "" {
+			if !strings.Contains(tc.DatabaseURL, "{hostname}") {
+				return nil, errors.New("turso.database_url must contain {hostname}")
+			}
+			databaseURL = func(hostname string) string { return strings.ReplaceAll(tc.DatabaseURL, "{hostname}", hostname) }
+		}
+		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token), DatabaseURL: databaseURL, Now: now})
 	}
 	return nil, fmt.Errorf("unknown driver %q", tc.Driver)
 }
@@ -252,6 +259,10 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		return nil, fmt.Errorf("default_target %q is not among the targets", cfg.DefaultTarget)
 	}
 	svc.Logger = logger
+	if err := configureOperations(svc, cfg.Operations); err != nil {
+		return nil, err
+	}
+	svc.CrashPoint = crashHook(logger)
 	svc.Grace = cfg.Rotation.Grace
 	svc.MaxLiveCredentials = cfg.Rotation.MaxLiveCredentials
 	svc.MaxIssuedPerHour = cfg.Rotation.MaxIssuedPerHour
@@ -274,6 +285,19 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		svc.Schema.App = os.DirFS(cfg.AppMigrations)
 	}
 	return &app{cfg: cfg, logger: logger, store: store, svc: svc}, nil
+}
+
+// configureOperations applies the operation leases, refusing a renewal too
+// slow to keep a lease.
+func configureOperations(svc *cp.Service, oc OperationsConfig) error {
+	switch {
+	case oc.Lease <= 0 || oc.LeaseRenewal <= 0:
+		return errors.New("operations.lease and operations.lease_renewal must be positive")
+	case oc.LeaseRenewal > oc.Lease/2:
+		return errors.New("operations.lease_renewal must be at most half of operations.lease")
+	}
+	svc.Lease, svc.LeaseRenewal = oc.Lease, oc.LeaseRenewal
+	return nil
 }
 
 // configureRouter applies the router's settings, refusing those that would
