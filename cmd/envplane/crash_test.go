@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,6 +69,8 @@ type crashTarget struct {
 	// others lists what the target holds that is not one of names (SQLite
 	// files, Turso databases); nil where the target is shared (PostgreSQL).
 	others func(t *testing.T, names []string) []string
+	// cleanup removes what the test left on a shared target.
+	cleanup func(t *testing.T, names []string)
 }
 
 func TestCrashConvergence(t *testing.T) {
@@ -175,6 +178,30 @@ func postgresCrashTarget(t *testing.T) crashTarget {
 			}
 			return out
 		},
+		cleanup: func(t *testing.T, names []string) {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, admin)
+			if err != nil {
+				t.Errorf("cleanup: %v", err)
+				return
+			}
+			defer conn.Close(ctx)
+			for _, n := range names {
+				if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+				rows, _ := conn.Query(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname DESC", n)
+				roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+				for _, role := range roles {
+					if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()); err != nil {
+						t.Errorf("cleanup: %v", err)
+					}
+				}
+			}
+		},
 	}
 }
 
@@ -248,6 +275,11 @@ targets:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if tg.cleanup != nil {
+			tg.cleanup(t, slices.Collect(maps.Values(r.databases)))
+		}
+	})
+	t.Cleanup(func() {
 		if r.srv != nil {
 			r.srv.stop(t)
 		}
@@ -258,7 +290,9 @@ targets:
 		t.Fatalf("admin token: %v", err)
 	}
 	r.token = strings.TrimSpace(string(token))
-	r.call(http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, nil)
+	var org cp.CreateOrganizationResponse
+	r.call(http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, &org)
+	r.databases["default"] = org.DefaultEnvironment.Database.DatabaseName
 	r.create("src", nil)
 	r.create("rot", nil)
 
@@ -281,7 +315,8 @@ targets:
 						r.send("POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "development", "from_environment": "src", "clone": "full"})
 					}
 				case cp.OpDeprovision:
-					r.create(slug, nil)
+					// The environments the provisioning points made.
+					slug = fmt.Sprintf("%s-%d-%s", cp.OpProvision, i, phase)
 					request = func() { r.send("DELETE", "/v1/organizations/acme/environments/"+slug, nil) }
 				case cp.OpRotate:
 					slug = "rot"
@@ -598,8 +633,15 @@ func (r *crashRun) checkSteps() {
 				Operation string `json:"operation"`
 				Step      string `json:"step"`
 				OK        bool   `json:"ok"`
+				Err       string `json:"err"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil || line.Msg != "operation step" || !line.OK {
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.Msg == "operation step failed" {
+				r.t.Logf("retried: %s %s: %s", line.Operation, line.Step, line.Err)
+			}
+			if line.Msg != "operation step" || !line.OK {
 				continue
 			}
 			if done[line.Operation] == nil {
