@@ -616,9 +616,16 @@ type stepCheck struct {
 }
 
 // checkSteps: across every process that ran it, each step of a succeeded
-// operation ran to completion exactly once.
+// operation ran to completion exactly once. And no log holds a secret the
+// processes were given.
 func (r *crashRun) checkSteps() {
 	r.t.Helper()
+	secrets := []string{r.token}
+	for _, kv := range r.target.env {
+		if _, v, _ := strings.Cut(kv, "="); strings.Contains(kv, "TOKEN") && v != "" {
+			secrets = append(secrets, v)
+		}
+	}
 	done := map[string]map[string]int{}
 	for _, path := range r.logs {
 		f, err := os.Open(path)
@@ -628,6 +635,11 @@ func (r *crashRun) checkSteps() {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			for _, secret := range secrets {
+				if bytes.Contains(sc.Bytes(), []byte(secret)) {
+					r.t.Errorf("%s logs a secret it was given", filepath.Base(path))
+				}
+			}
 			var line struct {
 				Msg       string `json:"msg"`
 				Operation string `json:"operation"`
