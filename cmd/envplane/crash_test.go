@@ -27,15 +27,6 @@ import (
 	"github.com/envplane/envplane/drivers/turso/tursotest"
 )
 
-// The crash test runs the real `envplane serve`, built with -tags
-// crashpoints, and kills it (SIGKILL, from inside, at the exact point) at
-// every named crash point of provisioning, cloning, deletion and rotation
-// on each driver; then it restarts the server and checks that the
-// operation converged: the environment ends active (or failed, with its
-// error) or deleted, nothing stays provisioning or deleting, every step
-// ran to completion exactly once, and no database, role, file or token is
-// left behind.
-
 // sagaSteps are the steps of each operation kind, in order.
 var sagaSteps = []struct {
 	kind  cp.OperationKind
@@ -73,6 +64,14 @@ type crashTarget struct {
 	cleanup func(t *testing.T, names []string)
 }
 
+// TestCrashConvergence runs the real `envplane serve`, built with -tags
+// crashpoints, and kills it (SIGKILL, from inside, at the exact point) at
+// every named crash point of provisioning, cloning, deletion and rotation
+// on each driver; then it restarts the server and checks that the
+// operation converged: the environment ends active (or failed, with its
+// error) or deleted, nothing stays provisioning or deleting, every step
+// ran to completion exactly once, and no database, role, file or token is
+// left behind.
 func TestCrashConvergence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the envplane binary")
@@ -254,6 +253,8 @@ type crashRun struct {
 	// lastList is the environments as last listed, for the final orphan
 	// check once no server runs.
 	lastList []*cp.EnvironmentView
+	// orphans counts what the orphan checks found.
+	orphans int
 }
 
 func runCrashPoints(t *testing.T, bin string, tg crashTarget) {
@@ -293,8 +294,8 @@ targets:
 	var org cp.CreateOrganizationResponse
 	r.call(http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, &org)
 	r.databases["default"] = org.DefaultEnvironment.Database.DatabaseName
-	r.create("src", nil)
-	r.create("rot", nil)
+	r.create("src")
+	r.create("rot")
 
 	var kills int
 	var converge []converged
@@ -351,8 +352,8 @@ targets:
 	r.checkOrphans("at the end")
 	slices.SortFunc(converge, func(a, b converged) int { return cmp.Compare(a.took, b.took) })
 	slowest := converge[len(converge)-1]
-	t.Logf("%s: %d kills at %d crash points, orphans: 0; kill to converged (lease 1s, reconcile every 200ms, restart included): median %v, max %v (%s)",
-		tg.name, kills, len(converge), converge[len(converge)/2].took.Round(time.Millisecond), slowest.took.Round(time.Millisecond), slowest.point)
+	t.Logf("%s: %d kills at %d crash points, orphans: %d; kill to converged (lease 1s, reconcile every 200ms, restart included): median %v, max %v (%s)",
+		tg.name, kills, len(converge), r.orphans, converge[len(converge)/2].took.Round(time.Millisecond), slowest.took.Round(time.Millisecond), slowest.point)
 }
 
 // converged is how long after the kill at point the operation was finished.
@@ -402,12 +403,9 @@ func (r *crashRun) send(method, path string, body any) {
 }
 
 // create makes an active environment and remembers its database.
-func (r *crashRun) create(slug string, extra map[string]any) {
+func (r *crashRun) create(slug string) {
 	r.t.Helper()
 	body := map[string]any{"slug": slug, "type": "development"}
-	for k, v := range extra {
-		body[k] = v
-	}
 	var v cp.EnvironmentView
 	r.call(http.StatusCreated, "POST", "/v1/organizations/acme/environments", body, &v)
 	r.databases[slug] = v.Database.DatabaseName
@@ -591,6 +589,7 @@ func (r *crashRun) checkOrphans(when string) {
 		}
 	}
 	if left := r.target.remains(r.t, gone); len(left) > 0 {
+		r.orphans += len(left)
 		r.t.Errorf("%s: orphans of failed or deleted environments: %v", when, left)
 	}
 	held := r.target.remains(r.t, live)
@@ -601,6 +600,7 @@ func (r *crashRun) checkOrphans(when string) {
 	}
 	if r.target.others != nil {
 		if other := r.target.others(r.t, live); len(other) > 0 {
+			r.orphans += len(other)
 			r.t.Errorf("%s: the target holds what no live environment owns: %v", when, other)
 		}
 	}
