@@ -62,6 +62,8 @@ type crashTarget struct {
 	others func(t *testing.T, names []string) []string
 	// cleanup removes what the test left on a shared target.
 	cleanup func(t *testing.T, names []string)
+	// points are the driver's own crash points, inside a database's creation.
+	points []string
 }
 
 // TestCrashConvergence runs the real `envplane serve`, built with -tags
@@ -117,6 +119,7 @@ func sqliteCrashTarget(t *testing.T) crashTarget {
 	return crashTarget{
 		name:   "sqlite",
 		region: "local",
+		points: []string{"sqlite.create.registry_built", "sqlite.create.registry_placed"},
 		yaml:   fmt.Sprintf("driver: sqlite\n    sqlite:\n      dir: %s\n", dir),
 		remains: func(t *testing.T, names []string) []string {
 			var out []string
@@ -297,54 +300,43 @@ targets:
 	r.create("src")
 	r.create("rot")
 
-	var kills int
 	var converge []converged
 	rotations := 0
-	for _, kind := range sagaSteps {
-		for i, step := range kind.steps {
-			for _, phase := range []string{"before", "after"} {
-				point := fmt.Sprintf("%s.%s.%s", kind.kind, step, phase)
-				slug := fmt.Sprintf("%s-%d-%s", kind.kind, i, phase)
-				var request func()
-				switch kind.kind {
-				case cp.OpProvision:
-					request = func() {
-						r.send("POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "development"})
-					}
-				case cp.OpClone:
-					request = func() {
-						r.send("POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "development", "from_environment": "src", "clone": "full"})
-					}
-				case cp.OpDeprovision:
-					// The environments the provisioning points made.
-					slug = fmt.Sprintf("%s-%d-%s", cp.OpProvision, i, phase)
-					request = func() { r.send("DELETE", "/v1/organizations/acme/environments/"+slug, nil) }
-				case cp.OpRotate:
-					slug = "rot"
-					request = func() {
-						r.send("POST", "/v1/organizations/acme/environments/rot/credentials/rotate", map[string]any{"scope": "all", "grace_seconds": 0, "reason": "crash test"})
-					}
-				}
-				r.srv.stop(t)
-
-				r.srv = r.start(point)
-				request()
-				killed := r.srv.waitKilled(t, point)
-				kills++
-
-				r.srv = r.start("")
-				done := 0
-				if kind.kind == cp.OpRotate {
-					done = rotations
-				}
-				ev := r.awaitFinished(kind.kind, slug, done)
-				converge = append(converge, converged{point, time.Since(killed)})
-				if kind.kind == cp.OpRotate && ev.Action == finishedBy[cp.OpRotate] {
-					rotations++
-				}
-				r.checkConverged(point, kind.kind, kind.steps, slug, ev)
+	for _, c := range crashCases(tg) {
+		var request func()
+		switch c.kind {
+		case cp.OpProvision:
+			request = func() {
+				r.send("POST", "/v1/organizations/acme/environments", map[string]any{"slug": c.slug, "type": "development"})
+			}
+		case cp.OpClone:
+			request = func() {
+				r.send("POST", "/v1/organizations/acme/environments", map[string]any{"slug": c.slug, "type": "development", "from_environment": "src", "clone": "full"})
+			}
+		case cp.OpDeprovision:
+			request = func() { r.send("DELETE", "/v1/organizations/acme/environments/"+c.slug, nil) }
+		case cp.OpRotate:
+			request = func() {
+				r.send("POST", "/v1/organizations/acme/environments/"+c.slug+"/credentials/rotate", map[string]any{"scope": "all", "grace_seconds": 0, "reason": "crash test"})
 			}
 		}
+		r.srv.stop(t)
+
+		r.srv = r.start(c.point)
+		request()
+		killed := r.srv.waitKilled(t, c.point)
+
+		r.srv = r.start("")
+		done := 0
+		if c.kind == cp.OpRotate {
+			done = rotations
+		}
+		ev := r.awaitFinished(c.kind, c.slug, done)
+		converge = append(converge, converged{c.point, time.Since(killed)})
+		if c.kind == cp.OpRotate && ev.Action == finishedBy[cp.OpRotate] {
+			rotations++
+		}
+		r.checkConverged(c.point, c.kind, c.steps, c.slug, ev)
 	}
 	r.srv.stop(t)
 	r.srv = nil
@@ -352,8 +344,42 @@ targets:
 	r.checkOrphans("at the end")
 	slices.SortFunc(converge, func(a, b converged) int { return cmp.Compare(a.took, b.took) })
 	slowest := converge[len(converge)-1]
-	t.Logf("%s: %d kills at %d crash points, orphans: %d; kill to converged (lease 1s, reconcile every 200ms, restart included): median %v, max %v (%s)",
-		tg.name, kills, len(converge), r.orphans, converge[len(converge)/2].took.Round(time.Millisecond), slowest.took.Round(time.Millisecond), slowest.point)
+	t.Logf("%s: %d kills, one at each crash point, orphans: %d; kill to converged (lease 1s, reconcile every 200ms, restart included): median %v, max %v (%s)",
+		tg.name, len(converge), r.orphans, converge[len(converge)/2].took.Round(time.Millisecond), slowest.took.Round(time.Millisecond), slowest.point)
+}
+
+// crashCase is one kill: at point, in an operation of kind on the
+// environment slug.
+type crashCase struct {
+	point string
+	kind  cp.OperationKind
+	steps []string
+	slug  string
+}
+
+// crashCases are the kills of one driver's test: before and after each
+// step of each kind, then at the driver's own points, in a provisioning.
+// Deletions delete what the provisionings made; rotations rotate "rot".
+func crashCases(tg crashTarget) []crashCase {
+	var cases []crashCase
+	for _, k := range sagaSteps {
+		for i, step := range k.steps {
+			for _, phase := range []string{"before", "after"} {
+				c := crashCase{point: fmt.Sprintf("%s.%s.%s", k.kind, step, phase), kind: k.kind, steps: k.steps, slug: fmt.Sprintf("%s-%d-%s", k.kind, i, phase)}
+				switch k.kind {
+				case cp.OpDeprovision:
+					c.slug = fmt.Sprintf("%s-%d-%s", cp.OpProvision, i, phase)
+				case cp.OpRotate:
+					c.slug = "rot"
+				}
+				cases = append(cases, c)
+			}
+		}
+	}
+	for i, point := range tg.points {
+		cases = append(cases, crashCase{point: point, kind: cp.OpProvision, steps: sagaSteps[0].steps, slug: fmt.Sprintf("driver-%d", i)})
+	}
+	return cases
 }
 
 // converged is how long after the kill at point the operation was finished.

@@ -164,7 +164,8 @@ func openVault(ctx context.Context, vc VaultKeyringConfig, logger *slog.Logger) 
 
 // buildTargets constructs each configured target's driver, reading the
 // service's clock, so that issue, expiry and revocation agree everywhere.
-func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp.Target, error) {
+// crash is the crash-test hook (nil in production builds).
+func buildTargets(ctx context.Context, cfg *Config, now func() time.Time, crash func(point string)) ([]*cp.Target, error) {
 	var out []*cp.Target
 	seen := map[string]bool{}
 	for i, tc := range cfg.Targets {
@@ -172,7 +173,7 @@ func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp
 			return nil, fmt.Errorf("targets[%d]: name is required and must be unique", i)
 		}
 		seen[tc.Name] = true
-		d, err := buildDriver(ctx, cfg, tc, now)
+		d, err := buildDriver(ctx, cfg, tc, now, crash)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 		}
@@ -181,14 +182,14 @@ func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp
 	return out, nil
 }
 
-func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() time.Time) (drivers.Driver, error) {
+func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() time.Time, crash func(point string)) (drivers.Driver, error) {
 	switch tc.Driver {
 	case "sqlite":
 		dir := tc.SQLite.Dir
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "databases", tc.Name)
 		}
-		return sqlitedriver.New(sqlitedriver.Config{Dir: dir, Now: now})
+		return sqlitedriver.New(sqlitedriver.Config{Dir: dir, Now: now, CrashPoint: crash})
 	case "postgres":
 		pc := tc.Postgres
 		url, err := readSecret(pc.AdminURLFile, pc.AdminURLEnv, "postgres.admin_url")
@@ -249,7 +250,8 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store, kr cp.Keyring) (*app, error) {
 	// One clock for the service, the drivers and the schema initializer.
 	now := func() time.Time { return time.Now().UTC() }
-	targets, err := buildTargets(ctx, cfg, now)
+	crash := crashHook(logger)
+	targets, err := buildTargets(ctx, cfg, now, crash)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +264,7 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 	if err := configureOperations(svc, cfg.Operations); err != nil {
 		return nil, err
 	}
-	svc.CrashPoint = crashHook(logger)
+	svc.CrashPoint = crash
 	svc.Grace = cfg.Rotation.Grace
 	svc.MaxLiveCredentials = cfg.Rotation.MaxLiveCredentials
 	svc.MaxIssuedPerHour = cfg.Rotation.MaxIssuedPerHour

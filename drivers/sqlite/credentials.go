@@ -200,7 +200,7 @@ func withRegistry(p paths, fn func(reg *sql.DB) error) error {
 // crash leaves either no registry or a whole one. It replaces a half-made
 // registry, whose stale journals go first so SQLite cannot replay them into
 // the new file.
-func initRegistry(ctx context.Context, p paths) error {
+func (d *Driver) initRegistry(ctx context.Context, p paths) error {
 	tmp := p.registry + ".tmp"
 	for _, f := range sqliteFiles(tmp) {
 		if err := removeIfExists(f); err != nil {
@@ -214,6 +214,7 @@ func initRegistry(ctx context.Context, p paths) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot initialize credential registry of %s: %w", p.name, err)
 	}
+	d.crash("sqlite.create.registry_built")
 	for _, f := range sqliteFiles(p.registry)[1:] {
 		if err := removeIfExists(f); err != nil {
 			return fmt.Errorf("cannot clear journals of the registry of %s: %w", p.name, err)

@@ -48,14 +48,20 @@ type Config struct {
 	Dir string
 	// Now is the clock that expiry is checked against; nil means time.Now.
 	Now func() time.Time
+	// CrashPoint, when set, is called inside a database's creation at
+	// "sqlite.create.registry_built" (the registry complete under its
+	// temporary name) and "sqlite.create.registry_placed" (the registry in
+	// place, the database file not yet). Only crash tests set it.
+	CrashPoint func(point string)
 }
 
 // Driver creates and opens SQLite databases in one directory. It is safe for
 // concurrent use; several processes may share a directory, since every
 // change goes through SQLite's own locking.
 type Driver struct {
-	dir string
-	now func() time.Time
+	dir   string
+	now   func() time.Time
+	crash func(point string)
 }
 
 // New returns a driver for cfg.Dir, creating the directory (mode 0700) when
@@ -86,7 +92,11 @@ func New(cfg Config) (*Driver, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Driver{dir: dir, now: now}, nil
+	crash := cfg.CrashPoint
+	if crash == nil {
+		crash = func(string) {}
+	}
+	return &Driver{dir: dir, now: now, crash: crash}, nil
 }
 
 // Name returns "sqlite".
@@ -127,9 +137,10 @@ func (d *Driver) create(ctx context.Context, p paths, fill func(tmp string) erro
 	case registryForeign:
 		return fmt.Errorf("database %s: %w (its registry names another database)", p.name, drivers.ErrExists)
 	case registryAbsent, registryHalf:
-		if err := initRegistry(ctx, p); err != nil {
+		if err := d.initRegistry(ctx, p); err != nil {
 			return err
 		}
+		d.crash("sqlite.create.registry_placed")
 	}
 	// A crash mid-fill may have left a journal that SQLite would replay into
 	// a new file of the same name.
