@@ -64,6 +64,9 @@ type crashTarget struct {
 	cleanup func(t *testing.T, names []string)
 	// points are the driver's own crash points, inside a database's creation.
 	points []string
+	// open lists the named databases that anyone may connect to (where the
+	// engine has such a grant).
+	open func(t *testing.T, names []string) []string
 }
 
 // TestCrashConvergence runs the real `envplane serve`, built with -tags
@@ -158,8 +161,26 @@ func postgresCrashTarget(t *testing.T) crashTarget {
 	return crashTarget{
 		name:   "postgres",
 		region: "local",
-		yaml:   "driver: postgres\n    postgres:\n      admin_url_env: CRASH_TEST_PG_ADMIN_URL\n      app_sslmode: disable\n",
-		env:    []string{"CRASH_TEST_PG_ADMIN_URL=" + admin},
+		points: []string{"postgres.create.database_made"},
+		open: func(t *testing.T, names []string) []string {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1) AND has_database_privilege('public', datname, 'CONNECT')`, names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		},
+		yaml: "driver: postgres\n    postgres:\n      admin_url_env: CRASH_TEST_PG_ADMIN_URL\n      app_sslmode: disable\n",
+		env:  []string{"CRASH_TEST_PG_ADMIN_URL=" + admin},
 		remains: func(t *testing.T, names []string) []string {
 			ctx := context.Background()
 			conn, err := pgx.Connect(ctx, admin)
@@ -622,6 +643,11 @@ func (r *crashRun) checkOrphans(when string) {
 	for _, name := range live {
 		if !slices.ContainsFunc(held, func(s string) bool { return strings.Contains(s, name) }) {
 			r.t.Errorf("%s: the database of a live environment is missing on the target", when)
+		}
+	}
+	if r.target.open != nil {
+		if open := r.target.open(r.t, live); len(open) > 0 {
+			r.t.Errorf("%s: live databases open to PUBLIC: %v", when, open)
 		}
 	}
 	if r.target.others != nil {

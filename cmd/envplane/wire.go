@@ -196,7 +196,7 @@ func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() t
 		if err != nil {
 			return nil, err
 		}
-		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations})
+		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations, CrashPoint: crash})
 	case "turso":
 		tc := tc.Turso
 		token, err := readSecret(tc.TokenFile, tc.TokenEnv, "turso.token")
