@@ -103,7 +103,7 @@ func (s *Service) newOperation(orgID, envID string, kind OperationKind, step str
 	}
 }
 
-// heartbeat renews op's lease every third of the lease while a step runs,
+// heartbeat renews op's lease every LeaseRenewal while a step runs,
 // so a step longer than the lease (a large clone, a slow target) is not
 // claimed by another replica meanwhile. If the lease was lost anyway, the
 // returned context is cancelled and the step stops. stop ends the heartbeat.
@@ -113,7 +113,7 @@ func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(max(s.Lease/3, time.Millisecond))
+		t := time.NewTicker(max(s.LeaseRenewal, time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
@@ -142,6 +142,7 @@ func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context
 // transaction with write (the step's own rows), renewing the lease. If the
 // transaction fails, op is left as it was, so the step runs again.
 func (s *Service) advance(ctx context.Context, op *Operation, next string, write func(q Queries) error) error {
+	s.crashPoint(op, "after")
 	prev := *op
 	err := s.tx(ctx, func(q Queries) error {
 		if write != nil {
@@ -162,6 +163,7 @@ func (s *Service) advance(ctx context.Context, op *Operation, next string, write
 // step's rows and audit event). If the transaction fails, op is left as it
 // was, so the step runs again.
 func (s *Service) complete(ctx context.Context, op *Operation, write func(q Queries) error) error {
+	s.crashPoint(op, "after")
 	prev := *op
 	err := s.tx(ctx, func(q Queries) error {
 		if err := write(q); err != nil {
@@ -174,6 +176,13 @@ func (s *Service) complete(ctx context.Context, op *Operation, write func(q Quer
 		*op = prev
 	}
 	return err
+}
+
+// crashPoint hands the point op has reached to CrashPoint, when set.
+func (s *Service) crashPoint(op *Operation, phase string) {
+	if s.CrashPoint != nil {
+		s.CrashPoint(string(op.Kind) + "." + op.Step + "." + phase)
+	}
 }
 
 // save records op's progress and renews its lease. It fails with ECONFLICT
@@ -211,6 +220,7 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 		if compensating(op) {
 			err = s.compensate(stepCtx, op)
 		} else {
+			s.crashPoint(op, "before")
 			err = s.step(stepCtx, op)
 		}
 		stop()

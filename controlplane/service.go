@@ -83,9 +83,19 @@ type Service struct {
 	StepTimeout      time.Duration
 	// TargetCheck is how often an available target is probed (default 15s).
 	TargetCheck time.Duration
-	// LeaseOwner names this replica in operation leases; Lease is how long a lease lasts.
-	LeaseOwner string
-	Lease      time.Duration
+	// LeaseOwner names this replica in operation leases. Lease is how long
+	// an operation stays with its replica without renewal (default 5s), and
+	// LeaseRenewal how often a running operation renews it (default 1s): a
+	// replica that dies loses its operations to the next Tick of another
+	// (or of itself restarted) once Lease has passed.
+	LeaseOwner   string
+	Lease        time.Duration
+	LeaseRenewal time.Duration
+	// CrashPoint, when set, is called with a point's name
+	// ("<kind>.<step>.before" as a step starts, "<kind>.<step>.after" once
+	// its effects are done and before they are recorded). Production builds
+	// leave it nil; the crash tests build a binary that kills itself there.
+	CrashPoint func(point string)
 	// DefaultMaxEnvironments is the quota of organizations created without one.
 	DefaultMaxEnvironments int
 	// IdempotencyTTL is how long an Idempotency-Key's answer is kept for
@@ -155,7 +165,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		StepTimeout:            30 * time.Second,
 		TargetCheck:            15 * time.Second,
 		LeaseOwner:             "replica-" + strings.ToLower(ulid.Make().String()),
-		Lease:                  time.Minute,
+		Lease:                  5 * time.Second,
+		LeaseRenewal:           time.Second,
 		DefaultMaxEnvironments: 100,
 		IdempotencyTTL:         24 * time.Hour,
 		RefreshWindow:          time.Minute,

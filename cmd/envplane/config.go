@@ -45,8 +45,22 @@ type Config struct {
 	// ReconcileInterval is how often each replica resumes abandoned
 	// operations and revokes credentials whose grace ended.
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	// Operations leases long-running operations to replicas.
+	Operations OperationsConfig `mapstructure:"operations"`
 	// MaxEnvironments is the quota of organizations created without one.
 	MaxEnvironments int `mapstructure:"max_environments"`
+}
+
+// OperationsConfig sets how long an operation stays with the replica that
+// runs it (adr/0016). A replica that dies loses its operations once Lease
+// has passed without renewal; another replica (or the same one restarted)
+// resumes them at its next reconcile pass, so within Lease +
+// reconcile_interval (10s by default).
+type OperationsConfig struct {
+	Lease time.Duration `mapstructure:"lease"`
+	// LeaseRenewal is how often a running operation renews its lease; at
+	// most half the lease, so one late renewal does not lose it.
+	LeaseRenewal time.Duration `mapstructure:"lease_renewal"`
 }
 
 // KeyringConfig chooses the key-encryption keyring.
@@ -179,6 +193,11 @@ type TursoTargetConfig struct {
 	Location     string `mapstructure:"location"`
 	TokenFile    string `mapstructure:"token_file"`
 	TokenEnv     string `mapstructure:"token_env"`
+	// DatabaseURL is the URL applications and envplane connect to, with
+	// {hostname} standing for the database's Turso hostname; empty means
+	// libsql://{hostname}. Set it when databases are reached through a
+	// gateway of your own (or, in tests, through the Platform double's).
+	DatabaseURL string `mapstructure:"database_url"`
 }
 
 // defaults are the embedded default: everything under ./data, one SQLite target.
@@ -219,6 +238,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("provisioning.step_timeout", 30*time.Second)
 	v.SetDefault("provisioning.target_check", 15*time.Second)
 	v.SetDefault("reconcile_interval", 5*time.Second)
+	v.SetDefault("operations.lease", 5*time.Second)
+	v.SetDefault("operations.lease_renewal", time.Second)
 	v.SetDefault("max_environments", 100)
 }
 

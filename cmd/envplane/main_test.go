@@ -264,3 +264,33 @@ func TestExampleConfigsLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestTursoDatabaseURLNeedsHostname: a turso target's database_url that
+// does not say where the hostname goes would send every environment to one
+// database, so it is refused.
+func TestTursoDatabaseURLNeedsHostname(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "envplane.yaml")
+	yaml := `targets:
+  - name: local
+    driver: sqlite
+    region: local
+  - name: edge
+    driver: turso
+    region: aws-eu-west-1
+    turso:
+      organization: acme
+      group: default
+      location: aws-eu-west-1
+      token_env: TEST_TURSO_TOKEN
+      database_url: https://gateway.internal/db
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_TURSO_TOKEN", "not-a-real-token")
+	_, _, err := envplane(t, dir, "reconcile", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "turso.database_url") {
+		t.Fatalf("database_url without {hostname}: %v, want a refusal naming turso.database_url", err)
+	}
+}

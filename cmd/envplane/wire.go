@@ -164,7 +164,8 @@ func openVault(ctx context.Context, vc VaultKeyringConfig, logger *slog.Logger) 
 
 // buildTargets constructs each configured target's driver, reading the
 // service's clock, so that issue, expiry and revocation agree everywhere.
-func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp.Target, error) {
+// crash is the crash-test hook (nil in production builds).
+func buildTargets(ctx context.Context, cfg *Config, now func() time.Time, crash func(point string)) ([]*cp.Target, error) {
 	var out []*cp.Target
 	seen := map[string]bool{}
 	for i, tc := range cfg.Targets {
@@ -172,7 +173,7 @@ func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp
 			return nil, fmt.Errorf("targets[%d]: name is required and must be unique", i)
 		}
 		seen[tc.Name] = true
-		d, err := buildDriver(ctx, cfg, tc, now)
+		d, err := buildDriver(ctx, cfg, tc, now, crash)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 		}
@@ -181,28 +182,35 @@ func buildTargets(ctx context.Context, cfg *Config, now func() time.Time) ([]*cp
 	return out, nil
 }
 
-func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() time.Time) (drivers.Driver, error) {
+func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() time.Time, crash func(point string)) (drivers.Driver, error) {
 	switch tc.Driver {
 	case "sqlite":
 		dir := tc.SQLite.Dir
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "databases", tc.Name)
 		}
-		return sqlitedriver.New(sqlitedriver.Config{Dir: dir, Now: now})
+		return sqlitedriver.New(sqlitedriver.Config{Dir: dir, Now: now, CrashPoint: crash})
 	case "postgres":
 		pc := tc.Postgres
 		url, err := readSecret(pc.AdminURLFile, pc.AdminURLEnv, "postgres.admin_url")
 		if err != nil {
 			return nil, err
 		}
-		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations})
+		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations, CrashPoint: crash})
 	case "turso":
 		tc := tc.Turso
 		token, err := readSecret(tc.TokenFile, tc.TokenEnv, "turso.token")
 		if err != nil {
 			return nil, err
 		}
-		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token), Now: now})
+		var databaseURL func(hostname string) string
+		if tc.DatabaseURL != "" {
+			if !strings.Contains(tc.DatabaseURL, "{hostname}") {
+				return nil, errors.New("turso.database_url must contain {hostname}")
+			}
+			databaseURL = func(hostname string) string { return strings.ReplaceAll(tc.DatabaseURL, "{hostname}", hostname) }
+		}
+		return tursodriver.New(tursodriver.Config{Organization: tc.Organization, Group: tc.Group, Location: tc.Location, BaseURL: tc.BaseURL, Token: drivers.Secret(token), DatabaseURL: databaseURL, Now: now})
 	}
 	return nil, fmt.Errorf("unknown driver %q", tc.Driver)
 }
@@ -242,7 +250,8 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store, kr cp.Keyring) (*app, error) {
 	// One clock for the service, the drivers and the schema initializer.
 	now := func() time.Time { return time.Now().UTC() }
-	targets, err := buildTargets(ctx, cfg, now)
+	crash := crashHook(logger)
+	targets, err := buildTargets(ctx, cfg, now, crash)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +261,10 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		return nil, fmt.Errorf("default_target %q is not among the targets", cfg.DefaultTarget)
 	}
 	svc.Logger = logger
+	if err := configureOperations(svc, cfg.Operations); err != nil {
+		return nil, err
+	}
+	svc.CrashPoint = crash
 	svc.Grace = cfg.Rotation.Grace
 	svc.MaxLiveCredentials = cfg.Rotation.MaxLiveCredentials
 	svc.MaxIssuedPerHour = cfg.Rotation.MaxIssuedPerHour
@@ -280,6 +293,19 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		svc.Schema.App = os.DirFS(cfg.AppMigrations)
 	}
 	return &app{cfg: cfg, logger: logger, store: store, svc: svc}, nil
+}
+
+// configureOperations applies the operation leases, refusing a renewal too
+// slow to keep a lease.
+func configureOperations(svc *cp.Service, oc OperationsConfig) error {
+	switch {
+	case oc.Lease <= 0 || oc.LeaseRenewal <= 0:
+		return errors.New("operations.lease and operations.lease_renewal must be positive")
+	case oc.LeaseRenewal > oc.Lease/2:
+		return errors.New("operations.lease_renewal must be at most half of operations.lease")
+	}
+	svc.Lease, svc.LeaseRenewal = oc.Lease, oc.LeaseRenewal
+	return nil
 }
 
 // configureRouter applies the router's settings, refusing those that would

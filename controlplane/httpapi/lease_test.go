@@ -20,7 +20,7 @@ func TestLongStepKeepsItsLease(t *testing.T) {
 		}
 		return fault{}
 	})
-	h.svc.Lease = 300 * time.Millisecond
+	h.svc.Lease, h.svc.LeaseRenewal = 300*time.Millisecond, 100*time.Millisecond
 	h.org(t, "acme")
 
 	var accepted cp.EnvironmentOperationResponse

@@ -91,6 +91,7 @@ func (d *Driver) create(ctx context.Context, q querier, name string, makeDatabas
 		if err := makeDatabase(ctx); err != nil {
 			return wrap("cannot create database "+name, err)
 		}
+		d.crash("postgres.create.database_made")
 	}
 	return d.inDatabase(ctx, name, func(conn *pgx.Conn) error {
 		for _, stmt := range prepare {

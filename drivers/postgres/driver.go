@@ -39,6 +39,10 @@ type Config struct {
 	// random bits, so stretching adds no strength; the server spends one
 	// PBKDF2 per password change and clients one per login (ADR 0004).
 	SCRAMIterations int
+	// CrashPoint, when set, is called at "postgres.create.database_made":
+	// the database exists, its grants are not applied yet (it is still open
+	// to PUBLIC). Only crash tests set it.
+	CrashPoint func(point string)
 }
 
 // Driver is the PostgreSQL implementation of drivers.Driver. It is safe for
@@ -49,6 +53,7 @@ type Driver struct {
 	appPort    int
 	sslMode    string
 	iterations int
+	crash      func(point string)
 }
 
 var (
@@ -84,7 +89,10 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.MaxAdminConns > 0 {
 		pc.MaxConns = cfg.MaxAdminConns
 	}
-	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations}
+	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations, crash: cfg.CrashPoint}
+	if d.crash == nil {
+		d.crash = func(string) {}
+	}
 	if d.iterations == 0 {
 		d.iterations = defaultSCRAMIterations
 	}

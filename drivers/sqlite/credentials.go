@@ -153,22 +153,48 @@ func (d *Driver) verify(ctx context.Context, p paths, c drivers.Credential) erro
 	return nil
 }
 
-// ours reports whether p's registry exists and names p's database.
-func (d *Driver) ours(ctx context.Context, p paths) (bool, error) {
+// registryState is what a create finds at a database's registry path.
+type registryState int
+
+const (
+	registryAbsent  registryState = iota
+	registryHalf                  // exists without its tables or its name row: a crash while it was made
+	registryOurs                  // names this database
+	registryForeign               // names another database
+)
+
+// registry reports the state of p's registry. A registry is only ever made
+// by this driver under that name, so one that exists but lacks its tables or
+// its name row was cut short while being made (by an earlier version, which
+// created the file before its tables) and is ours to finish.
+func (d *Driver) registry(ctx context.Context, p paths) (registryState, error) {
 	if !exists(p.registry) {
-		return false, nil
+		return registryAbsent, nil
 	}
-	var name string
+	state := registryHalf
 	err := withRegistry(p, func(reg *sql.DB) error {
-		return reg.QueryRowContext(ctx, `SELECT name FROM registry WHERE id = 1`).Scan(&name)
+		var tables int
+		if err := reg.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('registry', 'credentials')`).Scan(&tables); err != nil || tables < 2 {
+			return err
+		}
+		var name string
+		err := reg.QueryRowContext(ctx, `SELECT name FROM registry WHERE id = 1`).Scan(&name)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return err
+		case name == p.name:
+			state = registryOurs
+		default:
+			state = registryForeign
+		}
+		return nil
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
 	if err != nil {
-		return false, fmt.Errorf("cannot read credential registry of %s: %w", p.name, err)
+		return 0, fmt.Errorf("cannot read credential registry of %s: %w", p.name, err)
 	}
-	return name == p.name, nil
+	return state, nil
 }
 
 // withRegistry opens p's existing registry for the duration of fn. mode=rw
@@ -182,26 +208,61 @@ func withRegistry(p paths, fn func(reg *sql.DB) error) error {
 	return fn(reg)
 }
 
-// initRegistry creates p's registry (mode 0600) and marks it as p's. Idempotent.
-func initRegistry(ctx context.Context, p paths) error {
-	f, err := os.OpenFile(p.registry, os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("cannot create credential registry of %s: %w", p.name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot create credential registry of %s: %w", p.name, err)
-	}
-	err = withRegistry(p, func(reg *sql.DB) error {
-		if _, err := reg.ExecContext(ctx, registrySchema); err != nil {
-			return err
+// initRegistry makes p's registry (mode 0600) marked as p's, atomically: it
+// is built complete under a temporary name and renamed into place, so a
+// crash leaves either no registry or a whole one. It replaces a half-made
+// registry, whose stale journals go first so SQLite cannot replay them into
+// the new file.
+func (d *Driver) initRegistry(ctx context.Context, p paths) error {
+	tmp := p.registry + ".tmp"
+	for _, f := range sqliteFiles(tmp) {
+		if err := removeIfExists(f); err != nil {
+			return fmt.Errorf("cannot clear temporary registry of %s: %w", p.name, err)
 		}
-		_, err := reg.ExecContext(ctx, `INSERT INTO registry (id, name) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, p.name)
-		return err
-	})
-	if err != nil {
+	}
+	if err := createEmpty(tmp); err != nil {
+		return fmt.Errorf("cannot create credential registry of %s: %w", p.name, err)
+	}
+	if err := fillRegistry(ctx, tmp, p.name); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot initialize credential registry of %s: %w", p.name, err)
 	}
+	d.crash("sqlite.create.registry_built")
+	for _, f := range sqliteFiles(p.registry)[1:] {
+		if err := removeIfExists(f); err != nil {
+			return fmt.Errorf("cannot clear journals of the registry of %s: %w", p.name, err)
+		}
+	}
+	if err := os.Rename(tmp, p.registry); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("cannot move credential registry of %s into place: %w", p.name, err)
+	}
 	return nil
+}
+
+// fillRegistry writes the registry's tables and name row into the empty
+// SQLite file at path, in one transaction.
+func fillRegistry(ctx context.Context, path, name string) error {
+	reg, err := sql.Open("sqlite", fmt.Sprintf("%s?mode=rw&_txlock=immediate", fileURI(path)))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	tx, err := reg.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, registrySchema); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO registry (id, name) VALUES (1, ?)`, name); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return reg.Close()
 }
 
 func registryDSN(p paths) string {

@@ -48,14 +48,20 @@ type Config struct {
 	Dir string
 	// Now is the clock that expiry is checked against; nil means time.Now.
 	Now func() time.Time
+	// CrashPoint, when set, is called inside a database's creation at
+	// "sqlite.create.registry_built" (the registry complete under its
+	// temporary name) and "sqlite.create.registry_placed" (the registry in
+	// place, the database file not yet). Only crash tests set it.
+	CrashPoint func(point string)
 }
 
 // Driver creates and opens SQLite databases in one directory. It is safe for
 // concurrent use; several processes may share a directory, since every
 // change goes through SQLite's own locking.
 type Driver struct {
-	dir string
-	now func() time.Time
+	dir   string
+	now   func() time.Time
+	crash func(point string)
 }
 
 // New returns a driver for cfg.Dir, creating the directory (mode 0700) when
@@ -86,7 +92,11 @@ func New(cfg Config) (*Driver, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Driver{dir: dir, now: now}, nil
+	crash := cfg.CrashPoint
+	if crash == nil {
+		crash = func(string) {}
+	}
+	return &Driver{dir: dir, now: now, crash: crash}, nil
 }
 
 // Name returns "sqlite".
@@ -110,24 +120,35 @@ func (d *Driver) CreateDatabase(ctx context.Context, req drivers.CreateDatabaseR
 // create makes the database at p: the registry first, so a database file
 // never exists without the mark that it is ours, then the file, built by fill
 // at a temporary path and renamed into place so a crash leaves no half-made
-// database under the real name.
+// database under the real name. A registry cut short by a crash is finished,
+// so a create interrupted anywhere can be repeated.
 func (d *Driver) create(ctx context.Context, p paths, fill func(tmp string) error) error {
-	ours, err := d.ours(ctx, p)
+	state, err := d.registry(ctx, p)
 	if err != nil {
 		return err
 	}
 	if exists(p.db) {
-		if !ours {
+		if state != registryOurs {
 			return fmt.Errorf("database %s: %w (not made by envplane)", p.name, drivers.ErrExists)
 		}
 		return nil
 	}
-	if err := initRegistry(ctx, p); err != nil {
-		return err
+	switch state {
+	case registryForeign:
+		return fmt.Errorf("database %s: %w (its registry names another database)", p.name, drivers.ErrExists)
+	case registryAbsent, registryHalf:
+		if err := d.initRegistry(ctx, p); err != nil {
+			return err
+		}
+		d.crash("sqlite.create.registry_placed")
 	}
+	// A crash mid-fill may have left a journal that SQLite would replay into
+	// a new file of the same name.
 	tmp := p.db + ".tmp"
-	if err := removeIfExists(tmp); err != nil {
-		return fmt.Errorf("cannot clear temporary file of %s: %w", p.name, err)
+	for _, f := range sqliteFiles(tmp) {
+		if err := removeIfExists(f); err != nil {
+			return fmt.Errorf("cannot clear temporary file of %s: %w", p.name, err)
+		}
 	}
 	if err := fill(tmp); err != nil {
 		_ = os.Remove(tmp)
@@ -150,7 +171,8 @@ func (d *Driver) DropDatabase(_ context.Context, req drivers.DropDatabaseRequest
 	}
 	// The registry goes last: until then a retry still recognizes the
 	// remains as ours.
-	files := append(sqliteFiles(p.db), p.db+".tmp")
+	files := append(sqliteFiles(p.db), sqliteFiles(p.db+".tmp")...)
+	files = append(files, sqliteFiles(p.registry+".tmp")...)
 	for _, f := range append(files, sqliteFiles(p.registry)...) {
 		if err := removeIfExists(f); err != nil {
 			return drivers.DropDatabaseResponse{}, fmt.Errorf("cannot drop database %s: %w", p.name, err)

@@ -351,3 +351,76 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("health of a removed dir: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestHalfMadeRegistryIsResumed: a process killed while it made a registry
+// (an earlier version created the file before its tables) left the registry
+// half-made and no database file. Repeating the create finishes the job, and
+// the database then works like any other.
+func TestHalfMadeRegistryIsResumed(t *testing.T) {
+	cases := map[string]func(t *testing.T, path string){
+		"empty file": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"tables without the name row": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			reg, err := sql.Open("sqlite", "file:"+path+"?mode=rw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			if _, err := reg.Exec(`CREATE TABLE registry (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for what, halfMake := range cases {
+		t.Run(what, func(t *testing.T) {
+			d, dir := newDriver(t, nil)
+			name := drivertest.NewDatabaseName(t)
+			halfMake(t, filepath.Join(dir, name+".credentials.db"))
+			resp, err := d.CreateDatabase(context.Background(), drivers.CreateDatabaseRequest{Name: name})
+			if err != nil {
+				t.Fatalf("create over a half-made registry: %v", err)
+			}
+			c := issue(t, d, resp.Database, drivers.ScopeAdmin, time.Time{})
+			var n int
+			if err := open(t, d, resp.Database, c).QueryRow(`SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+				t.Fatalf("the resumed database does not open: %v", err)
+			}
+			if m := mode(t, filepath.Join(dir, name+".credentials.db")); m != 0o600 {
+				t.Errorf("registry mode %o, want 600", m)
+			}
+			if _, err := d.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: resp.Database}); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, name+"*")); len(left) != 0 {
+				t.Errorf("files left after the drop: %v", left)
+			}
+		})
+	}
+}
+
+// TestRegistryNamingAnotherDatabaseIsNotAdopted: a registry that names
+// another database, with no database file beside it, is not ours to reuse.
+func TestRegistryNamingAnotherDatabaseIsNotAdopted(t *testing.T) {
+	d, dir := newDriver(t, nil)
+	a := create(t, d)
+	regA, err := os.ReadFile(filepath.Join(dir, a.Name+".credentials.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := drivertest.NewDatabaseName(t)
+	if err := os.WriteFile(filepath.Join(dir, name+".credentials.db"), regA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateDatabase(context.Background(), drivers.CreateDatabaseRequest{Name: name}); !errors.Is(err, drivers.ErrExists) {
+		t.Fatalf("create beside another database's registry: %v, want ErrExists", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, name+".db")); !os.IsNotExist(err) {
+		t.Errorf("a database file was made beside a foreign registry: %v", err)
+	}
+}

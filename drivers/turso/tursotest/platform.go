@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,7 @@ type Platform struct {
 	tb       testing.TB
 	contract *contract
 	server   *httptest.Server
+	gateway  *httptest.Server
 	now      func() time.Time
 	binary   string
 	dir      string
@@ -168,6 +170,18 @@ func (p *Platform) Requests() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.requests
+}
+
+// Databases returns the (Turso) names of the databases the double holds, sorted.
+func (p *Platform) Databases() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := make([]string, 0, len(p.databases))
+	for name := range p.databases {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // HasDatabase reports whether the double holds a database of that (Turso) name.
