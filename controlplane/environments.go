@@ -221,6 +221,9 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 // operation. Invalid fields are EINVALID, a taken slug ECONFLICT, a full
 // quota ETOOMANY, no room on any target EUNAVAILABLE.
 func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef string, req CreateEnvironmentRequest) (*EnvironmentView, *Operation, <-chan struct{}, error) {
+	if err := checkText(req); err != nil {
+		return nil, nil, nil, err
+	}
 	if orgRef == "" {
 		orgRef = req.Organization
 		if orgRef == "" {
@@ -308,6 +311,9 @@ func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, 
 
 // ListEnvironments lists the live environments p can see, with their databases.
 func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef string, page Page) ([]*EnvironmentView, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
 		return nil, "", err
@@ -361,6 +367,9 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 
 // UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvUpdate)
 	if err != nil {
 		return nil, err
@@ -483,6 +492,9 @@ func (s *Service) setSuspended(ctx context.Context, p *Principal, orgRef, envRef
 func (s *Service) GetOperation(ctx context.Context, p *Principal, id string) (*Operation, error) {
 	if p == nil {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !StorableText(id) {
+		return nil, Errorf(ENOTFOUND, "operation not found")
 	}
 	orgID := p.OrgID
 	if orgID == "" {
