@@ -282,8 +282,9 @@ func routerRoute(route string) bool {
 	return strings.HasSuffix(route, "/connection")
 }
 
-// bind decodes the JSON body into v strictly: malformed JSON is 400, an
-// unknown field or a field of the wrong type 422 naming the field.
+// bind decodes the JSON body, which jsonBody has checked, into v strictly:
+// malformed JSON is 400, an unknown field or a field of the wrong type 422
+// naming the field.
 func bind(c echo.Context, v any) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
