@@ -1,8 +1,9 @@
 # envplane: `make run` serves the embedded default; `make test` runs the full suite.
 GO      ?= go
 BENCH_COUNT ?= 6
+FUZZTIME ?= 3s
 
-.PHONY: run test build bench lint tools clean
+.PHONY: run test fuzz build bench lint tools clean
 
 ## run: serve on 127.0.0.1:8080 with everything under ./data (SQLite store, SQLite target, local keyring)
 run:
@@ -11,6 +12,15 @@ run:
 ## test: the full suite; PostgreSQL at 127.0.0.1:5432, tursodb and vaultdev (installed into .tools) are used when present
 test: tools
 	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 ./...
+
+## fuzz: every fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME each; go test -fuzz takes one target per run, hence the loop. An input that fails is written to the package's testdata/fuzz/FuzzXxx: commit it with the fix, and make test replays it from then on
+fuzz:
+	@set -e; for file in $$(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		for target in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$file | cut -d' ' -f2); do \
+			echo "fuzz ./$$(dirname $$file) $$target"; \
+			$(GO) test ./$$(dirname $$file) -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 ## build: bin/envplane and bin/envctl
 build:

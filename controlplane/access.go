@@ -27,6 +27,10 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 	if p == nil {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
 	}
+	if !StorableText(ref) {
+		// No slug or id holds such text; PostgreSQL would refuse to look.
+		return nil, Errorf(ENOTFOUND, "organization not found")
+	}
 	org, err := s.Store.GetOrganization(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -57,6 +61,9 @@ func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef st
 	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
 		return nil, err
+	}
+	if !StorableText(envRef) {
+		return nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	env, err := s.Store.GetEnvironment(ctx, a.org.ID, envRef)
 	if err != nil {
@@ -94,6 +101,9 @@ func (s *Service) lookupEnvRole(ctx context.Context, a *access, envID string) er
 func (s *Service) envAccessByID(ctx context.Context, p *Principal, envID string, action Action) (*access, error) {
 	if p == nil {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !StorableText(envID) {
+		return nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	orgID := p.OrgID
 	if orgID == "" {

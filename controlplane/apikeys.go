@@ -107,8 +107,18 @@ func (s *Service) touched(e *principalEntry, now time.Time) {
 // MaxScope (owner, admin); otherwise a user key for User, by default the
 // caller (owners and admins for anyone in the org, members for themselves).
 func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, req CreateAPIKeyRequest) (*CreateAPIKeyResponse, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
+		return nil, err
+	}
+	// A key of one's own is the least a key can be: who may not make that
+	// (an app key) is EFORBIDDEN whatever the fields say.
+	own := a.resource()
+	own.OwnerUserID = p.UserID
+	if err := Authorize(a.subject, ActAPIKeyWrite, own); err != nil {
 		return nil, err
 	}
 	var fields []FieldError
@@ -203,6 +213,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 // ListAPIKeys lists the organization's keys: all of them for owners and
 // admins, a member's own otherwise.
 func (s *Service) ListAPIKeys(ctx context.Context, p *Principal, ref string, page Page) ([]*APIKey, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return nil, "", err
@@ -225,6 +238,9 @@ func (s *Service) GetAPIKey(ctx context.Context, p *Principal, ref, id string) (
 	if err != nil {
 		return nil, err
 	}
+	if !StorableText(id) {
+		return nil, Errorf(ENOTFOUND, "API key not found")
+	}
 	k, err := s.Store.GetAPIKey(ctx, a.org.ID, id)
 	if err != nil {
 		return nil, err
@@ -242,6 +258,9 @@ func (s *Service) RevokeAPIKey(ctx context.Context, p *Principal, ref, id string
 	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return err
+	}
+	if !StorableText(id) {
+		return Errorf(ENOTFOUND, "API key not found")
 	}
 	k, err := s.Store.GetAPIKey(ctx, a.org.ID, id)
 	if err != nil {
@@ -278,6 +297,9 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (string, 
 	}
 	if len(keys) > 0 {
 		return "", nil
+	}
+	if err := checkText(req); err != nil {
+		return "", err
 	}
 	email := strings.ToLower(strings.TrimSpace(req.Email))
 	if email == "" {

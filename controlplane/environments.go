@@ -221,6 +221,9 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 // operation. Invalid fields are EINVALID, a taken slug ECONFLICT, a full
 // quota ETOOMANY, no room on any target EUNAVAILABLE.
 func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef string, req CreateEnvironmentRequest) (*EnvironmentView, *Operation, <-chan struct{}, error) {
+	if err := checkText(req); err != nil {
+		return nil, nil, nil, err
+	}
 	if orgRef == "" {
 		orgRef = req.Organization
 		if orgRef == "" {
@@ -315,8 +318,12 @@ func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, 
 
 // ListEnvironments lists the live environments p can see, with their
 // databases, narrowed by lf (status deleted lists tombstones). EINVALID
-// naming the field for an unknown type or status.
+// naming the field for an unknown type or status; EMALFORMED for a cursor
+// this API did not give out.
 func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef string, lf EnvironmentListFilter, page Page) ([]*EnvironmentView, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	if err := lf.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -363,6 +370,9 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 
 // UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvUpdate)
 	if err != nil {
 		return nil, err
@@ -450,6 +460,9 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, e
 // an unknown status or kind; ENOTFOUND when f names an environment p may not
 // see.
 func (s *Service) ListOperations(ctx context.Context, p *Principal, orgRef string, f OperationListFilter, page Page) ([]*Operation, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	if err := f.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -474,6 +487,9 @@ func (s *Service) ListOperations(ctx context.Context, p *Principal, orgRef strin
 func (s *Service) GetOperation(ctx context.Context, p *Principal, id string) (*Operation, error) {
 	if p == nil {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !StorableText(id) {
+		return nil, Errorf(ENOTFOUND, "operation not found")
 	}
 	orgID := p.OrgID
 	if orgID == "" {

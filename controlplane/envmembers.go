@@ -15,6 +15,9 @@ func (s *Service) ListEnvironmentMembers(ctx context.Context, p *Principal, orgR
 // on the environment, replacing any role they had (owner, admin, env_admin).
 // A user who is not a member of the organization is EINVALID.
 func (s *Service) PutEnvironmentMember(ctx context.Context, p *Principal, orgRef, envRef, userRef string, req PutEnvironmentMemberRequest) (*EnvironmentMember, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberWrite)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,8 @@ const (
 	EINVALID      = "invalid"            // 422: fields failed validation
 	EMALFORMED    = "malformed"          // 400: the request could not be read
 	EMETHOD       = "method_not_allowed" // 405: the route exists, not with this method
+	ETOOLARGE     = "too_large"          // 413: the request body is over the limit
+	EMEDIATYPE    = "unsupported_media"  // 415: the request body is not application/json
 	EUNAUTHORIZED = "unauthorized"       // 401: no key, or a bad one
 	EFORBIDDEN    = "forbidden"          // 403: visible, but the role is not enough
 	ENOTFOUND     = "not_found"          // 404: absent, in another org, or not visible

@@ -10,6 +10,9 @@ import (
 // when it finishes here. A caller with a user becomes the owner. Only the
 // platform admin may do it (EFORBIDDEN otherwise); a taken slug is ECONFLICT.
 func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req CreateOrganizationRequest) (*CreateOrganizationResponse, <-chan struct{}, error) {
+	if err := checkText(req); err != nil {
+		return nil, nil, err
+	}
 	if p == nil {
 		return nil, nil, Errorf(EUNAUTHORIZED, "authentication required")
 	}
@@ -72,6 +75,9 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 // ListOrganizations lists the organizations p may see: every one for the
 // platform admin, the key's own otherwise.
 func (s *Service) ListOrganizations(ctx context.Context, p *Principal, page Page) ([]*Organization, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	if p == nil {
 		return nil, "", Errorf(EUNAUTHORIZED, "authentication required")
 	}
@@ -101,6 +107,9 @@ func (s *Service) GetOrganization(ctx context.Context, p *Principal, ref string)
 
 // UpdateOrganization changes an organization's name, 2FA requirement or quota (owner).
 func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref string, req UpdateOrganizationRequest) (*Organization, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActOrgUpdate)
 	if err != nil {
 		return nil, err
@@ -256,6 +265,9 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
 
 // ListMembers lists the organization's members (owner, admin).
 func (s *Service) ListMembers(ctx context.Context, p *Principal, ref string, page Page) ([]*OrgMembership, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActMemberRead)
 	if err != nil {
 		return nil, "", err
@@ -266,6 +278,9 @@ func (s *Service) ListMembers(ctx context.Context, p *Principal, ref string, pag
 // AddMember gives a user a role in the organization, creating the user for a
 // new email (owner, admin). An existing member is ECONFLICT.
 func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req AddMemberRequest) (*OrgMembership, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
 	if err != nil {
 		return nil, err
@@ -333,6 +348,9 @@ func validEmail(e string) bool {
 
 // member resolves a {user} path parameter (id or email) to a membership of the org.
 func (s *Service) member(ctx context.Context, q Queries, orgID, ref string) (*OrgMembership, error) {
+	if !StorableText(ref) {
+		return nil, Errorf(ENOTFOUND, "member not found")
+	}
 	userID := ref
 	if strings.Contains(ref, "@") {
 		u, err := q.GetUserByEmail(ctx, strings.ToLower(ref))
@@ -347,6 +365,9 @@ func (s *Service) member(ctx context.Context, q Queries, orgID, ref string) (*Or
 // UpdateMember changes a member's role (owner, admin). Demoting the last
 // owner is ECONFLICT; only owners change owners.
 func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef string, req UpdateMemberRequest) (*OrgMembership, error) {
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
 	if err != nil {
 		return nil, err
@@ -456,6 +477,9 @@ func (s *Service) keepAnOwner(ctx context.Context, q Queries, orgID string) erro
 
 // ListAuditEvents lists the organization's audit events, newest first (owner, admin).
 func (s *Service) ListAuditEvents(ctx context.Context, p *Principal, ref string, page Page) ([]*AuditEvent, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.orgAccess(ctx, p, ref, ActAuditRead)
 	if err != nil {
 		return nil, "", err

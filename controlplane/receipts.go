@@ -138,9 +138,15 @@ func (s *Service) FlushReceipts(ctx context.Context) {
 // ListReceipts lists who resolved the environment's connections with which
 // credential, newest first (owner, admin, env_admin).
 func (s *Service) ListReceipts(ctx context.Context, p *Principal, orgRef, envRef string, f ReceiptFilter, page Page) ([]*Receipt, string, error) {
+	if err := page.Check(); err != nil {
+		return nil, "", err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
 	if err != nil {
 		return nil, "", err
+	}
+	if !StorableText(f.CredentialID) {
+		return nil, "", Invalid(FieldError{Field: "credential", Message: "is not a credential id"})
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
 		return nil, "", Invalid(FieldError{Field: "until", Message: "must not be before since"})

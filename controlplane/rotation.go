@@ -70,6 +70,9 @@ func revokesAll(t *Target) bool {
 // rotated earlier is still in its grace (with RetryAfter set to its end);
 // ETOOMANY past the issuance budget.
 func (s *Service) RotateCredentials(ctx context.Context, p *Principal, orgRef, envRef string, req RotateCredentialsRequest) (*Operation, <-chan struct{}, error) {
+	if err := checkText(req); err != nil {
+		return nil, nil, err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
 	if err != nil {
 		return nil, nil, err
@@ -137,6 +140,9 @@ func (s *Service) prepareRotation(ctx context.Context, q Queries, db *Database, 
 // once, and every scope left without an active credential gets a new one.
 // ETOOMANY past the issuance budget.
 func (s *Service) RevokeCredentials(ctx context.Context, p *Principal, orgRef, envRef string, req RevokeCredentialsRequest) (*Operation, <-chan struct{}, error) {
+	if err := checkText(req); err != nil {
+		return nil, nil, err
+	}
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
 	if err != nil {
 		return nil, nil, err

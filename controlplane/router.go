@@ -53,6 +53,9 @@ func (s *Service) WatchConnection(ctx context.Context, p *Principal, req WatchRe
 	if req.Wait <= 0 || req.Wait > MaxWatch {
 		return nil, Invalid(FieldError{Field: "wait", Message: "must be between 1s and 60s"})
 	}
+	if err := checkText(req); err != nil {
+		return nil, err
+	}
 	k := routeKey{org: req.OrgRef, env: req.EnvRef, scope: req.Scope}
 	conn, e, err := s.resolve(ctx, p, k)
 	if err != nil || req.After == "" || conn.CredentialID != req.After {
@@ -101,6 +104,9 @@ func (s *Service) resolve(ctx context.Context, p *Principal, k routeKey) (*Conne
 	}
 	if p == nil {
 		return nil, nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !StorableText(k.org) || !StorableText(k.env) {
+		return nil, nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	k.keyID = p.KeyID
 	now := s.Now()

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -11,6 +12,38 @@ import (
 type Page struct {
 	Limit  int
 	Cursor string
+}
+
+// Check returns EMALFORMED naming the cursor when it cannot be the Next of
+// a page: every list is ordered by id, so a cursor is an id (NewID's shape:
+// a lowercase prefix, an underscore, lowercase letters and digits). Anything
+// else was not given out by this API, and is refused rather than read as a
+// position. It returns nil for the first page (no cursor).
+func (p Page) Check() error {
+	if p.Cursor == "" || validCursor(p.Cursor) {
+		return nil
+	}
+	return &Error{Code: EMALFORMED, Message: "cursor: is not a cursor this API gave out", Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this API gave out"}}}
+}
+
+// validCursor reports whether c has an id's shape: 1 to 16 letters a-z, "_",
+// then 1 to 64 letters a-z or digits.
+func validCursor(c string) bool {
+	prefix, rest, ok := strings.Cut(c, "_")
+	if !ok || len(prefix) < 1 || len(prefix) > 16 || len(rest) < 1 || len(rest) > 64 {
+		return false
+	}
+	for i := range len(prefix) {
+		if prefix[i] < 'a' || prefix[i] > 'z' {
+			return false
+		}
+	}
+	for i := range len(rest) {
+		if (rest[i] < 'a' || rest[i] > 'z') && (rest[i] < '0' || rest[i] > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultPageLimit is used when Page.Limit is 0; MaxPageLimit caps it.

@@ -243,12 +243,16 @@ func (s *Service) targetHealth(name string) TargetHealth {
 	return st.health
 }
 
-// ListTargets lists the configured targets by name. Every principal sees
-// names and regions (to choose where an environment goes); the platform
-// admin also sees the driver, capacity, databases used and health.
+// ListTargets lists the configured targets by name. Every user sees names
+// and regions (to choose where an environment goes); the platform admin
+// also sees the driver, capacity, databases used and health. App keys, which
+// only resolve and read their own environment, are EFORBIDDEN.
 func (s *Service) ListTargets(ctx context.Context, p *Principal) ([]TargetView, error) {
 	if p == nil {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if p.IsApp() {
+		return nil, Errorf(EFORBIDDEN, "forbidden: not allowed for an app key")
 	}
 	full := Authorize(Subject{Principal: p}, ActTargetsInspect, Resource{}) == nil
 	var used map[string]int

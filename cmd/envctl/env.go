@@ -710,7 +710,12 @@ func (a *app) opWaitCommand() *cobra.Command {
 		Short: "Wait for an operation to finish, up to --timeout; exit status 1 when it failed",
 		Args:  args("ID"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			op, err := a.follow(cmd.Context(), &cp.Operation{ID: argv[0]})
+			// Read it once before the wait, so a timeout can say where it stands.
+			op, err := a.client.GetOperation(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			op, err = a.follow(cmd.Context(), op)
 			if op != nil {
 				if showErr := a.show(op, func(w *tabwriter.Writer) { opTable(w, op) }); showErr != nil {
 					return showErr

@@ -26,6 +26,11 @@ func (a *app) follow(ctx context.Context, op *cp.Operation) (*cp.Operation, erro
 		defer cancel()
 	}
 	p := newProgress(a.stderr)
+	if op.Status != "" {
+		// What the request answered: where the operation stood, even if
+		// the timeout ends the wait before the first read.
+		p.seen = op
+	}
 	final, err := a.client.WaitOperation(ctx, op.ID, a.poll, p.update)
 	p.finish()
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -453,9 +453,9 @@ func (r *crashRun) send(method, path string, body any) {
 func (r *crashRun) create(slug string) {
 	r.t.Helper()
 	body := map[string]any{"slug": slug, "type": "development"}
-	var v cp.EnvironmentView
+	var v cp.EnvironmentOperationResponse
 	r.call(http.StatusCreated, "POST", "/v1/organizations/acme/environments", body, &v)
-	r.databases[slug] = v.Database.DatabaseName
+	r.databases[slug] = v.Environment.Database.DatabaseName
 }
 
 // environment returns the environment's view, or nil once it is deleted.

@@ -107,7 +107,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 	// A body too large to read does not claim the key.
 	huge := `{"slug":"big","type":"test","description":"` + strings.Repeat("x", 2<<20) + `"}`
-	wantProblem(t, h.do(t, h.admin, "POST", envs, huge, "Idempotency-Key", "k3"), http.StatusBadRequest, cp.EMALFORMED, "")
+	wantProblem(t, h.do(t, h.admin, "POST", envs, huge, "Idempotency-Key", "k3"), http.StatusRequestEntityTooLarge, cp.ETOOLARGE, "")
 	h.must(t, http.StatusCreated, h.admin, "POST", envs, map[string]any{"slug": "big", "type": "test"}, "Idempotency-Key", "k3")
 }
 

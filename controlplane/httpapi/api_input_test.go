@@ -44,7 +44,7 @@ func TestBadBodies(t *testing.T) {
 		{"role is an object", "POST", "/v1/organizations/acme/members", `{"email":"a@b.c","role":{"name":"owner"}}`, http.StatusUnprocessableEntity, cp.EINVALID, "role"},
 		{"expires_at is a number", "POST", "/v1/organizations/acme/api-keys", `{"name":"k","expires_at":5}`, http.StatusUnprocessableEntity, cp.EINVALID, "expires_at"},
 		{"expires_at is not a time", "POST", "/v1/organizations/acme/api-keys", `{"name":"k","expires_at":"tomorrow"}`, http.StatusUnprocessableEntity, cp.EINVALID, "expires_at"},
-		{"body over the size limit", "POST", envs, `{"slug":"a","type":"test","description":"` + strings.Repeat("x", 2<<20) + `"}`, http.StatusBadRequest, cp.EMALFORMED, ""},
+		{"body over the size limit", "POST", envs, `{"slug":"a","type":"test","description":"` + strings.Repeat("x", 2<<20) + `"}`, http.StatusRequestEntityTooLarge, cp.ETOOLARGE, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +69,7 @@ func TestBadBodies(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := response{status: resp.StatusCode, header: resp.Header, body: raw}
-		wantProblem(t, r, http.StatusBadRequest, cp.EMALFORMED, "")
+		wantProblem(t, r, http.StatusRequestEntityTooLarge, cp.ETOOLARGE, "")
 		if p := r.problem(t); p.Detail != "request body too large" {
 			t.Fatalf("detail %q", p.Detail)
 		}

@@ -64,7 +64,7 @@ func paramDoc(name string) string {
 	case "Location":
 		return "The operation to follow: /v1/operations/{id}"
 	case "Prefer":
-		return "wait=N: hold the answer up to N seconds for the change to finish before answering 202"
+		return "RFC 7240; wait=N: hold the answer up to N seconds for the change to finish before answering 202. Other preferences are ignored; a header that does not parse is 400"
 	}
 	return "Identifier"
 }
@@ -181,7 +181,7 @@ func operation(r Route, gen func(any) (*openapi3.SchemaRef, error)) (*openapi3.O
 		op.AddParameter(openapi3.NewHeaderParameter("Idempotency-Key").WithDescription(paramDoc("Idempotency-Key")).WithSchema(openapi3.NewStringSchema()))
 	}
 	if r.Method == http.MethodPost && r.Accepted != nil {
-		op.AddParameter(openapi3.NewHeaderParameter("Prefer").WithDescription(paramDoc("Prefer")).WithSchema(openapi3.NewStringSchema().WithPattern(`^wait=[0-9]+$`)))
+		op.AddParameter(openapi3.NewHeaderParameter("Prefer").WithDescription(paramDoc("Prefer")).WithSchema(openapi3.NewStringSchema()))
 	}
 	if r.Request != nil {
 		schema, err := gen(r.Request)
@@ -201,6 +201,12 @@ func operation(r Route, gen func(any) (*openapi3.SchemaRef, error)) (*openapi3.O
 			return nil, err
 		}
 		op.Responses.Set(strconv.Itoa(http.StatusAccepted), accepted)
+	}
+	if r.Request != nil {
+		// The answers of the body itself, before its fields are read.
+		for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType} {
+			op.Responses.Set(strconv.Itoa(status), &openapi3.ResponseRef{Ref: responseRefDir + problemRef})
+		}
 	}
 	op.Responses.Set("default", &openapi3.ResponseRef{Ref: responseRefDir + problemRef})
 	if r.Public {

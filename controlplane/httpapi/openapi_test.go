@@ -105,6 +105,13 @@ func TestOpenAPIHasEveryRoute(t *testing.T) {
 		if problem == nil || problem.Value == nil || problem.Value.Content.Get(httpapi.ProblemContentType) == nil {
 			t.Errorf("%s %s: no problem+json default response", r.Method, r.Path)
 		}
+		// A body can be refused as such: malformed, too large, not JSON.
+		for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType} {
+			resp := op.Responses.Status(status)
+			if declared := resp != nil && resp.Value != nil && resp.Value.Content.Get(httpapi.ProblemContentType) != nil; declared != (r.Request != nil) {
+				t.Errorf("%s %s: problem+json %d declared %v, route takes a body %v", r.Method, r.Path, status, declared, r.Request != nil)
+			}
+		}
 		secured := op.Security != nil && len(*op.Security) > 0
 		if secured == r.Public {
 			t.Errorf("%s %s: bearer security %v on a route with Public %v", r.Method, r.Path, secured, r.Public)

@@ -34,6 +34,10 @@ func codeStatus(code string) int {
 		return http.StatusBadRequest
 	case cp.EMETHOD:
 		return http.StatusMethodNotAllowed
+	case cp.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case cp.EMEDIATYPE:
+		return http.StatusUnsupportedMediaType
 	case cp.EUNAUTHORIZED:
 		return http.StatusUnauthorized
 	case cp.EFORBIDDEN:
@@ -109,13 +113,10 @@ func (p *Problem) Err() error {
 // statusCode is codeStatus read backwards, for answers that carry no code
 // (a proxy's 502, an echo 404 for an unknown route).
 func statusCode(status int) string {
-	for _, code := range []string{cp.EINVALID, cp.EMALFORMED, cp.EMETHOD, cp.EUNAUTHORIZED, cp.EFORBIDDEN, cp.ENOTFOUND, cp.ECONFLICT, cp.ELOCKED, cp.ETOOMANY, cp.EUNAVAILABLE} {
+	for _, code := range []string{cp.EINVALID, cp.EMALFORMED, cp.EMETHOD, cp.ETOOLARGE, cp.EMEDIATYPE, cp.EUNAUTHORIZED, cp.EFORBIDDEN, cp.ENOTFOUND, cp.ECONFLICT, cp.ELOCKED, cp.ETOOMANY, cp.EUNAVAILABLE} {
 		if codeStatus(code) == status {
 			return code
 		}
-	}
-	if status == http.StatusUnsupportedMediaType || status == http.StatusRequestEntityTooLarge {
-		return cp.EMALFORMED
 	}
 	return cp.EINTERNAL
 }

@@ -19,6 +19,9 @@ func TestProblemForMapsEveryCode(t *testing.T) {
 	}{
 		{cp.EINVALID, http.StatusUnprocessableEntity},
 		{cp.EMALFORMED, http.StatusBadRequest},
+		{cp.EMETHOD, http.StatusMethodNotAllowed},
+		{cp.ETOOLARGE, http.StatusRequestEntityTooLarge},
+		{cp.EMEDIATYPE, http.StatusUnsupportedMediaType},
 		{cp.EUNAUTHORIZED, http.StatusUnauthorized},
 		{cp.EFORBIDDEN, http.StatusForbidden},
 		{cp.ENOTFOUND, http.StatusNotFound},

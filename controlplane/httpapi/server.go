@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -85,9 +84,12 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 			return nil, fmt.Errorf("route %s %s has no handler", r.Method, r.Path)
 		}
 		delete(handlers, r.OperationID)
-		mw := []echo.MiddlewareFunc{validText}
+		mw := []echo.MiddlewareFunc{validText(r)}
 		if !r.Public {
 			mw = append(mw, s.authenticate)
+			if r.Request != nil {
+				mw = append(mw, jsonBody)
+			}
 			if r.Method == http.MethodPost {
 				mw = append(mw, s.idempotent(r.OperationID == "createAPIKey"))
 			}
@@ -142,24 +144,37 @@ func bearer(c echo.Context) (token string, ok bool) {
 	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
-// validText refuses path parameters, the cursor and the Idempotency-Key
-// that are not valid UTF-8 or hold a NUL: no stored name or id can contain
-// one, and some engines refuse such text with an error of their own.
-func validText(next echo.HandlerFunc) echo.HandlerFunc {
-	bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
-	return func(c echo.Context) error {
-		for _, v := range c.ParamValues() {
-			if bad(v) {
-				return cp.Errorf(cp.ENOTFOUND, "not found")
+// validText refuses, before anything else reads them, the route's path
+// parameters, query parameters and Idempotency-Key when they hold text no
+// store can (cp.StorableText): a path parameter so is 404 (no slug or id
+// holds such text), a cursor that is not one this API gave out 400, any
+// other query parameter 422 naming it. The service checks the same; this
+// answers before authentication costs a store read.
+func validText(r Route) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			for _, v := range c.ParamValues() {
+				if !cp.StorableText(v) {
+					return cp.Errorf(cp.ENOTFOUND, "not found")
+				}
 			}
+			query := c.QueryParams()
+			for _, name := range r.Query {
+				for _, v := range query[name] {
+					if name == "cursor" {
+						if err := (cp.Page{Cursor: v}).Check(); err != nil {
+							return err
+						}
+					} else if !cp.StorableText(v) {
+						return cp.Invalid(cp.FieldError{Field: name, Message: "must be UTF-8 text without NUL characters"})
+					}
+				}
+			}
+			if !cp.StorableText(c.Request().Header.Get("Idempotency-Key")) {
+				return cp.Errorf(cp.EMALFORMED, "the Idempotency-Key must be UTF-8 text")
+			}
+			return next(c)
 		}
-		if bad(c.QueryParam("cursor")) {
-			return cp.Invalid(cp.FieldError{Field: "cursor", Message: "is not a cursor this API gave out"})
-		}
-		if bad(c.Request().Header.Get("Idempotency-Key")) {
-			return cp.Errorf(cp.EMALFORMED, "the Idempotency-Key must be UTF-8 text")
-		}
-		return next(c)
 	}
 }
 
@@ -199,7 +214,7 @@ func fromEcho(he *echo.HTTPError) error {
 	case http.StatusMethodNotAllowed:
 		return cp.Errorf(cp.EMETHOD, "method not allowed on this route")
 	case http.StatusRequestEntityTooLarge:
-		return cp.Errorf(cp.EMALFORMED, "request body too large")
+		return cp.Errorf(cp.ETOOLARGE, "request body too large")
 	case http.StatusUnauthorized:
 		return cp.Errorf(cp.EUNAUTHORIZED, "invalid or missing API key")
 	}
@@ -267,17 +282,21 @@ func routerRoute(route string) bool {
 	return strings.HasSuffix(route, "/connection")
 }
 
-// bind decodes the JSON body into v strictly: malformed JSON is 400, an
-// unknown field or a field of the wrong type 422 naming the field.
+// bind decodes the JSON body, which jsonBody has checked, into v strictly:
+// malformed JSON is 400, an unknown field or a field of the wrong type 422
+// naming the field.
 func bind(c echo.Context, v any) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return fromEcho(he)
-		}
-		return cp.Errorf(cp.EMALFORMED, "cannot read the request body")
+		return readError(err)
 	}
+	return decodeStrict(body, v)
+}
+
+// decodeStrict decodes body into the request struct v: unknown fields and
+// fields of the wrong JSON type are EINVALID naming the field, anything
+// else that does not decode EMALFORMED.
+func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -367,25 +386,14 @@ func page(c echo.Context) (cp.Page, error) {
 }
 
 // wait returns how long the request may wait for a long operation: Prefer:
-// wait=N (RFC 7240) or the default, capped.
+// wait=N (RFC 7240) or the default, capped. A Prefer header that does not
+// parse is EMALFORMED (400).
 func (s *Server) wait(c echo.Context) (time.Duration, error) {
-	for _, v := range c.Request().Header.Values("Prefer") {
-		for _, pref := range strings.Split(v, ",") {
-			raw, ok := strings.CutPrefix(strings.TrimSpace(pref), "wait=")
-			if !ok {
-				continue
-			}
-			n, err := strconv.Atoi(raw)
-			if err != nil || n < 0 {
-				return 0, cp.Invalid(cp.FieldError{Field: "Prefer", Message: "wait must be a whole number of seconds"})
-			}
-			if n > int(s.maxWait/time.Second) {
-				return s.maxWait, nil
-			}
-			return time.Duration(n) * time.Second, nil
-		}
+	d, ok, err := preferWait(c.Request().Header.Values("Prefer"), s.maxWait)
+	if err != nil || !ok {
+		return s.defaultWait, err
 	}
-	return s.defaultWait, nil
+	return d, nil
 }
 
 // awaitDone waits for done up to d, or until the request ends.
