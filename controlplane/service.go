@@ -255,7 +255,9 @@ func additive(action string) bool {
 	switch action {
 	case "platform.bootstrapped", "organization.created", "environment.created", "api_key.created",
 		"member.added", "schema.migrated", "credentials.rotate_requested", "credentials.revoke_requested",
-		"credentials.rotate_scheduled", "credentials.budget_exceeded":
+		"credentials.rotate_scheduled", "credentials.budget_exceeded",
+		// A target's health changes no answer: it is the platform's news.
+		"target.available", "target.unavailable":
 		return true
 	}
 	return false

@@ -193,6 +193,29 @@ func TestBodiesThatAreNotUTF8(t *testing.T) {
 	})
 }
 
+// TestHostileRequestIDs: a client's X-Request-ID is logged and stored with
+// audit events; one that is not a short plain token (bytes no store can
+// hold, a page of text) is replaced by a generated id instead of reaching
+// the store (it answered 500 on PostgreSQL). A plain one is kept.
+func TestHostileRequestIDs(t *testing.T) {
+	bothStores(t, func(t *testing.T, h *harness) {
+		hostileSetUp(t, h)
+		for i, id := range []string{"\xff\xfe", "caf\xe9", strings.Repeat("r", 65), "two words"} {
+			resp := h.must(t, http.StatusOK, h.admin, "PATCH", "/v1/organizations/acme", map[string]any{"name": fmt.Sprintf("acme %d", i)}, "X-Request-ID", id)
+			if got := resp.header.Get("X-Request-ID"); got == id || got == "" {
+				t.Errorf("X-Request-ID %q answered with %q, want a generated id", id, got)
+			}
+		}
+		resp := h.must(t, http.StatusOK, h.admin, "PATCH", "/v1/organizations/acme", map[string]any{"name": "acme"}, "X-Request-ID", "req-42.a_b")
+		if got := resp.header.Get("X-Request-ID"); got != "req-42.a_b" {
+			t.Errorf("a plain X-Request-ID came back as %q", got)
+		}
+		if e := h.auditEvent(t, "acme", "organization.updated"); e == nil || e.RequestID != "req-42.a_b" {
+			t.Errorf("the newest organization.updated event holds request id %+v, want req-42.a_b", e)
+		}
+	})
+}
+
 // TestHostileQueryAndPath: query and path parameters are input too. A cursor
 // this API did not give out is 400 naming cursor (it answered 200 with a
 // list); other parameters holding text no store can are 422 naming them;

@@ -72,7 +72,7 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.JSONSerializer = jsonSerializer{}
-	e.Use(middleware.RequestID())
+	e.Use(dropForeignRequestID, middleware.RequestID())
 	e.Use(s.logRequests)
 	e.Use(s.recoverPanics)
 	e.Use(middleware.BodyLimit(opts.BodyLimit))
@@ -416,4 +416,32 @@ func list[T any](c echo.Context, items []T, next string) error {
 		items = []T{}
 	}
 	return c.JSON(http.StatusOK, cp.List[T]{Items: items, Next: next})
+}
+
+// dropForeignRequestID removes a client's X-Request-ID that is not 1 to 64
+// characters of [A-Za-z0-9._-], so the request gets a generated id: the id
+// is logged and stored with audit events, where bytes a store cannot hold
+// (or a page of text) must not go.
+func dropForeignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !plainRequestID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func plainRequestID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
