@@ -3,10 +3,12 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/envplane/envplane/dataplane"
+	"github.com/envplane/envplane/drivers"
 )
 
 // SchemaStatus reports the environment database's migration ledger, pending
@@ -50,7 +52,7 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 	}
 	conn, err := s.openAdmin(ctx, db, t)
 	if err != nil {
-		return nil, err
+		return nil, targetError(err)
 	}
 	defer conn.DB.Close()
 	verr := s.Schema.Verify(ctx, conn.DB, conn.Dialect, expected(env, db))
@@ -62,7 +64,7 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 	case isTamper:
 		return nil, tampered(findings, verr)
 	default:
-		return nil, verr
+		return nil, targetError(verr)
 	}
 	if apply {
 		res, err := s.Schema.Apply(ctx, conn.DB, conn.Dialect, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID})
@@ -77,7 +79,7 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 		case errors.As(err, &failed):
 			return nil, Invalid(FieldError{Field: "migrations", Message: failed.Migration.Namespace + "/" + failed.Migration.File + " failed"}).Wrap(err)
 		case err != nil:
-			return nil, err
+			return nil, targetError(err)
 		}
 		if res.SchemaVersion != db.SchemaVersion {
 			db.SchemaVersion = res.SchemaVersion
@@ -91,7 +93,7 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 		return nil, tampered(found, err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, targetError(err)
 	}
 	out := &SchemaStatus{SchemaVersion: st.SchemaVersion, Applied: []SchemaMigration{}, Pending: []SchemaMigration{}, Drift: []SchemaMigration{}}
 	for _, m := range st.Applied {
@@ -103,9 +105,21 @@ func (s *Service) schema(ctx context.Context, env *Environment, apply bool) (*Sc
 	for _, d := range st.Drift {
 		out.Drift = append(out.Drift, schemaMigration(d.Applied))
 	}
-	// Verify's findings include what Status finds in the database alone.
-	out.Tampered = findings
+	// Verify's findings, and what Status finds in the database alone (a
+	// system table that no longer reads), once each.
+	out.Tampered = append(findings, st.Tampered...)
+	slices.Sort(out.Tampered)
+	out.Tampered = slices.Compact(out.Tampered)
 	return out, nil
+}
+
+// targetError turns a failure to reach the environment's database into
+// EUNAVAILABLE (503, retry later); other errors pass through.
+func targetError(err error) error {
+	if errors.Is(err, drivers.ErrUnavailable) {
+		return Errorf(EUNAVAILABLE, "the environment's target is unavailable").Wrap(err)
+	}
+	return err
 }
 
 func schemaMigration(m dataplane.Migration) SchemaMigration {
@@ -162,12 +176,12 @@ func tampered(findings []string, cause error) *Error {
 func (s *Service) checkSchema(ctx context.Context, env *Environment, db *Database, t *Target) error {
 	conn, err := s.openAdmin(ctx, db, t)
 	if err != nil {
-		return err
+		return targetError(err)
 	}
 	defer conn.DB.Close()
 	err = s.Schema.Verify(ctx, conn.DB, conn.Dialect, expected(env, db))
 	if found, ok := tamperFindings(err); ok {
 		return tampered(found, err)
 	}
-	return err
+	return targetError(err)
 }

@@ -146,10 +146,21 @@ func (in *Initializer) Status(ctx context.Context, db *sql.DB, dialect drivers.D
 	}
 	var st Status
 	var applied map[key]Migration
+	// A system table that cannot be read as the initializer wrote it is a
+	// finding of the status, not its failure.
+	var unread []string
+	found := func(err error) error {
+		var te *TamperError
+		if errors.As(err, &te) {
+			unread = append(unread, te.Problems...)
+			return nil
+		}
+		return err
+	}
 	if ok, err := tableExists(ctx, db, dialect, LedgerTable); err != nil {
 		return Status{}, err
 	} else if ok {
-		if applied, err = readLedger(ctx, db); err != nil {
+		if applied, err = readLedger(ctx, db); found(err) != nil {
 			return Status{}, err
 		}
 	}
@@ -162,12 +173,13 @@ func (in *Initializer) Status(ctx context.Context, db *sql.DB, dialect drivers.D
 	}
 	st.Drift = findDrift(applied, system, app)
 	st.SchemaVersion = schemaVersion(applied)
-	if st.Owner, _, err = readOwner(ctx, db, dialect); err != nil {
+	if st.Owner, _, err = readOwner(ctx, db, dialect); found(err) != nil {
 		return Status{}, err
 	}
 	if st.Tampered, err = tampering(ctx, db, dialect, applied, system); err != nil {
 		return Status{}, err
 	}
+	st.Tampered = append(unread, st.Tampered...)
 	return st, nil
 }
 

@@ -118,7 +118,7 @@ func ledgerArgs(m Migration) []any {
 func readLedger(ctx context.Context, db *sql.DB) (map[key]Migration, error) {
 	rows, err := db.QueryContext(ctx, `SELECT namespace, version, name, checksum, applied_at FROM `+LedgerTable)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read migration ledger: %w", err)
+		return nil, unreadable(ctx, db, LedgerTable, err)
 	}
 	defer rows.Close()
 	out := map[key]Migration{}
@@ -128,7 +128,7 @@ func readLedger(ctx context.Context, db *sql.DB) (map[key]Migration, error) {
 			at string
 		)
 		if err := rows.Scan(&m.Namespace, &m.Version, &m.Name, &m.Checksum, &at); err != nil {
-			return nil, fmt.Errorf("cannot read migration ledger: %w", err)
+			return nil, unreadable(ctx, db, LedgerTable, err)
 		}
 		if m.AppliedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
 			// The initializer writes RFC 3339 only: another value was
@@ -170,9 +170,21 @@ func readOwner(ctx context.Context, db *sql.DB, d drivers.Dialect) (owner Owner,
 		return Owner{}, false, nil
 	}
 	if err != nil {
-		return Owner{}, false, fmt.Errorf("cannot read %s: %w", MetaTable, err)
+		return Owner{}, false, unreadable(ctx, db, MetaTable, err)
 	}
 	return owner, true, nil
+}
+
+// unreadable explains a failed read of one of the initializer's tables: if
+// the database still answers, the table no longer has the shape or the
+// values the initializer gave it (a column dropped or renamed, a version
+// that is not a number), which is tampering; otherwise it is the
+// connection's failure, returned as such.
+func unreadable(ctx context.Context, db *sql.DB, table string, err error) error {
+	if pingErr := db.PingContext(ctx); pingErr != nil {
+		return fmt.Errorf("cannot read %s: %w: %w", table, drivers.ErrUnavailable, err)
+	}
+	return &TamperError{Problems: []string{table + " cannot be read as the initializer wrote it"}}
 }
 
 // claimOwner writes the meta row when it is absent and checks, after, that it

@@ -32,6 +32,9 @@ var tamperCases = []tamperCase{
 	{"app rows deleted", "DELETE FROM _envplane_migrations WHERE namespace = 'app' AND version = 2", false},
 	{"meta row deleted", "DELETE FROM _envplane_meta", false},
 	{"row forged", "INSERT INTO _envplane_migrations VALUES ('app', 99, 'x', 'x', 'not a time')", false},
+	// The database answers, but the ledger no longer reads: tampering, not
+	// a failure of the connection (it answered 500 through the API).
+	{"ledger column renamed", "ALTER TABLE _envplane_migrations RENAME COLUMN checksum TO sum", true},
 }
 
 // TestTamperingIsDetected: on every engine, a ledger or meta row changed
