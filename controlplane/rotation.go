@@ -616,13 +616,12 @@ func (s *Service) rotateScheduled(ctx context.Context, dbID string, creds []*Cre
 	if err != nil {
 		return false, err
 	}
+	// Its steps are bounded (StepTimeout, Attempts), so it ends soon; the
+	// outcome decides the database's backoff.
 	select {
 	case <-done:
 	case <-ctx.Done():
 		return true, ctx.Err()
-	case <-time.After(s.Lease):
-		s.Logger.Warn("scheduled rotation still running", "operation", op.ID)
-		return true, nil
 	}
 	if op.Status == OpSucceeded {
 		s.retry.succeeded(key)

@@ -271,11 +271,12 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 // stepContext is the context of one attempt at op's current step: its lease
 // renewed meanwhile (heartbeat), and bounded by StepTimeout, and for a
 // provisioning by what is left of ProvisionTimeout, so a target that
-// accepts connections and never answers cannot hold an operation. Copying a
-// database for a clone is bounded by its lease alone: it may take long.
+// accepts connections and never answers cannot hold an operation. A
+// clone's steps are bounded by its lease alone: copying a large database,
+// and migrating the copy, may take long.
 func (s *Service) stepContext(ctx context.Context, op *Operation) (context.Context, func()) {
 	stepCtx, stop := s.heartbeat(ctx, op)
-	if op.Kind == OpClone && op.Step == stepCreateDatabase {
+	if op.Kind == OpClone && !compensating(op) {
 		return stepCtx, stop
 	}
 	limit := s.StepTimeout
@@ -607,9 +608,16 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cannot claim operations: %w", err)
 	}
-	for _, op := range ops {
+	// All at once: each renews its own lease while it runs, and one slow
+	// target does not hold the others' operations (or let their leases run
+	// out) behind it.
+	done := make([]<-chan struct{}, len(ops))
+	for i, op := range ops {
 		s.Logger.Info("resuming operation", "operation", op.ID, "kind", op.Kind, "step", op.Step)
-		<-s.start(op)
+		done[i] = s.start(op)
+	}
+	for _, ch := range done {
+		<-ch
 	}
 	return len(ops), nil
 }

@@ -127,7 +127,8 @@ func (p *switchedProxy) on(t *testing.T, hang bool) {
 }
 
 // proxiedPostgres is a PostgreSQL target "pg" reached through a switched
-// proxy in front of the real server.
+// proxy in front of the real server. The driver's connections have no
+// timeout of their own: the service's bounds are what stops a hang.
 func proxiedPostgres(t *testing.T) (*cp.Target, *switchedProxy) {
 	t.Helper()
 	admin, err := pgx.ParseConfig(drivertest.PostgresAdminURL(t))
@@ -136,7 +137,7 @@ func proxiedPostgres(t *testing.T) (*cp.Target, *switchedProxy) {
 	}
 	p := newSwitchedProxy(t, net.JoinHostPort(admin.Host, "5432"))
 	host, port, _ := net.SplitHostPort(p.addr)
-	url := "postgres://" + admin.User + "@" + host + ":" + port + "/" + admin.Database + "?sslmode=disable&connect_timeout=2"
+	url := "postgres://" + admin.User + "@" + host + ":" + port + "/" + admin.Database + "?sslmode=disable"
 	d, err := pgdriver.New(context.Background(), pgdriver.Config{AdminURL: drivers.Secret(url), AppSSLMode: "disable"})
 	if err != nil {
 		t.Fatalf("postgres driver: %v", err)
@@ -320,7 +321,16 @@ func TestHangingTargetFailsProvisioningInBoundedTime(t *testing.T) {
 
 	var accepted cp.EnvironmentOperationResponse
 	h.must(t, http.StatusAccepted, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "hung", "type": "development", "target": "pg"}, "Prefer", "wait=0").decode(t, &accepted)
-	h.svc.Wait()
+	waited := make(chan struct{})
+	go func() {
+		h.svc.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(2 * time.Minute): // a guard against a hang, not a speed check
+		t.Fatal("the provisioning on a hanging target never ended")
+	}
 	if v := h.envView(t, "acme", "hung"); v.Status != cp.StatusFailed || !strings.Contains(v.Error, "target unavailable") {
 		t.Fatalf("hung is %s (%q), want failed saying the target is unavailable\n%s", v.Status, v.Error, h.logs)
 	}
