@@ -581,9 +581,10 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			return fmt.Errorf("cannot drop database: %w", err)
 		}
 	}
-	if op.Kind == OpResume {
-		// The environment stays suspended: so must its database, whatever
-		// the failed resume gave back.
+	if (op.Kind == OpSuspend || op.Kind == OpResume) && env.Status == StatusSuspended {
+		// The environment is (still) suspended: so must its database be,
+		// whatever a failed resume gave back or a failed suspension left
+		// open; retried with backoff until the target lets it.
 		if err := s.cutAccess(ctx, env, db, t); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,19 +29,20 @@ const (
 // runs the database part again, which converges after a failure. ECONFLICT
 // unless the environment is active or suspended, or while another operation
 // runs; EUNAVAILABLE when the database could not be suspended (the router
-// refuses anyway; suspending again retries).
+// refuses anyway, and the operation keeps cutting access in the background,
+// with backoff, until the target lets it).
 func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
 	if err != nil {
 		return nil, err
 	}
 	env := a.env
-	if env.Status != StatusActive && env.Status != StatusSuspended {
-		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
-	}
 	op, err := s.startSuspension(ctx, env, OpSuspend, stepSuspendDatabase, func(q Queries) error {
 		if env.Status == StatusSuspended {
 			return nil
+		}
+		if env.Status != StatusActive {
+			return Errorf(ECONFLICT, "the environment is %s", env.Status)
 		}
 		env.Status = StatusSuspended
 		env.UpdatedAt = s.Now()
@@ -67,23 +69,32 @@ func (s *Service) ResumeEnvironment(ctx context.Context, p *Principal, orgRef, e
 		return nil, err
 	}
 	env := a.env
-	if env.Status == StatusActive {
-		return s.withDatabase(ctx, env)
-	}
-	if env.Status != StatusSuspended {
-		return nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
-	}
 	op, err := s.startSuspension(ctx, env, OpResume, stepResumeDatabase, func(q Queries) error {
+		if env.Status == StatusActive {
+			return errNothingToDo
+		}
+		if env.Status != StatusSuspended {
+			return Errorf(ECONFLICT, "the environment is %s", env.Status)
+		}
 		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.resume_requested", env.ID, nil)
 	})
+	if errors.Is(err, errNothingToDo) {
+		return s.withDatabase(ctx, env)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return s.finishSuspension(ctx, op, env, "the environment stays suspended: its database could not be resumed")
 }
 
+// errNothingToDo tells startSuspension's caller that write found the
+// environment already as asked: no operation is made.
+var errNothingToDo = errors.New("nothing to do")
+
 // startSuspension records a suspend or resume operation, with write's rows,
-// in one transaction, and starts it.
+// in one transaction, and starts it. env is read again inside the
+// transaction first, so write decides on its current status (a resume
+// finishing meanwhile, a double submit), not the one the request read.
 func (s *Service) startSuspension(ctx context.Context, env *Environment, kind OperationKind, step string, write func(q Queries) error) (*Operation, error) {
 	var op *Operation
 	err := s.tx(ctx, func(q Queries) error {
@@ -92,6 +103,11 @@ func (s *Service) startSuspension(ctx context.Context, env *Environment, kind Op
 		} else if !IsCode(err, ENOTFOUND) {
 			return err
 		}
+		cur, err := q.GetEnvironment(ctx, env.OrgID, env.ID)
+		if err != nil {
+			return err
+		}
+		*env = *cur
 		if err := write(q); err != nil {
 			return err
 		}
