@@ -501,7 +501,16 @@ func (r *crashRun) awaitFinished(kind cp.OperationKind, slug string, done int) *
 			if len(evs) != done+1 {
 				r.t.Fatalf("%s: %d operations of kind %s finished, want 1", slug, len(evs)-done, kind)
 			}
-			return evs[0]
+			if evs[0].Action != "operation.failed" {
+				return evs[0]
+			}
+			// A failure is recorded before its clean-up: the operation
+			// itself ends once that is done too.
+			var op cp.Operation
+			r.call(http.StatusOK, "GET", "/v1/operations/"+evs[0].Target, nil, &op)
+			if op.Status.Done() {
+				return evs[0]
+			}
 		}
 		if time.Now().After(deadline) {
 			r.t.Fatalf("%s: the %s operation did not finish after the restart; environment %+v", slug, kind, r.environment(slug))
