@@ -191,9 +191,6 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if req.IsProtected != nil {
 		env.IsProtected = *req.IsProtected
 	}
-	if neverExpires(env.Type, env.IsDefault, env.IsProtected) {
-		env.ExpiresAt = nil
-	}
 	if err := q.CreateEnvironment(ctx, env); err != nil {
 		if IsCode(err, ECONFLICT) {
 			return nil, Invalid(FieldError{Field: "slug", Message: "is taken in this organization"}).withCode(ECONFLICT)

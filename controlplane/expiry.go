@@ -71,7 +71,7 @@ func hours(d time.Duration) string {
 // creationExpiry is the expiry of a new environment: the one req asks for,
 // or else its type's default from EnvironmentTTL, or none.
 func (s *Service) creationExpiry(req CreateEnvironmentRequest) (*time.Time, []FieldError) {
-	keep := neverExpires(req.Type, false, req.Type == TypeProduction || req.IsProtected != nil && *req.IsProtected)
+	keep := neverExpires(req.Type, false, req.IsProtected != nil && *req.IsProtected)
 	if req.TTL != "" || req.ExpiresAt != nil {
 		return s.requestedExpiry(req.TTL, req.ExpiresAt, keep)
 	}

@@ -155,6 +155,7 @@ func TestExpiryBadInput(t *testing.T) {
 			{"ttl not a duration", "POST", envs, create(map[string]any{"ttl": "3 days"}), "ttl"},
 			{"ttl and expires_at", "POST", envs, create(map[string]any{"ttl": "1h", "expires_at": far}), "ttl"},
 			{"expires_at in the past", "POST", envs, create(map[string]any{"expires_at": past}), "expires_at"},
+			{"expires_at not a time", "POST", envs, create(map[string]any{"expires_at": "tomorrow"}), "expires_at"},
 			{"expires_at beyond the maximum", "POST", envs, create(map[string]any{"expires_at": far}), "expires_at"},
 			{"production with ttl", "POST", envs, map[string]any{"slug": "qa", "type": "production", "ttl": "1h"}, "ttl"},
 			{"protected with expires_at", "POST", envs, create(map[string]any{"is_protected": true, "expires_at": far.Add(-48 * time.Hour)}), "expires_at"},
