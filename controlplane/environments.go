@@ -376,7 +376,10 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 	return s.view(env, db), nil
 }
 
-// UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
+// UpdateEnvironment changes name, description, protection and expiry
+// (owner, admin, env_admin). EINVALID naming ttl or expires_at for an
+// expiry that is malformed, out of range, or on an environment that never
+// expires (protected, default, production); protecting one removes its expiry.
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
 	if err := checkText(req); err != nil {
 		return nil, err
