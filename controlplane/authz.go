@@ -16,6 +16,7 @@ const (
 	ActOrgCreate      Action = "org.create"           // platform admin only
 	ActKeyringManage  Action = "keyring.manage"       // platform admin only: key coverage, rotate, rewrap, retire
 	ActTargetsInspect Action = "targets.inspect"      // platform admin only: targets' capacity, use and health
+	ActOrgQuota       Action = "org.quota"            // platform admin only: set max_environments and max_storage_mb
 	ActOrgRead        Action = "org.read"             // any org member; an app key for its own org
 	ActOrgUpdate      Action = "org.update"           // owner
 	ActOrgDelete      Action = "org.delete"           // owner
@@ -136,7 +137,7 @@ type rule struct {
 // ruleFor is the authorization table; ok is false for an unknown action.
 func ruleFor(a Action) (r rule, ok bool) {
 	switch a {
-	case ActOrgCreate, ActKeyringManage, ActTargetsInspect:
+	case ActOrgCreate, ActKeyringManage, ActTargetsInspect, ActOrgQuota:
 		return rule{who: gPlatform}, true
 	case ActOrgRead:
 		return rule{who: gOrgAdmin | gMember, app: true}, true

@@ -78,6 +78,7 @@ func TestAuthorizeGrid(t *testing.T) {
 		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "org create", controlplane.ActOrgCreate, controlplane.Resource{}},
 		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "keyring manage", controlplane.ActKeyringManage, controlplane.Resource{}},
 		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "targets inspect", controlplane.ActTargetsInspect, controlplane.Resource{}},
+		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "org quota", controlplane.ActOrgQuota, orgRes()},
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  Y  Y  Y  Y", "org read", controlplane.ActOrgRead, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org update", controlplane.ActOrgUpdate, orgRes()},
 		{" Y  Y  F  F  F  F  F  F  N  N  F  F  F  F", "org delete", controlplane.ActOrgDelete, orgRes()},
@@ -143,7 +144,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActEnvDelete, controlplane.ActEnvSuspend, controlplane.ActConnAdmin, controlplane.ActConnReadWrite,
 		controlplane.ActConnReadOnly, controlplane.ActCredRead, controlplane.ActCredRotate, controlplane.ActEnvMemberRead,
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
-		controlplane.ActOwnerWrite, controlplane.ActKeyringManage, controlplane.ActTargetsInspect,
+		controlplane.ActOwnerWrite, controlplane.ActKeyringManage, controlplane.ActTargetsInspect, controlplane.ActOrgQuota,
 	}
 }
 

@@ -30,13 +30,16 @@ func ValidSlug(s string) bool {
 
 // Organization is the tenant boundary.
 type Organization struct {
-	ID              string    `json:"id"`
-	Slug            string    `json:"slug"`
-	Name            string    `json:"name"`
-	Require2FA      bool      `json:"require_2fa"`
-	MaxEnvironments int       `json:"max_environments"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	ID              string `json:"id"`
+	Slug            string `json:"slug"`
+	Name            string `json:"name"`
+	Require2FA      bool   `json:"require_2fa"`
+	MaxEnvironments int    `json:"max_environments"`
+	// MaxStorageMB is the storage quota in megabytes; 0 is none. Like
+	// MaxEnvironments, only the platform admin sets it.
+	MaxStorageMB int       `json:"max_storage_mb"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // User is a person who holds roles in organizations. PlatformAdmin users are
@@ -151,6 +154,13 @@ type Environment struct {
 	CreatedAt time.Time         `json:"created_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
 	DeletedAt *time.Time        `json:"deleted_at,omitempty"`
+	// ExpiresAt is when the background pass deprovisions the environment;
+	// nil for one that does not expire (never set on protected, default or
+	// production environments).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// ExpiryNoticedAt is when the environment's `expiring` audit event was
+	// written for the current ExpiresAt; nil until then.
+	ExpiryNoticedAt *time.Time `json:"-"`
 }
 
 // Database is the physical data-plane database of one environment.

@@ -31,8 +31,8 @@ type reservation struct {
 }
 
 // view returns the environment with its database as responses show it.
-func view(env *Environment, db *Database) *EnvironmentView {
-	v := &EnvironmentView{Environment: env}
+func (s *Service) view(env *Environment, db *Database) *EnvironmentView {
+	v := &EnvironmentView{Environment: env, Expiring: s.expiring(env)}
 	if db != nil {
 		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt}
 	}
@@ -186,6 +186,7 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		CreatedBy:   actor(p),
 		CreatedAt:   now,
 		UpdatedAt:   now,
+		ExpiresAt:   req.ExpiresAt,
 	}
 	if req.IsProtected != nil {
 		env.IsProtected = *req.IsProtected
@@ -205,6 +206,9 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		return nil, err
 	}
 	details := map[string]any{"slug": env.Slug, "type": string(env.Type), "target": t.Name, "operation": op.ID}
+	if env.ExpiresAt != nil {
+		details["expires_at"] = env.ExpiresAt
+	}
 	if src != nil {
 		details["from_environment"] = src.env.ID
 		details["schema_only"] = src.schemaOnly
@@ -234,9 +238,13 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if fields := validateEnvironment(req, false); len(fields) > 0 {
+	fields := validateEnvironment(req, false)
+	expires, expiryFields := s.creationExpiry(req)
+	if fields = append(fields, expiryFields...); len(fields) > 0 {
 		return nil, nil, nil, Invalid(fields...)
 	}
+	// reserve stores the expiry as the time it is.
+	req.TTL, req.ExpiresAt = "", expires
 	src, err := s.cloneSource(ctx, a, req)
 	if err != nil {
 		return nil, nil, nil, err
@@ -250,7 +258,7 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return view(res.env, res.db), res.op, s.start(res.op), nil
+	return s.view(res.env, res.db), res.op, s.start(res.op), nil
 }
 
 // cloneSource resolves and checks a create request's from_environment and
@@ -313,7 +321,7 @@ func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return view(env, db), op, nil
+	return s.view(env, db), op, nil
 }
 
 // ListEnvironments lists the live environments p can see, with their
@@ -346,7 +354,7 @@ func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef str
 		if err != nil && !IsCode(err, ENOTFOUND) {
 			return nil, "", err
 		}
-		out = append(out, view(e, db))
+		out = append(out, s.view(e, db))
 	}
 	return out, next, nil
 }
@@ -365,10 +373,13 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 	if err != nil && !IsCode(err, ENOTFOUND) {
 		return nil, err
 	}
-	return view(env, db), nil
+	return s.view(env, db), nil
 }
 
-// UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
+// UpdateEnvironment changes name, description, protection and expiry
+// (owner, admin, env_admin). EINVALID naming ttl or expires_at for an
+// expiry that is malformed, out of range, or on an environment that never
+// expires (protected, default, production); protecting one removes its expiry.
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
 	if err := checkText(req); err != nil {
 		return nil, err
@@ -392,13 +403,24 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 		}
 		env.Description = *req.Description
 	}
-	if len(fields) > 0 {
+	protected := env.IsProtected
+	if req.IsProtected != nil {
+		protected = *req.IsProtected
+	}
+	expires, expiryFields := s.requestedExpiry(req.TTL, req.ExpiresAt, neverExpires(env.Type, env.IsDefault, protected))
+	if fields = append(fields, expiryFields...); len(fields) > 0 {
 		return nil, Invalid(fields...)
 	}
 	details := map[string]any{}
-	if req.IsProtected != nil && *req.IsProtected != env.IsProtected {
-		env.IsProtected = *req.IsProtected
+	if protected != env.IsProtected {
+		env.IsProtected = protected
 		details["is_protected"] = env.IsProtected
+	}
+	// A new expiry gets its own notice; protecting an environment removes
+	// its expiry, since a protected one never expires.
+	if expires != nil || protected && env.ExpiresAt != nil {
+		env.ExpiresAt, env.ExpiryNoticedAt = expires, nil
+		details["expires_at"] = expires
 	}
 	env.UpdatedAt = s.Now()
 	err = s.tx(ctx, func(q Queries) error {
@@ -421,38 +443,59 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, e
 	if err != nil {
 		return nil, nil, err
 	}
-	env := a.env
-	switch {
-	case env.IsDefault:
-		return nil, nil, Errorf(ECONFLICT, "the default environment is deleted only with its organization")
-	case env.IsProtected:
-		return nil, nil, Errorf(ECONFLICT, "the environment is protected; unprotect it first")
-	case env.Status == StatusDeleting:
-		return nil, nil, Errorf(ECONFLICT, "the environment is already being deleted")
-	}
-	var op *Operation
-	err = s.tx(ctx, func(q Queries) error {
-		if _, err := q.GetRunningOperation(ctx, env.ID); err == nil {
-			return Errorf(ECONFLICT, "an operation is running on the environment")
-		} else if !IsCode(err, ENOTFOUND) {
-			return err
-		}
-		from := env.Status
-		env.Status = StatusDeleting
-		env.UpdatedAt = s.Now()
-		if err := q.SetEnvironmentStatus(ctx, env, from); err != nil {
-			return err
-		}
-		op = s.newOperation(env.OrgID, env.ID, OpDeprovision, stepRevokeAll, nil)
-		if err := q.CreateOperation(ctx, op); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.delete_requested", env.ID, map[string]any{"operation": op.ID})
-	})
+	op, err := s.deprovision(ctx, p, a.env, "environment.delete_requested", nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return op, s.start(op), nil
+}
+
+// deprovision marks env deleting and records its deprovision operation and
+// the audit event action, in one transaction that reads env again, so a
+// change made meanwhile counts. ECONFLICT for a default or protected
+// environment, one already being deleted, one with an operation running,
+// and one that allow (when not nil) refuses.
+func (s *Service) deprovision(ctx context.Context, p *Principal, env *Environment, action string, allow func(*Environment) error) (*Operation, error) {
+	var op *Operation
+	err := s.tx(ctx, func(q Queries) error {
+		cur, err := q.GetEnvironment(ctx, env.OrgID, env.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur.IsDefault:
+			return Errorf(ECONFLICT, "the default environment is deleted only with its organization")
+		case cur.IsProtected:
+			return Errorf(ECONFLICT, "the environment is protected; unprotect it first")
+		case cur.Status == StatusDeleting:
+			return Errorf(ECONFLICT, "the environment is already being deleted")
+		}
+		if allow != nil {
+			if err := allow(cur); err != nil {
+				return err
+			}
+		}
+		if _, err := q.GetRunningOperation(ctx, cur.ID); err == nil {
+			return Errorf(ECONFLICT, "an operation is running on the environment")
+		} else if !IsCode(err, ENOTFOUND) {
+			return err
+		}
+		from := cur.Status
+		cur.Status = StatusDeleting
+		cur.UpdatedAt = s.Now()
+		if err := q.SetEnvironmentStatus(ctx, cur, from); err != nil {
+			return err
+		}
+		op = s.newOperation(cur.OrgID, cur.ID, OpDeprovision, stepRevokeAll, nil)
+		if err := q.CreateOperation(ctx, op); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, cur.OrgID, cur.ID, action, cur.ID, map[string]any{"operation": op.ID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
 // ListOperations lists, newest first, the operations of the organization's

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"strings"
 )
 
@@ -30,18 +31,20 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 	if len(name) > 200 {
 		fields = append(fields, FieldError{Field: "name", Message: "must be at most 200 characters"})
 	}
-	maxEnv := s.DefaultMaxEnvironments
+	maxEnv, maxStorage := s.DefaultMaxEnvironments, s.DefaultMaxStorageMB
 	if req.MaxEnvironments != nil {
 		maxEnv = *req.MaxEnvironments
-		if maxEnv < 1 || maxEnv > 100000 {
-			fields = append(fields, FieldError{Field: "max_environments", Message: "must be between 1 and 100000"})
-		}
 	}
+	if req.MaxStorageMB != nil {
+		maxStorage = *req.MaxStorageMB
+	}
+	fields = append(fields, checkQuotas(req.MaxEnvironments, req.MaxStorageMB)...)
 	if len(fields) > 0 {
 		return nil, nil, Invalid(fields...)
 	}
 	now := s.Now()
-	org := &Organization{ID: s.NewID("org"), Slug: req.Slug, Name: name, MaxEnvironments: maxEnv, CreatedAt: now, UpdatedAt: now}
+	org := &Organization{ID: s.NewID("org"), Slug: req.Slug, Name: name, MaxEnvironments: maxEnv, MaxStorageMB: maxStorage,
+		CreatedAt: now, UpdatedAt: now}
 	if req.Require2FA != nil {
 		org.Require2FA = *req.Require2FA
 	}
@@ -69,7 +72,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 		return nil, nil, err
 	}
 	done := s.start(res.op)
-	return &CreateOrganizationResponse{Organization: org, DefaultEnvironment: view(res.env, res.db), Operation: res.op}, done, nil
+	return &CreateOrganizationResponse{Organization: org, DefaultEnvironment: s.view(res.env, res.db), Operation: res.op}, done, nil
 }
 
 // ListOrganizations lists the organizations p may see: every one for the
@@ -105,7 +108,24 @@ func (s *Service) GetOrganization(ctx context.Context, p *Principal, ref string)
 	return a.org, nil
 }
 
-// UpdateOrganization changes an organization's name, 2FA requirement or quota (owner).
+// MaxStorageQuotaMB is the largest max_storage_mb an organization may have (16 TiB).
+const MaxStorageQuotaMB = 16 << 20
+
+// checkQuotas checks the quotas a request sets, when it sets them.
+func checkQuotas(maxEnv, maxStorage *int) []FieldError {
+	var fields []FieldError
+	if maxEnv != nil && (*maxEnv < 1 || *maxEnv > 100000) {
+		fields = append(fields, FieldError{Field: "max_environments", Message: "must be between 1 and 100000"})
+	}
+	if maxStorage != nil && (*maxStorage < 0 || *maxStorage > MaxStorageQuotaMB) {
+		fields = append(fields, FieldError{Field: "max_storage_mb", Message: fmt.Sprintf("must be between 0 (no quota) and %d", MaxStorageQuotaMB)})
+	}
+	return fields
+}
+
+// UpdateOrganization changes an organization's name or 2FA requirement
+// (owner) and its quotas (platform admin only: EFORBIDDEN for an owner, who
+// reads them but does not set them).
 func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref string, req UpdateOrganizationRequest) (*Organization, error) {
 	if err := checkText(req); err != nil {
 		return nil, err
@@ -114,8 +134,14 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 	if err != nil {
 		return nil, err
 	}
+	if req.MaxEnvironments != nil || req.MaxStorageMB != nil {
+		if err := Authorize(a.subject, ActOrgQuota, Resource{OrgID: a.org.ID}); err != nil {
+			return nil, Errorf(EFORBIDDEN, "forbidden: quotas are set by the platform admin")
+		}
+	}
 	org := a.org
-	var fields []FieldError
+	fields := checkQuotas(req.MaxEnvironments, req.MaxStorageMB)
+	details := map[string]any{}
 	if req.Name != nil {
 		n := strings.TrimSpace(*req.Name)
 		if n == "" || len(n) > 200 {
@@ -123,11 +149,13 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 		}
 		org.Name = n
 	}
-	if req.MaxEnvironments != nil {
-		if *req.MaxEnvironments < 1 || *req.MaxEnvironments > 100000 {
-			fields = append(fields, FieldError{Field: "max_environments", Message: "must be between 1 and 100000"})
-		}
+	if req.MaxEnvironments != nil && *req.MaxEnvironments != org.MaxEnvironments {
 		org.MaxEnvironments = *req.MaxEnvironments
+		details["max_environments"] = org.MaxEnvironments
+	}
+	if req.MaxStorageMB != nil && *req.MaxStorageMB != org.MaxStorageMB {
+		org.MaxStorageMB = *req.MaxStorageMB
+		details["max_storage_mb"] = org.MaxStorageMB
 	}
 	if req.Require2FA != nil {
 		org.Require2FA = *req.Require2FA
@@ -140,7 +168,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 		if err := q.UpdateOrganization(ctx, org); err != nil {
 			return err
 		}
-		return s.audit(ctx, q, p, org.ID, "", "organization.updated", org.ID, nil)
+		return s.audit(ctx, q, p, org.ID, "", "organization.updated", org.ID, details)
 	})
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ type CreateOrganizationRequest struct {
 	Name            string `json:"name"`
 	Require2FA      *bool  `json:"require_2fa,omitempty"`
 	MaxEnvironments *int   `json:"max_environments,omitempty"`
+	MaxStorageMB    *int   `json:"max_storage_mb,omitempty"`
 }
 
 // CreateOrganizationResponse is the 201 body of POST /v1/organizations.
@@ -28,9 +29,12 @@ type CreateOrganizationResponse struct {
 
 // UpdateOrganizationRequest is the body of PATCH /v1/organizations/{org}.
 type UpdateOrganizationRequest struct {
-	Name            *string `json:"name,omitempty"`
-	Require2FA      *bool   `json:"require_2fa,omitempty"`
-	MaxEnvironments *int    `json:"max_environments,omitempty"`
+	Name       *string `json:"name,omitempty"`
+	Require2FA *bool   `json:"require_2fa,omitempty"`
+	// MaxEnvironments and MaxStorageMB are the quotas: the platform admin's
+	// to set (EFORBIDDEN for anyone else).
+	MaxEnvironments *int `json:"max_environments,omitempty"`
+	MaxStorageMB    *int `json:"max_storage_mb,omitempty"`
 }
 
 // AddMemberRequest is the body of POST /v1/organizations/{org}/members; a new
@@ -84,6 +88,10 @@ type CreateEnvironmentRequest struct {
 	// database as a copy of another environment's, on the same target.
 	FromEnvironment string `json:"from_environment,omitempty"`
 	Clone           string `json:"clone,omitempty"`
+	// TTL (a duration such as "72h") or ExpiresAt, not both, make the
+	// environment expire; without either its type's default applies.
+	TTL       string     `json:"ttl,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // UpdateEnvironmentRequest is the body of PATCH .../environments/{env}.
@@ -91,6 +99,10 @@ type UpdateEnvironmentRequest struct {
 	Name        *string `json:"name,omitempty"`
 	Description *string `json:"description,omitempty"`
 	IsProtected *bool   `json:"is_protected,omitempty"`
+	// TTL (from now) or ExpiresAt, not both, set a new expiry. Protecting
+	// an environment removes its expiry.
+	TTL       string     `json:"ttl,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // DatabaseView is the database as environment responses show it.
@@ -106,6 +118,8 @@ type DatabaseView struct {
 // EnvironmentView is an environment with its database.
 type EnvironmentView struct {
 	*Environment
+	// Expiring is true when the environment expires within ExpiryNotice.
+	Expiring bool          `json:"expiring"`
 	Database *DatabaseView `json:"database,omitempty"`
 }
 

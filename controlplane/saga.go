@@ -639,7 +639,7 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 
 // TickReport says what one Tick did.
 type TickReport struct {
-	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed int
+	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed, Expired int
 }
 
 // changeRetention is how long the change log keeps a change: far longer
@@ -648,7 +648,8 @@ const changeRetention = time.Hour
 
 // Tick is one pass of background work: it probes targets whose check is
 // due, resumes abandoned operations, revokes credentials whose grace has
-// ended, starts scheduled rotations, forgets idempotency keys older than
+// ended, starts scheduled rotations, deprovisions expired environments
+// (ExpireDue), forgets idempotency keys older than
 // IdempotencyTTL, writes buffered receipts and prunes receipts past
 // ReceiptRetention and old changes. A part that fails is logged and the
 // others still run.
@@ -664,6 +665,9 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	}
 	if r.Rotated, err = s.RotateDue(ctx); err != nil {
 		s.Logger.Error("scheduled rotation failed", "err", err)
+	}
+	if r.Expired, err = s.ExpireDue(ctx); err != nil {
+		s.Logger.Error("environment expiry failed", "err", err)
 	}
 	if r.Forgotten, err = s.Store.DeleteIdempotencyRecordsBefore(ctx, s.Now().Add(-s.IdempotencyTTL)); err != nil {
 		s.Logger.Error("pruning idempotency records failed", "err", err)

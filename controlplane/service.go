@@ -96,8 +96,15 @@ type Service struct {
 	// its effects are done and before they are recorded). Production builds
 	// leave it nil; the crash tests build a binary that kills itself there.
 	CrashPoint func(point string)
-	// DefaultMaxEnvironments is the quota of organizations created without one.
+	// DefaultMaxEnvironments is the quota of organizations created without
+	// one; DefaultMaxStorageMB the storage quota (default 0: none).
 	DefaultMaxEnvironments int
+	DefaultMaxStorageMB    int
+	// EnvironmentTTL gives the expiry of new environments per type when the
+	// request sets none (default: none); MaxEnvironmentTTL bounds any
+	// expiry from now (default 90 days).
+	EnvironmentTTL    map[EnvironmentType]time.Duration
+	MaxEnvironmentTTL time.Duration
 	// IdempotencyTTL is how long an Idempotency-Key's answer is kept for
 	// replay (default 24h).
 	IdempotencyTTL time.Duration
@@ -168,6 +175,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		Lease:                  5 * time.Second,
 		LeaseRenewal:           time.Second,
 		DefaultMaxEnvironments: 100,
+		EnvironmentTTL:         map[EnvironmentType]time.Duration{},
+		MaxEnvironmentTTL:      90 * 24 * time.Hour,
 		IdempotencyTTL:         24 * time.Hour,
 		RefreshWindow:          time.Minute,
 		RevokeMargin:           5 * time.Second,
@@ -255,7 +264,7 @@ func additive(action string) bool {
 	switch action {
 	case "platform.bootstrapped", "organization.created", "environment.created", "api_key.created",
 		"member.added", "schema.migrated", "credentials.rotate_requested", "credentials.revoke_requested",
-		"credentials.rotate_scheduled", "credentials.budget_exceeded",
+		"credentials.rotate_scheduled", "credentials.budget_exceeded", "environment.expiring",
 		// A target's health changes no answer: it is the platform's news.
 		"target.available", "target.unavailable":
 		return true

@@ -229,7 +229,7 @@ type Queries interface {
 	GetOrganization(ctx context.Context, idOrSlug string) (*Organization, error)
 	// ListOrganizations lists organizations; ids, when not nil, restricts to those.
 	ListOrganizations(ctx context.Context, ids []string, p Page) (orgs []*Organization, next string, err error)
-	// UpdateOrganization saves o's name, require_2fa, max_environments and updated_at. ENOTFOUND if absent.
+	// UpdateOrganization saves o's name, require_2fa, max_environments, max_storage_mb and updated_at. ENOTFOUND if absent.
 	UpdateOrganization(ctx context.Context, o *Organization) error
 	// DeleteOrganization removes the organization and everything it owns. ENOTFOUND if absent.
 	DeleteOrganization(ctx context.Context, id string) error
@@ -284,7 +284,7 @@ type Queries interface {
 	// ListEnvironments lists environments.
 	ListEnvironments(ctx context.Context, f EnvironmentFilter, p Page) (envs []*Environment, next string, err error)
 	// UpdateEnvironment saves e's settings: name, description, is_protected,
-	// metadata and updated_at; never its status, which only
+	// metadata, expires_at, expiry_noticed_at and updated_at; never its status, which only
 	// SetEnvironmentStatus changes, so a settings change and a lifecycle step
 	// cannot undo each other. ENOTFOUND if absent.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
@@ -296,6 +296,16 @@ type Queries interface {
 	// CountEnvironments counts the organization's live environments. Inside
 	// WithTx it serializes with other reservations of the organization.
 	CountEnvironments(ctx context.Context, orgID string) (int, error)
+	// ListEnvironmentsExpiring lists, across organizations, up to limit live
+	// environments not being deleted that expire at or before before,
+	// soonest first; only those without an expiry notice when unnoticed.
+	// Protected, default and production environments are never listed.
+	ListEnvironmentsExpiring(ctx context.Context, before time.Time, unnoticed bool, limit int) ([]*Environment, error)
+	// NoticeEnvironmentExpiry sets the environment's expiry_noticed_at to at
+	// if it has none and still expires at expiresAt, and reports whether it
+	// did: of two callers at once, exactly one gets true. ENOTFOUND never;
+	// an absent environment is false.
+	NoticeEnvironmentExpiry(ctx context.Context, orgID, id string, expiresAt, at time.Time) (bool, error)
 
 	// CreateDatabase inserts d. ECONFLICT if the environment has one or the name is taken.
 	CreateDatabase(ctx context.Context, d *Database) error

@@ -15,6 +15,18 @@ import (
 	"github.com/envplane/envplane/drivers"
 )
 
+// expiry shows when an environment expires, "-" for never, with a "!"
+// when that is within 24 hours.
+func expiry(e *cp.EnvironmentView) string {
+	if e.ExpiresAt == nil {
+		return "-"
+	}
+	if e.Expiring {
+		return when(*e.ExpiresAt) + "!"
+	}
+	return when(*e.ExpiresAt)
+}
+
 func envTable(w *tabwriter.Writer, e *cp.EnvironmentView) {
 	if e.Environment != nil {
 		field(w, "id", e.ID)
@@ -24,6 +36,10 @@ func envTable(w *tabwriter.Writer, e *cp.EnvironmentView) {
 		field(w, "status", string(e.Status))
 		field(w, "error", e.Error)
 		field(w, "protected", yesNo(e.IsProtected))
+		field(w, "expires", whenPtr(e.ExpiresAt))
+		if e.Expiring {
+			field(w, "expiring", "yes, within 24h")
+		}
 		field(w, "default", yesNo(e.IsDefault))
 		field(w, "region", e.Region)
 		field(w, "target", e.Target)
@@ -139,6 +155,7 @@ operation, showing progress on stderr, for up to --timeout, unless --no-wait.`,
 	cmd.Flags().StringVar(&create.Target, "target", "", "target to create the database on")
 	cmd.Flags().StringVar(&create.Description, "description", "", "description")
 	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (default: true for production)")
+	cmd.Flags().StringVar(&create.TTL, "ttl", "", "expire after this long, e.g. 72h (default: the type's, if any; never for protected or production)")
 	cmd.Flags().StringVar(&create.FromEnvironment, "from", "", "create the database as a copy of this environment's (slug or id), with --clone")
 	cmd.Flags().StringVar(&create.Clone, "clone", "", "with --from: schema (structure only) or full (structure and rows)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
@@ -170,7 +187,7 @@ func (a *app) envListCommand() *cobra.Command {
 			}
 			defer a.more(envs.Next)
 			return a.show(envs, func(w *tabwriter.Writer) {
-				row(w, "SLUG", "TYPE", "STATUS", "PROTECTED", "DRIVER", "REGION", "DATABASE", "ID")
+				row(w, "SLUG", "TYPE", "STATUS", "PROTECTED", "EXPIRES", "DRIVER", "REGION", "DATABASE", "ID")
 				for _, e := range envs.Items {
 					if e.Environment == nil {
 						continue
@@ -179,7 +196,7 @@ func (a *app) envListCommand() *cobra.Command {
 					if e.Database != nil {
 						driver, db = dash(e.Database.Driver), dash(e.Database.DatabaseName)
 					}
-					row(w, e.Slug, string(e.Type), string(e.Status), yesNo(e.IsProtected), driver, dash(e.Region), db, e.ID)
+					row(w, e.Slug, string(e.Type), string(e.Status), yesNo(e.IsProtected), expiry(e), driver, dash(e.Region), db, e.ID)
 				}
 			})
 		},
@@ -211,11 +228,11 @@ func (a *app) envGetCommand() *cobra.Command {
 }
 
 func (a *app) envUpdateCommand() *cobra.Command {
-	var name, description string
+	var name, description, ttl string
 	var protected bool
 	cmd := &cobra.Command{
 		Use:   "update ENV",
-		Short: "Change an environment's name, description or protection",
+		Short: "Change an environment's name, description, protection or expiry",
 		Args:  args("ENV"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			org, env, err := a.envArg(argv)
@@ -232,8 +249,9 @@ func (a *app) envUpdateCommand() *cobra.Command {
 			if cmd.Flags().Changed("protected") {
 				req.IsProtected = &protected
 			}
+			req.TTL = ttl
 			if req == (cp.UpdateEnvironmentRequest{}) {
-				return usageError{errors.New("nothing to update: pass --name, --description or --protected")}
+				return usageError{errors.New("nothing to update: pass --name, --description, --protected or --ttl")}
 			}
 			e, err := a.client.UpdateEnvironment(cmd.Context(), org, env, req)
 			if err != nil {
@@ -244,7 +262,8 @@ func (a *app) envUpdateCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "new display name")
 	cmd.Flags().StringVar(&description, "description", "", "new description")
-	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect)")
+	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect); protecting removes any expiry")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "expire this long from now, e.g. 72h")
 	return cmd
 }
 

@@ -185,6 +185,8 @@ func TestCommandsSendRequests(t *testing.T) {
 		{args: []string{"org", "list", "--limit", "5", "--cursor", "c1"}, method: "GET", path: "/v1/organizations", query: "cursor=c1&limit=5",
 			answer: answer{body: cp.List[*cp.Organization]{Items: []*cp.Organization{{ID: "org_01"}}}}},
 		{args: []string{"org", "get", "acme"}, method: "GET", path: "/v1/organizations/acme", answer: answer{body: cp.Organization{ID: "org_01"}}},
+		{args: []string{"org", "update", "acme", "--max-storage-mb", "2048", "--max-environments", "5"}, method: "PATCH", path: "/v1/organizations/acme",
+			body: `{"max_environments":5,"max_storage_mb":2048}`, answer: answer{body: cp.Organization{ID: "org_01", MaxStorageMB: 2048}}},
 		{args: []string{"org", "update", "acme", "--require-2fa"}, method: "PATCH", path: "/v1/organizations/acme", body: `{"require_2fa":true}`,
 			answer: answer{body: cp.Organization{ID: "org_01"}}},
 		{args: []string{"org", "delete", "acme", "--yes"}, method: "DELETE", path: "/v1/organizations/acme", answer: answer{status: 204}},
@@ -206,6 +208,10 @@ func TestCommandsSendRequests(t *testing.T) {
 			body: `{"slug":"dev","type":"test","is_protected":true}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, created(testEnv(cp.StatusActive))}},
 		{args: []string{"env", "create", "pr-42", "--org", "acme", "--type", "preview", "--from", "staging", "--clone", "schema", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
 			body: `{"slug":"pr-42","type":"preview","from_environment":"staging","clone":"schema"}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, created(testEnv(cp.StatusActive))}},
+		{args: []string{"env", "create", "pr-43", "--org", "acme", "--type", "preview", "--ttl", "72h", "--wait", "5s"}, method: "POST", path: "/v1/organizations/acme/environments",
+			body: `{"slug":"pr-43","type":"preview","ttl":"72h"}`, headers: map[string]string{"Prefer": "wait=5"}, answer: answer{201, created(testEnv(cp.StatusActive))}},
+		{args: []string{"env", "update", "pr-43", "--org", "acme", "--ttl", "24h"}, method: "PATCH", path: "/v1/organizations/acme/environments/pr-43",
+			body: `{"ttl":"24h"}`, answer: answer{body: testEnv(cp.StatusActive)}},
 		{args: []string{"env", "list", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments",
 			answer: answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusActive)}}}},
 		{args: []string{"env", "list", "--org", "acme", "--type", "preview", "--status", "suspended", "--target", "edge", "--limit", "4"}, method: "GET", path: "/v1/organizations/acme/environments",
@@ -301,19 +307,23 @@ func TestTableOutput(t *testing.T) {
 	f := newFakeAPI(t)
 	prod := testEnv(cp.StatusProvisioning)
 	prod.ID, prod.Slug, prod.Type, prod.IsProtected, prod.Database = "env_02", "production", cp.TypeProduction, true, nil
-	f.on("GET", "/v1/organizations/acme/environments", answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusActive), prod}, Next: "cur2"}})
+	pr := testEnv(cp.StatusActive)
+	expires := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	pr.ID, pr.Slug, pr.Type, pr.ExpiresAt, pr.Expiring = "env_03", "pr-7", cp.TypePreview, &expires, true
+	f.on("GET", "/v1/organizations/acme/environments", answer{body: cp.List[*cp.EnvironmentView]{Items: []*cp.EnvironmentView{testEnv(cp.StatusActive), prod, pr}, Next: "cur2"}})
 	out, stderr, err := envctl(t, f, "env", "list", "--org", "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want a header and 2 rows, got:\n%s", out)
+	if len(lines) != 4 {
+		t.Fatalf("want a header and 3 rows, got:\n%s", out)
 	}
 	want := [][]string{
-		{"SLUG", "TYPE", "STATUS", "PROTECTED", "DRIVER", "REGION", "DATABASE", "ID"},
-		{"dev", "development", "active", "no", "sqlite", "local", "env_01abc", "env_01"},
-		{"production", "production", "provisioning", "yes", "-", "local", "-", "env_02"},
+		{"SLUG", "TYPE", "STATUS", "PROTECTED", "EXPIRES", "DRIVER", "REGION", "DATABASE", "ID"},
+		{"dev", "development", "active", "no", "-", "sqlite", "local", "env_01abc", "env_01"},
+		{"production", "production", "provisioning", "yes", "-", "-", "local", "-", "env_02"},
+		{"pr-7", "preview", "active", "no", "2026-11-25T06:00:00Z!", "sqlite", "local", "env_01abc", "env_03"},
 	}
 	for i, line := range lines {
 		if got := strings.Fields(line); strings.Join(got, " ") != strings.Join(want[i], " ") {
@@ -555,5 +565,30 @@ func TestTokenNeverPrinted(t *testing.T) {
 		if strings.Contains(s, testToken) {
 			t.Fatal("the token was printed")
 		}
+	}
+}
+
+// TestEnvGetShowsExpiry: an environment's expiry, and whether it is within
+// 24 hours, are shown; an environment without one shows neither line.
+func TestEnvGetShowsExpiry(t *testing.T) {
+	f := newFakeAPI(t)
+	pr := testEnv(cp.StatusActive)
+	expires := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	pr.ExpiresAt, pr.Expiring = &expires, true
+	f.on("GET", "/v1/organizations/acme/environments/pr-7", answer{body: pr})
+	f.on("GET", "/v1/organizations/acme/environments/dev", answer{body: testEnv(cp.StatusActive)})
+	out, _, err := envctl(t, f, "env", "get", "pr-7", "--org", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "expires:         2026-11-25T06:00:00Z\n") || !strings.Contains(out, "expiring:        yes, within 24h\n") {
+		t.Fatalf("expiry not shown:\n%s", out)
+	}
+	out, _, err = envctl(t, f, "env", "get", "dev", "--org", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "expir") {
+		t.Fatalf("an environment without expiry shows one:\n%s", out)
 	}
 }

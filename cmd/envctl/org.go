@@ -100,12 +100,21 @@ func (a *app) meCommand() *cobra.Command {
 	}
 }
 
+// storageQuota shows a max_storage_mb: "none" for 0.
+func storageQuota(mb int) string {
+	if mb == 0 {
+		return "none"
+	}
+	return itoa(mb) + " MB"
+}
+
 func orgTable(w *tabwriter.Writer, o *cp.Organization) {
 	field(w, "id", o.ID)
 	field(w, "slug", o.Slug)
 	field(w, "name", o.Name)
 	field(w, "require 2fa", yesNo(o.Require2FA))
 	field(w, "max environments", itoa(o.MaxEnvironments))
+	field(w, "max storage", storageQuota(o.MaxStorageMB))
 	field(w, "created", when(o.CreatedAt))
 	field(w, "updated", when(o.UpdatedAt))
 }
@@ -119,7 +128,7 @@ func (a *app) orgCommand() *cobra.Command {
 func (a *app) orgCreateCommand() *cobra.Command {
 	var create cp.CreateOrganizationRequest
 	var require2FA, noWait bool
-	var maxEnvs int
+	var maxEnvs, maxStorage int
 	var key string
 	cmd := &cobra.Command{
 		Use:   "create SLUG",
@@ -132,6 +141,9 @@ func (a *app) orgCreateCommand() *cobra.Command {
 			}
 			if cmd.Flags().Changed("max-environments") {
 				create.MaxEnvironments = &maxEnvs
+			}
+			if cmd.Flags().Changed("max-storage-mb") {
+				create.MaxStorageMB = &maxStorage
 			}
 			ctx := cmd.Context()
 			res, err := a.client.CreateOrganization(ctx, create, idempotency(key)...)
@@ -160,7 +172,8 @@ func (a *app) orgCreateCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&create.Name, "name", "", "display name")
 	cmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
-	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
+	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments (platform admin)")
+	cmd.Flags().IntVar(&maxStorage, "max-storage-mb", 0, "storage quota in MB, 0 for none (platform admin)")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the default environment to be provisioned")
 	idempotencyFlag(cmd, &key)
 	return cmd
@@ -210,7 +223,7 @@ func (a *app) orgGetCommand() *cobra.Command {
 func (a *app) orgUpdateCommand() *cobra.Command {
 	var name string
 	var require2FA bool
-	var maxEnvs int
+	var maxEnvs, maxStorage int
 	cmd := &cobra.Command{
 		Use:   "update ORG",
 		Short: "Change an organization's name, 2FA rule or quota (owner)",
@@ -226,8 +239,11 @@ func (a *app) orgUpdateCommand() *cobra.Command {
 			if cmd.Flags().Changed("max-environments") {
 				req.MaxEnvironments = &maxEnvs
 			}
+			if cmd.Flags().Changed("max-storage-mb") {
+				req.MaxStorageMB = &maxStorage
+			}
 			if req == (cp.UpdateOrganizationRequest{}) {
-				return usageError{errors.New("nothing to update: pass --name, --require-2fa or --max-environments")}
+				return usageError{errors.New("nothing to update: pass --name, --require-2fa, --max-environments or --max-storage-mb")}
 			}
 			o, err := a.client.UpdateOrganization(cmd.Context(), argv[0], req)
 			if err != nil {
@@ -238,7 +254,8 @@ func (a *app) orgUpdateCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "new display name")
 	cmd.Flags().BoolVar(&require2FA, "require-2fa", false, "require two-factor authentication of members")
-	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments")
+	cmd.Flags().IntVar(&maxEnvs, "max-environments", 0, "quota of environments (platform admin)")
+	cmd.Flags().IntVar(&maxStorage, "max-storage-mb", 0, "storage quota in MB, 0 for none (platform admin)")
 	return cmd
 }
 

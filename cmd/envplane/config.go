@@ -47,8 +47,22 @@ type Config struct {
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	// Operations leases long-running operations to replicas.
 	Operations OperationsConfig `mapstructure:"operations"`
-	// MaxEnvironments is the quota of organizations created without one.
+	// MaxEnvironments and MaxStorageMB are the quotas of organizations
+	// created without them (storage 0: none).
 	MaxEnvironments int `mapstructure:"max_environments"`
+	MaxStorageMB    int `mapstructure:"max_storage_mb"`
+	// Environments sets when environments expire.
+	Environments EnvironmentsConfig `mapstructure:"environments"`
+}
+
+// EnvironmentsConfig sets when environments expire (adr/0018).
+type EnvironmentsConfig struct {
+	// TTL maps an environment type to the expiry of new environments of
+	// that type that ask for none. Protected, default and production
+	// environments never expire.
+	TTL map[string]time.Duration `mapstructure:"ttl"`
+	// MaxTTL bounds any expiry, counted from now.
+	MaxTTL time.Duration `mapstructure:"max_ttl"`
 }
 
 // OperationsConfig sets how long an operation stays with the replica that
@@ -241,6 +255,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("operations.lease", 5*time.Second)
 	v.SetDefault("operations.lease_renewal", time.Second)
 	v.SetDefault("max_environments", 100)
+	v.SetDefault("max_storage_mb", 0)
+	v.SetDefault("environments.ttl", map[string]any{"preview": "168h", "trial": "720h"})
+	v.SetDefault("environments.max_ttl", 90*24*time.Hour)
 }
 
 // loadConfig reads the configuration: the file named by --config or

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
 	cp "github.com/envplane/envplane/controlplane"
@@ -292,5 +293,42 @@ func TestTursoDatabaseURLNeedsHostname(t *testing.T) {
 	_, _, err := envplane(t, dir, "reconcile", "--config", cfg)
 	if err == nil || !strings.Contains(err.Error(), "turso.database_url") {
 		t.Fatalf("database_url without {hostname}: %v, want a refusal naming turso.database_url", err)
+	}
+}
+
+// TestExpiryConfiguration: by default previews expire after 7 days and
+// trials after 30; a ttl for a type that never expires, an unknown type, or
+// a ttl out of (0, max_ttl] is refused, as is a negative storage quota.
+func TestExpiryConfiguration(t *testing.T) {
+	t.Setenv("ENVPLANE_CONFIG", "")
+	root := &cobra.Command{}
+	root.Flags().String("config", "", "")
+	cfg, err := loadConfig(root.Flags())
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	svc := cp.New(nil, nil, nil, "")
+	if err := configureExpiry(svc, cfg); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	want := map[cp.EnvironmentType]time.Duration{cp.TypePreview: 7 * 24 * time.Hour, cp.TypeTrial: 30 * 24 * time.Hour}
+	if diff := cmp.Diff(want, svc.EnvironmentTTL); diff != "" || svc.MaxEnvironmentTTL != 90*24*time.Hour {
+		t.Fatalf("default expiry (-want +got):\n%s max %v", diff, svc.MaxEnvironmentTTL)
+	}
+	for name, mutate := range map[string]func(c *Config){
+		"production ttl":    func(c *Config) { c.Environments.TTL = map[string]time.Duration{"production": time.Hour} },
+		"default ttl":       func(c *Config) { c.Environments.TTL = map[string]time.Duration{"default": time.Hour} },
+		"unknown type":      func(c *Config) { c.Environments.TTL = map[string]time.Duration{"previews": time.Hour} },
+		"zero ttl":          func(c *Config) { c.Environments.TTL = map[string]time.Duration{"preview": 0} },
+		"ttl beyond max":    func(c *Config) { c.Environments.TTL = map[string]time.Duration{"trial": 91 * 24 * time.Hour} },
+		"zero max":          func(c *Config) { c.Environments.MaxTTL = 0 },
+		"negative storage":  func(c *Config) { c.MaxStorageMB = -1 },
+		"storage too large": func(c *Config) { c.MaxStorageMB = cp.MaxStorageQuotaMB + 1 },
+	} {
+		bad := *cfg
+		mutate(&bad)
+		if err := configureExpiry(cp.New(nil, nil, nil, ""), &bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -278,6 +278,9 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 	svc.StepTimeout = cfg.Provisioning.StepTimeout
 	svc.TargetCheck = cfg.Provisioning.TargetCheck
 	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
+	if err := configureExpiry(svc, cfg); err != nil {
+		return nil, err
+	}
 	for typ, ttl := range cfg.Rotation.CredentialTTL {
 		t := cp.EnvironmentType(typ)
 		if !t.Valid() {
@@ -339,4 +342,32 @@ func (a *app) close() error {
 		}
 	}
 	return errors.Join(a.closeKeyring(), a.store.Close())
+}
+
+// configureExpiry sets the organizations' default storage quota and the
+// environments' expiry policy; an unknown type, a type that never expires
+// or a ttl out of (0, max_ttl] is an error.
+func configureExpiry(svc *cp.Service, cfg *Config) error {
+	if cfg.MaxStorageMB < 0 || cfg.MaxStorageMB > cp.MaxStorageQuotaMB {
+		return fmt.Errorf("max_storage_mb: must be between 0 and %d", cp.MaxStorageQuotaMB)
+	}
+	svc.DefaultMaxStorageMB = cfg.MaxStorageMB
+	ec := cfg.Environments
+	if ec.MaxTTL <= 0 {
+		return errors.New("environments.max_ttl must be positive")
+	}
+	svc.MaxEnvironmentTTL = ec.MaxTTL
+	for typ, ttl := range ec.TTL {
+		t := cp.EnvironmentType(typ)
+		switch {
+		case !t.Valid():
+			return fmt.Errorf("environments.ttl: unknown environment type %q", typ)
+		case t == cp.TypeDefault || t == cp.TypeProduction:
+			return fmt.Errorf("environments.ttl: %s environments never expire", typ)
+		case ttl <= 0 || ttl > ec.MaxTTL:
+			return fmt.Errorf("environments.ttl.%s: must be positive and at most environments.max_ttl", typ)
+		}
+		svc.EnvironmentTTL[t] = ttl
+	}
+	return nil
 }

@@ -157,6 +157,8 @@ func TestTextNoStoreCanHold(t *testing.T) {
 			{"organization in the body", "POST", "/v1/environments", map[string]any{"organization": "acme\x00", "slug": "qa", "type": "test"}, "organization"},
 			{"environment rename", "PATCH", env, map[string]any{"name": nul}, "name"},
 			{"environment redescribe", "PATCH", env, map[string]any{"description": nul}, "description"},
+			{"environment ttl", "POST", acme + "/environments", map[string]any{"slug": "qa", "type": "preview", "ttl": "72h\x00"}, "ttl"},
+			{"environment new ttl", "PATCH", env, map[string]any{"ttl": nul}, "ttl"},
 			{"rotate reason", "POST", env + "/credentials/rotate", map[string]any{"reason": nul}, "reason"},
 			{"rotate scope", "POST", env + "/credentials/rotate", map[string]any{"scope": "all\x00"}, "scope"},
 			{"revoke reason", "POST", env + "/credentials/revoke", map[string]any{"reason": nul}, "reason"},

@@ -231,8 +231,9 @@ func (c *Client) GetOrganization(ctx context.Context, org string) (*cp.Organizat
 	return call[cp.Organization](ctx, c, http.MethodGet, orgPathOf(org), nil, nil, nil)
 }
 
-// UpdateOrganization changes the fields set in req (owner only) and returns
-// the organization afterwards. Idempotent.
+// UpdateOrganization changes the fields set in req (owner only; the quotas
+// max_environments and max_storage_mb the platform admin only, 403
+// otherwise) and returns the organization afterwards. Idempotent.
 func (c *Client) UpdateOrganization(ctx context.Context, org string, req cp.UpdateOrganizationRequest) (*cp.Organization, error) {
 	return call[cp.Organization](ctx, c, http.MethodPatch, orgPathOf(org), nil, req, nil)
 }

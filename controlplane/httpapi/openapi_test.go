@@ -137,6 +137,24 @@ func TestOpenAPIDescribesBodies(t *testing.T) {
 			t.Errorf("EnvironmentView lacks %q", field)
 		}
 	}
+	// Quotas and expiry are part of the contract; the notice bookkeeping is not.
+	for schemaName, fields := range map[string][]string{
+		"EnvironmentView":           {"expires_at", "expiring"},
+		"CreateEnvironmentRequest":  {"ttl", "expires_at"},
+		"UpdateEnvironmentRequest":  {"ttl", "expires_at"},
+		"Organization":              {"max_environments", "max_storage_mb"},
+		"CreateOrganizationRequest": {"max_environments", "max_storage_mb"},
+		"UpdateOrganizationRequest": {"max_environments", "max_storage_mb"},
+	} {
+		for _, field := range fields {
+			if schema(schemaName).Properties[field] == nil {
+				t.Errorf("%s lacks %q", schemaName, field)
+			}
+		}
+	}
+	if view.Properties["ExpiryNoticedAt"] != nil || view.Properties["expiry_noticed_at"] != nil {
+		t.Error("EnvironmentView describes the expiry notice")
+	}
 	// Fields encoding/json never writes are not described.
 	if schema("Credential").Properties["SecretCipher"] != nil || schema("APIKey").Properties["hash"] != nil {
 		t.Error("a json:\"-\" field is described")

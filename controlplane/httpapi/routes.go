@@ -52,7 +52,7 @@ func Routes() []Route {
 		{Method: http.MethodPost, Path: "/v1/organizations", OperationID: "createOrganization", Summary: "Create an organization and provision its default environment (platform admin)", Request: cp.CreateOrganizationRequest{}, Response: cp.CreateOrganizationResponse{}, Status: http.StatusCreated},
 		{Method: http.MethodGet, Path: "/v1/organizations", OperationID: "listOrganizations", Summary: "Organizations visible to the caller", Response: cp.List[*cp.Organization]{}, Status: http.StatusOK, Query: list},
 		{Method: http.MethodGet, Path: orgPath, OperationID: "getOrganization", Summary: "One organization", Response: cp.Organization{}, Status: http.StatusOK},
-		{Method: http.MethodPatch, Path: orgPath, OperationID: "updateOrganization", Summary: "Update an organization (owner)", Request: cp.UpdateOrganizationRequest{}, Response: cp.Organization{}, Status: http.StatusOK},
+		{Method: http.MethodPatch, Path: orgPath, OperationID: "updateOrganization", Summary: "Update an organization (owner; quotas: platform admin)", Request: cp.UpdateOrganizationRequest{}, Response: cp.Organization{}, Status: http.StatusOK},
 		{Method: http.MethodDelete, Path: orgPath, OperationID: "deleteOrganization", Summary: "Delete an organization (owner); 409 while non-default environments exist", Status: http.StatusNoContent},
 
 		{Method: http.MethodGet, Path: orgPath + "/members", OperationID: "listMembers", Summary: "Organization members", Response: cp.List[*cp.OrgMembership]{}, Status: http.StatusOK, Query: list},
@@ -72,7 +72,7 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: orgPath + "/environments", OperationID: "listEnvironments", Summary: "Environments the caller can see; status deleted lists tombstones", Response: cp.List[*cp.EnvironmentView]{}, Status: http.StatusOK,
 			Query: []string{"type", "status", "target", "limit", "cursor"}, QueryEnums: map[string]any{"type": cp.TypeDefault, "status": cp.StatusActive}},
 		{Method: http.MethodGet, Path: envPath, OperationID: "getEnvironment", Summary: "One environment with its database", Response: cp.EnvironmentView{}, Status: http.StatusOK},
-		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection, expiry (ttl or expires_at)", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodDelete, Path: envPath, OperationID: "deleteEnvironment", Summary: "Delete an environment and drop its database; 409 if protected or default", Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
 		{Method: http.MethodPost, Path: envPath + "/suspend", OperationID: "suspendEnvironment", Summary: "Suspend: connection lookups answer 423", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/resume", OperationID: "resumeEnvironment", Summary: "Resume a suspended environment", Response: cp.EnvironmentView{}, Status: http.StatusOK},

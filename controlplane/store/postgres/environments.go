@@ -3,18 +3,20 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/envplane/envplane/controlplane"
 )
 
 const envColumns = `id, org_id, slug, name, description, type, region, target, is_default, is_protected,
-	status, error, created_by, metadata, created_at, updated_at, deleted_at`
+	status, error, created_by, metadata, created_at, updated_at, deleted_at, expires_at, expiry_noticed_at`
 
 func scanEnv(s scanner) (*controlplane.Environment, error) {
 	var e controlplane.Environment
 	var metadata []byte
 	if err := s.Scan(&e.ID, &e.OrgID, &e.Slug, &e.Name, &e.Description, &e.Type, &e.Region, &e.Target,
-		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &e.CreatedAt, &e.UpdatedAt, &e.DeletedAt); err != nil {
+		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &e.CreatedAt, &e.UpdatedAt, &e.DeletedAt,
+		&e.ExpiresAt, &e.ExpiryNoticedAt); err != nil {
 		return nil, err
 	}
 	m, err := decodeJSON[map[string]string](metadata)
@@ -23,6 +25,7 @@ func scanEnv(s scanner) (*controlplane.Environment, error) {
 	}
 	e.Metadata = m
 	e.CreatedAt, e.UpdatedAt, e.DeletedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC(), fromDBPtr(e.DeletedAt)
+	e.ExpiresAt, e.ExpiryNoticedAt = fromDBPtr(e.ExpiresAt), fromDBPtr(e.ExpiryNoticedAt)
 	return &e, nil
 }
 
@@ -31,14 +34,15 @@ func scanEnv(s scanner) (*controlplane.Environment, error) {
 // a second live default; ENOTFOUND if the organization is absent.
 func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.CreatedAt, e.UpdatedAt, e.DeletedAt = utc(e.CreatedAt), utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	e.ExpiresAt, e.ExpiryNoticedAt = utcPtr(e.ExpiresAt), utcPtr(e.ExpiryNoticedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
 	_, err = q.db.Exec(ctx, `INSERT INTO environments (`+envColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		e.ID, e.OrgID, e.Slug, e.Name, e.Description, string(e.Type), e.Region, e.Target, e.IsDefault, e.IsProtected,
-		string(e.Status), e.Error, e.CreatedBy, metadata, e.CreatedAt, e.UpdatedAt, e.DeletedAt)
+		string(e.Status), e.Error, e.CreatedBy, metadata, e.CreatedAt, e.UpdatedAt, e.DeletedAt, e.ExpiresAt, e.ExpiryNoticedAt)
 	if err != nil {
 		return writeErr(err, "create environment",
 			"environment slug is taken, or the organization already has a default environment", "organization not found")
@@ -89,17 +93,18 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 }
 
 // UpdateEnvironment saves e's settings: name, description, is_protected,
-// metadata and updated_at, never its status. ENOTFOUND if absent or another
-// organization's.
+// metadata, expires_at, expiry_noticed_at and updated_at, never its status.
+// ENOTFOUND if absent or another organization's.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.UpdatedAt = utc(e.UpdatedAt)
+	e.ExpiresAt, e.ExpiryNoticedAt = utcPtr(e.ExpiresAt), utcPtr(e.ExpiryNoticedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
 	tag, err := q.db.Exec(ctx, `UPDATE environments SET name = $1, description = $2, is_protected = $3,
-		metadata = $4, updated_at = $5 WHERE org_id = $6 AND id = $7`,
-		e.Name, e.Description, e.IsProtected, metadata, e.UpdatedAt, e.OrgID, e.ID)
+		metadata = $4, expires_at = $5, expiry_noticed_at = $6, updated_at = $7 WHERE org_id = $8 AND id = $9`,
+		e.Name, e.Description, e.IsProtected, metadata, e.ExpiresAt, e.ExpiryNoticedAt, e.UpdatedAt, e.OrgID, e.ID)
 	if err != nil {
 		return writeErr(err, "update environment", "environment conflicts", "environment not found")
 	}
@@ -146,4 +151,36 @@ func (q *queries) CountEnvironments(ctx context.Context, orgID string) (int, err
 		return 0, fmt.Errorf("cannot count environments: %w", err)
 	}
 	return n, nil
+}
+
+// ListEnvironmentsExpiring lists, across organizations, up to limit live
+// environments not being deleted that expire at or before before, soonest
+// first; only those without an expiry notice when unnoticed. Protected,
+// default and production environments are never listed.
+func (q *queries) ListEnvironmentsExpiring(ctx context.Context, before time.Time, unnoticed bool, limit int) ([]*controlplane.Environment, error) {
+	where := ""
+	if unnoticed {
+		where = " AND expiry_noticed_at IS NULL"
+	}
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments
+		WHERE expires_at IS NOT NULL AND deleted_at IS NULL AND expires_at <= $1 AND status <> 'deleting'
+		AND NOT is_protected AND NOT is_default AND type <> 'production'`+where+`
+		ORDER BY expires_at, id LIMIT $2`,
+		[]any{utc(before), controlplane.PageLimit(limit)}, scanEnv)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list expiring environments: %w", err)
+	}
+	return envs, nil
+}
+
+// NoticeEnvironmentExpiry sets expiry_noticed_at to at if it is unset and
+// the environment still expires at expiresAt; true if this call set it.
+func (q *queries) NoticeEnvironmentExpiry(ctx context.Context, orgID, id string, expiresAt, at time.Time) (bool, error) {
+	tag, err := q.db.Exec(ctx, `UPDATE environments SET expiry_noticed_at = $1
+		WHERE org_id = $2 AND id = $3 AND expires_at = $4 AND expiry_noticed_at IS NULL`,
+		utc(at), orgID, id, utc(expiresAt))
+	if err != nil {
+		return false, fmt.Errorf("cannot notice environment expiry: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

@@ -7,11 +7,11 @@ import (
 	"github.com/envplane/envplane/controlplane"
 )
 
-const orgColumns = `id, slug, name, require_2fa, max_environments, created_at, updated_at`
+const orgColumns = `id, slug, name, require_2fa, max_environments, max_storage_mb, created_at, updated_at`
 
 func scanOrg(s scanner) (*controlplane.Organization, error) {
 	var o controlplane.Organization
-	if err := s.Scan(&o.ID, &o.Slug, &o.Name, &o.Require2FA, &o.MaxEnvironments, &o.CreatedAt, &o.UpdatedAt); err != nil {
+	if err := s.Scan(&o.ID, &o.Slug, &o.Name, &o.Require2FA, &o.MaxEnvironments, &o.MaxStorageMB, &o.CreatedAt, &o.UpdatedAt); err != nil {
 		return nil, err
 	}
 	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
@@ -22,8 +22,8 @@ func scanOrg(s scanner) (*controlplane.Organization, error) {
 // ECONFLICT if the slug or id is taken.
 func (q *queries) CreateOrganization(ctx context.Context, o *controlplane.Organization) error {
 	o.CreatedAt, o.UpdatedAt = utc(o.CreatedAt), utc(o.UpdatedAt)
-	_, err := q.db.Exec(ctx, `INSERT INTO organizations (`+orgColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		o.ID, o.Slug, o.Name, o.Require2FA, o.MaxEnvironments, o.CreatedAt, o.UpdatedAt)
+	_, err := q.db.Exec(ctx, `INSERT INTO organizations (`+orgColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		o.ID, o.Slug, o.Name, o.Require2FA, o.MaxEnvironments, o.MaxStorageMB, o.CreatedAt, o.UpdatedAt)
 	if err != nil {
 		return writeErr(err, "create organization", "organization slug is taken", "organization not found")
 	}
@@ -60,12 +60,12 @@ func (q *queries) ListOrganizations(ctx context.Context, ids []string, p control
 	return orgs, next, nil
 }
 
-// UpdateOrganization saves o's name, require_2fa, max_environments and
-// updated_at. ENOTFOUND if absent.
+// UpdateOrganization saves o's name, require_2fa, max_environments,
+// max_storage_mb and updated_at. ENOTFOUND if absent.
 func (q *queries) UpdateOrganization(ctx context.Context, o *controlplane.Organization) error {
 	o.UpdatedAt = utc(o.UpdatedAt)
-	tag, err := q.db.Exec(ctx, `UPDATE organizations SET name = $1, require_2fa = $2, max_environments = $3, updated_at = $4
-		WHERE id = $5`, o.Name, o.Require2FA, o.MaxEnvironments, o.UpdatedAt, o.ID)
+	tag, err := q.db.Exec(ctx, `UPDATE organizations SET name = $1, require_2fa = $2, max_environments = $3, max_storage_mb = $4, updated_at = $5
+		WHERE id = $6`, o.Name, o.Require2FA, o.MaxEnvironments, o.MaxStorageMB, o.UpdatedAt, o.ID)
 	if err != nil {
 		return writeErr(err, "update organization", "organization conflicts", "organization not found")
 	}

@@ -4,20 +4,22 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/envplane/envplane/controlplane"
 )
 
 const envColumns = `id, org_id, slug, name, description, type, region, target, is_default, is_protected,
-	status, error, created_by, metadata, created_at, updated_at, deleted_at`
+	status, error, created_by, metadata, created_at, updated_at, deleted_at, expires_at, expiry_noticed_at`
 
 func scanEnv(s scanner) (*controlplane.Environment, error) {
 	var e controlplane.Environment
 	var metadata sql.NullString
 	var created, updated int64
-	var deleted sql.NullInt64
+	var deleted, expires, noticed sql.NullInt64
 	if err := s.Scan(&e.ID, &e.OrgID, &e.Slug, &e.Name, &e.Description, &e.Type, &e.Region, &e.Target,
-		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &created, &updated, &deleted); err != nil {
+		&e.IsDefault, &e.IsProtected, &e.Status, &e.Error, &e.CreatedBy, &metadata, &created, &updated, &deleted,
+		&expires, &noticed); err != nil {
 		return nil, err
 	}
 	m, err := decodeJSON[map[string]string](metadata)
@@ -26,6 +28,7 @@ func scanEnv(s scanner) (*controlplane.Environment, error) {
 	}
 	e.Metadata = m
 	e.CreatedAt, e.UpdatedAt, e.DeletedAt = fromMicros(created), fromMicros(updated), fromNullMicros(deleted)
+	e.ExpiresAt, e.ExpiryNoticedAt = fromNullMicros(expires), fromNullMicros(noticed)
 	return &e, nil
 }
 
@@ -34,14 +37,16 @@ func scanEnv(s scanner) (*controlplane.Environment, error) {
 // a second live default; ENOTFOUND if the organization is absent.
 func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.CreatedAt, e.UpdatedAt, e.DeletedAt = utc(e.CreatedAt), utc(e.UpdatedAt), utcPtr(e.DeletedAt)
+	e.ExpiresAt, e.ExpiryNoticedAt = utcPtr(e.ExpiresAt), utcPtr(e.ExpiryNoticedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
 	_, err = q.db.ExecContext(ctx, `INSERT INTO environments (`+envColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.ID, e.OrgID, e.Slug, e.Name, e.Description, string(e.Type), e.Region, e.Target, e.IsDefault, e.IsProtected,
-		string(e.Status), e.Error, e.CreatedBy, metadata, micros(e.CreatedAt), micros(e.UpdatedAt), nullMicros(e.DeletedAt))
+		string(e.Status), e.Error, e.CreatedBy, metadata, micros(e.CreatedAt), micros(e.UpdatedAt), nullMicros(e.DeletedAt),
+		nullMicros(e.ExpiresAt), nullMicros(e.ExpiryNoticedAt))
 	if err != nil {
 		return writeErr(err, "create environment",
 			"environment slug is taken, or the organization already has a default environment", "organization not found")
@@ -100,17 +105,19 @@ func (q *queries) ListEnvironments(ctx context.Context, f controlplane.Environme
 }
 
 // UpdateEnvironment saves e's settings: name, description, is_protected,
-// metadata and updated_at, never its status. ENOTFOUND if absent or another
-// organization's.
+// metadata, expires_at, expiry_noticed_at and updated_at, never its status.
+// ENOTFOUND if absent or another organization's.
 func (q *queries) UpdateEnvironment(ctx context.Context, e *controlplane.Environment) error {
 	e.UpdatedAt = utc(e.UpdatedAt)
+	e.ExpiresAt, e.ExpiryNoticedAt = utcPtr(e.ExpiresAt), utcPtr(e.ExpiryNoticedAt)
 	metadata, err := encodeJSON(e.Metadata)
 	if err != nil {
 		return err
 	}
 	res, err := q.db.ExecContext(ctx, `UPDATE environments SET name = ?, description = ?, is_protected = ?,
-		metadata = ?, updated_at = ? WHERE org_id = ? AND id = ?`,
-		e.Name, e.Description, e.IsProtected, metadata, micros(e.UpdatedAt), e.OrgID, e.ID)
+		metadata = ?, expires_at = ?, expiry_noticed_at = ?, updated_at = ? WHERE org_id = ? AND id = ?`,
+		e.Name, e.Description, e.IsProtected, metadata, nullMicros(e.ExpiresAt), nullMicros(e.ExpiryNoticedAt),
+		micros(e.UpdatedAt), e.OrgID, e.ID)
 	if err != nil {
 		return writeErr(err, "update environment", "environment conflicts", "environment not found")
 	}
@@ -153,4 +160,40 @@ func (q *queries) CountEnvironments(ctx context.Context, orgID string) (int, err
 		return 0, fmt.Errorf("cannot count environments: %w", err)
 	}
 	return n, nil
+}
+
+// ListEnvironmentsExpiring lists, across organizations, up to limit live
+// environments not being deleted that expire at or before before, soonest
+// first; only those without an expiry notice when unnoticed. Protected,
+// default and production environments are never listed.
+func (q *queries) ListEnvironmentsExpiring(ctx context.Context, before time.Time, unnoticed bool, limit int) ([]*controlplane.Environment, error) {
+	where := ""
+	if unnoticed {
+		where = " AND expiry_noticed_at IS NULL"
+	}
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments
+		WHERE expires_at IS NOT NULL AND deleted_at IS NULL AND expires_at <= ? AND status <> 'deleting'
+		AND is_protected = 0 AND is_default = 0 AND type <> 'production'`+where+`
+		ORDER BY expires_at, id LIMIT ?`,
+		[]any{micros(utc(before)), controlplane.PageLimit(limit)}, scanEnv)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list expiring environments: %w", err)
+	}
+	return envs, nil
+}
+
+// NoticeEnvironmentExpiry sets expiry_noticed_at to at if it is unset and
+// the environment still expires at expiresAt; true if this call set it.
+func (q *queries) NoticeEnvironmentExpiry(ctx context.Context, orgID, id string, expiresAt, at time.Time) (bool, error) {
+	res, err := q.db.ExecContext(ctx, `UPDATE environments SET expiry_noticed_at = ?
+		WHERE org_id = ? AND id = ? AND expires_at = ? AND expiry_noticed_at IS NULL`,
+		micros(utc(at)), orgID, id, micros(utc(expiresAt)))
+	if err != nil {
+		return false, fmt.Errorf("cannot notice environment expiry: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("cannot notice environment expiry: %w", err)
+	}
+	return n == 1, nil
 }

@@ -7,12 +7,12 @@ import (
 	"github.com/envplane/envplane/controlplane"
 )
 
-const orgColumns = `id, slug, name, require_2fa, max_environments, created_at, updated_at`
+const orgColumns = `id, slug, name, require_2fa, max_environments, max_storage_mb, created_at, updated_at`
 
 func scanOrg(s scanner) (*controlplane.Organization, error) {
 	var o controlplane.Organization
 	var created, updated int64
-	if err := s.Scan(&o.ID, &o.Slug, &o.Name, &o.Require2FA, &o.MaxEnvironments, &created, &updated); err != nil {
+	if err := s.Scan(&o.ID, &o.Slug, &o.Name, &o.Require2FA, &o.MaxEnvironments, &o.MaxStorageMB, &created, &updated); err != nil {
 		return nil, err
 	}
 	o.CreatedAt, o.UpdatedAt = fromMicros(created), fromMicros(updated)
@@ -23,8 +23,8 @@ func scanOrg(s scanner) (*controlplane.Organization, error) {
 // ECONFLICT if the slug or id is taken.
 func (q *queries) CreateOrganization(ctx context.Context, o *controlplane.Organization) error {
 	o.CreatedAt, o.UpdatedAt = utc(o.CreatedAt), utc(o.UpdatedAt)
-	_, err := q.db.ExecContext(ctx, `INSERT INTO organizations (`+orgColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		o.ID, o.Slug, o.Name, o.Require2FA, o.MaxEnvironments, micros(o.CreatedAt), micros(o.UpdatedAt))
+	_, err := q.db.ExecContext(ctx, `INSERT INTO organizations (`+orgColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		o.ID, o.Slug, o.Name, o.Require2FA, o.MaxEnvironments, o.MaxStorageMB, micros(o.CreatedAt), micros(o.UpdatedAt))
 	if err != nil {
 		return writeErr(err, "create organization", "organization slug is taken", "organization not found")
 	}
@@ -67,12 +67,12 @@ func (q *queries) ListOrganizations(ctx context.Context, ids []string, p control
 	return orgs, next, nil
 }
 
-// UpdateOrganization saves o's name, require_2fa, max_environments and
-// updated_at. ENOTFOUND if absent.
+// UpdateOrganization saves o's name, require_2fa, max_environments,
+// max_storage_mb and updated_at. ENOTFOUND if absent.
 func (q *queries) UpdateOrganization(ctx context.Context, o *controlplane.Organization) error {
 	o.UpdatedAt = utc(o.UpdatedAt)
-	res, err := q.db.ExecContext(ctx, `UPDATE organizations SET name = ?, require_2fa = ?, max_environments = ?, updated_at = ?
-		WHERE id = ?`, o.Name, o.Require2FA, o.MaxEnvironments, micros(o.UpdatedAt), o.ID)
+	res, err := q.db.ExecContext(ctx, `UPDATE organizations SET name = ?, require_2fa = ?, max_environments = ?, max_storage_mb = ?, updated_at = ?
+		WHERE id = ?`, o.Name, o.Require2FA, o.MaxEnvironments, o.MaxStorageMB, micros(o.UpdatedAt), o.ID)
 	if err != nil {
 		return writeErr(err, "update organization", "organization conflicts", "organization not found")
 	}

@@ -10,7 +10,7 @@ import (
 func testOrganizations(t *testing.T, s controlplane.Store) {
 	ctx := t.Context()
 	o := &controlplane.Organization{ID: newID("org_"), Slug: "acme", Name: "Acme", Require2FA: true, MaxEnvironments: 7,
-		CreatedAt: at(0), UpdatedAt: at(time.Second)}
+		MaxStorageMB: 512, CreatedAt: at(0), UpdatedAt: at(time.Second)}
 	must(t, s.CreateOrganization(ctx, o))
 	if want := at(0).Truncate(time.Microsecond); !o.CreatedAt.Equal(want) || o.CreatedAt.Location() != time.UTC {
 		t.Errorf("CreateOrganization left CreatedAt %v, want it truncated to microseconds in UTC: %v", o.CreatedAt, want.UTC())
@@ -31,8 +31,8 @@ func testOrganizations(t *testing.T, s controlplane.Store) {
 	sameID := &controlplane.Organization{ID: o.ID, Slug: "other", Name: "Other", CreatedAt: at(0), UpdatedAt: at(0)}
 	wantCode(t, s.CreateOrganization(ctx, sameID), controlplane.ECONFLICT)
 
-	// Update saves name, require_2fa, max_environments and updated_at, not the slug.
-	o.Name, o.Require2FA, o.MaxEnvironments, o.UpdatedAt = "Acme Corp", false, 3, at(time.Hour)
+	// Update saves name, require_2fa, the quotas and updated_at, not the slug.
+	o.Name, o.Require2FA, o.MaxEnvironments, o.MaxStorageMB, o.UpdatedAt = "Acme Corp", false, 3, 2048, at(time.Hour)
 	o.Slug = "renamed"
 	must(t, s.UpdateOrganization(ctx, o))
 	got, err := s.GetOrganization(ctx, o.ID)

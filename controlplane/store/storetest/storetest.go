@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"APIKeys", testAPIKeys},
 		{"Environments", testEnvironments},
 		{"EnvironmentSlugReuse", testEnvironmentSlugReuse},
+		{"EnvironmentExpiry", testEnvironmentExpiry},
 		{"Databases", testDatabases},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},
