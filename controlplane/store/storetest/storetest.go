@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Environments", testEnvironments},
 		{"EnvironmentSlugReuse", testEnvironmentSlugReuse},
 		{"Databases", testDatabases},
+		{"Usage", testUsage},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},
 		{"CountCredentials", testCountCredentials},
