@@ -34,7 +34,8 @@ type reservation struct {
 func view(env *Environment, db *Database) *EnvironmentView {
 	v := &EnvironmentView{Environment: env}
 	if db != nil {
-		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt}
+		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt,
+			StorageLimitMB: db.StorageLimitMB, OverLimit: db.OverLimit}
 	}
 	return v
 }
@@ -368,7 +369,10 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 	return view(env, db), nil
 }
 
-// UpdateEnvironment changes name, description and protection (owner, admin, env_admin).
+// UpdateEnvironment changes name, description and protection (owner, admin,
+// env_admin) and the storage limit (owner, admin: EFORBIDDEN otherwise). A
+// new storage limit is applied at the next usage measurement, in the
+// background.
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
 	if err := checkText(req); err != nil {
 		return nil, err
@@ -377,8 +381,20 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 	if err != nil {
 		return nil, err
 	}
+	if req.StorageLimitMB != nil {
+		if err := Authorize(a.subject, ActEnvLimit, a.resource()); err != nil {
+			return nil, err
+		}
+	}
 	env := a.env
 	var fields []FieldError
+	if req.StorageLimitMB != nil {
+		// The organization's max_storage_mb, once it has one, bounds
+		// this too (issue 10, items 4 and 5).
+		if fe := validStorageLimit(*req.StorageLimitMB); fe != nil {
+			fields = append(fields, *fe)
+		}
+	}
 	if req.Name != nil {
 		n := strings.TrimSpace(*req.Name)
 		if n == "" || len(n) > 200 {
@@ -404,6 +420,12 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 	err = s.tx(ctx, func(q Queries) error {
 		if err := q.UpdateEnvironment(ctx, env); err != nil {
 			return err
+		}
+		if req.StorageLimitMB != nil {
+			if err := s.setStorageLimit(ctx, q, env, *req.StorageLimitMB); err != nil {
+				return err
+			}
+			details["storage_limit_mb"] = *req.StorageLimitMB
 		}
 		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.updated", env.ID, details)
 	})

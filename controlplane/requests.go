@@ -91,6 +91,9 @@ type UpdateEnvironmentRequest struct {
 	Name        *string `json:"name,omitempty"`
 	Description *string `json:"description,omitempty"`
 	IsProtected *bool   `json:"is_protected,omitempty"`
+	// StorageLimitMB sets the database's storage limit (owner, admin),
+	// 1 to MaxStorageLimitMB; a database measured above it is over_limit.
+	StorageLimitMB *int `json:"storage_limit_mb,omitempty"`
 }
 
 // DatabaseView is the database as environment responses show it.
@@ -101,6 +104,10 @@ type DatabaseView struct {
 	DatabaseName  string     `json:"database_name"`
 	SchemaVersion int64      `json:"schema_version"`
 	ProvisionedAt *time.Time `json:"provisioned_at,omitempty"`
+	// StorageLimitMB is 0 for no limit; OverLimit says the last
+	// measurement was above it.
+	StorageLimitMB int  `json:"storage_limit_mb,omitempty"`
+	OverLimit      bool `json:"over_limit,omitempty"`
 }
 
 // EnvironmentView is an environment with its database.

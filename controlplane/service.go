@@ -121,6 +121,11 @@ type Service struct {
 	// environment in any hour (default 60). 0 means no cap.
 	MaxLiveCredentials int
 	MaxIssuedPerHour   int
+	// UsageInterval is how often each database's usage is measured
+	// (default 5m); UsageBatch caps the measurements of one Tick
+	// (default 100), so a pass costs what is due, not what exists.
+	UsageInterval time.Duration
+	UsageBatch    int
 
 	ops      runner
 	retry    retries
@@ -177,6 +182,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		ReceiptRetention:       30 * 24 * time.Hour,
 		MaxLiveCredentials:     2,
 		MaxIssuedPerHour:       60,
+		UsageInterval:          5 * time.Minute,
+		UsageBatch:             100,
 		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
 		feed:                   changeFeed{last: -1},
 		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
