@@ -3,9 +3,11 @@ package httpapi_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	cp "github.com/envplane/envplane/controlplane"
@@ -284,4 +286,60 @@ func (h *harness) metrics(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return string(b)
+}
+
+// usageProbe wraps a driver and counts, or fails, its usage measurements.
+type usageProbe struct {
+	drivers.Driver
+	mu    sync.Mutex
+	calls int
+	down  bool
+}
+
+func (p *usageProbe) Usage(ctx context.Context, db drivers.Database) (drivers.Usage, error) {
+	p.mu.Lock()
+	p.calls++
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		return drivers.Usage{}, fmt.Errorf("probe: %w", drivers.ErrUnavailable)
+	}
+	return p.Driver.(drivers.UsageReporter).Usage(ctx, db)
+}
+
+func (p *usageProbe) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}
+
+// A pass leaves a target alone once it answered unavailable, until its
+// backoff ends, and measures its databases when it is back.
+func TestUsageSkipsTargetsThatAreDown(t *testing.T) {
+	ctx := context.Background()
+	probe := &usageProbe{down: true}
+	h := newHarness(t, withDriver(func(d drivers.Driver) drivers.Driver { probe.Driver = d; return probe }))
+	h.org(t, "acme")
+	h.env(t, h.admin, "acme", "dev", "development")
+
+	h.svc.Tick(ctx)
+	if n := probe.count(); n != 1 {
+		t.Fatalf("%d measurements on a target that went down at the first, want 1", n)
+	}
+	h.svc.Tick(ctx)
+	if n := probe.count(); n != 1 {
+		t.Fatalf("a down target was measured again before its backoff ended (%d calls)", n)
+	}
+	if u := h.usageOf(t, "acme", "dev"); u.Usage != nil {
+		t.Fatalf("usage recorded from a down target: %+v", u.Usage)
+	}
+
+	probe.mu.Lock()
+	probe.down = false
+	probe.mu.Unlock()
+	h.clock.Advance(h.svc.UsageInterval)
+	h.svc.Tick(ctx)
+	if u := h.usageOf(t, "acme", "dev"); u.Usage == nil || u.Usage.SizeBytes <= 0 {
+		t.Fatalf("not measured once the target is back: %+v", u)
+	}
 }
