@@ -201,9 +201,10 @@ func (s *Service) measure(ctx context.Context, db *Database) error {
 
 // crossLimit takes write rights from the database's readwrite scope (over)
 // or gives them back, where the target can, then records the flag with one
-// audit event. The flag is recorded only once the rights changed, so a
-// failure leaves the crossing to be applied at the next measurement; a
-// replica that finds the flag already recorded audits nothing.
+// audit event. The flag is recorded only once the rights changed, and the
+// change is undone when the flag cannot be recorded, so a failure leaves
+// the crossing to the next measurement; a replica that finds the flag
+// already recorded audits nothing.
 func (s *Service) crossLimit(ctx context.Context, db *Database, t *Target, over bool, u *Usage) error {
 	wl, canLimit := t.Driver.(drivers.WriteLimiter)
 	if canLimit {
@@ -232,6 +233,15 @@ func (s *Service) crossLimit(ctx context.Context, db *Database, t *Target, over 
 	})
 	if IsCode(err, ECONFLICT) {
 		return nil
+	}
+	if err != nil && canLimit {
+		// Undo, so the engine agrees with the flag that stays, and the
+		// next measurement finds the crossing again.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.StepTimeout)
+		if uerr := wl.LimitWrites(lctx, drivers.LimitWritesRequest{Database: db.DriverDatabase(), Limited: !over}); uerr != nil {
+			s.Logger.Error("cannot undo a write limit whose flag was not recorded", "database", db.ID, "err", uerr)
+		}
+		cancel()
 	}
 	return err
 }
