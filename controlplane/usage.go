@@ -206,6 +206,10 @@ func (s *Service) measure(ctx context.Context, db *Database) error {
 // the crossing to the next measurement; a replica that finds the flag
 // already recorded audits nothing.
 func (s *Service) crossLimit(ctx context.Context, db *Database, t *Target, over bool, u *Usage) error {
+	env, err := s.environmentOf(ctx, db)
+	if err != nil {
+		return err
+	}
 	wl, canLimit := t.Driver.(drivers.WriteLimiter)
 	if canLimit {
 		lctx, cancel := context.WithTimeout(ctx, s.StepTimeout)
@@ -215,10 +219,6 @@ func (s *Service) crossLimit(ctx context.Context, db *Database, t *Target, over 
 		if err != nil {
 			return fmt.Errorf("cannot change write rights: %w", err)
 		}
-	}
-	env, err := s.environmentOf(ctx, db)
-	if err != nil {
-		return err
 	}
 	action := "environment.under_limit"
 	if over {

@@ -155,8 +155,10 @@ func TestStorageLimitSQLite(t *testing.T) {
 	for _, bad := range []any{0, -1, cp.MaxStorageLimitMB + 1} {
 		wantProblem(t, h.do(t, h.admin, "PATCH", path, map[string]any{"storage_limit_mb": bad, "name": "renamed"}), http.StatusUnprocessableEntity, "invalid", "storage_limit_mb")
 	}
-	if r := h.do(t, h.admin, "PATCH", path, map[string]any{"storage_limit_mb": "1"}); r.status != http.StatusBadRequest && r.status != http.StatusUnprocessableEntity {
-		t.Fatalf("a string limit: %d", r.status)
+	for _, bad := range []string{`{"storage_limit_mb":"1"}`, `{"storage_limit_mb":1.5}`, `{"storage_limit_mb":1e30}`, `{"storage_limit_mb":[1]}`} {
+		if r := h.do(t, h.admin, "PATCH", path, bad); r.status != http.StatusBadRequest && r.status != http.StatusUnprocessableEntity {
+			t.Fatalf("%s: %d, want 400 or 422", bad, r.status)
+		}
 	}
 	h.must(t, http.StatusNotFound, h.admin, "PATCH", "/v1/organizations/other/environments/dev", map[string]any{"storage_limit_mb": 1})
 	if v := h.envView(t, "acme", "dev"); v.Name == "renamed" || v.Database.StorageLimitMB != 0 {
