@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"EnvironmentSlugReuse", testEnvironmentSlugReuse},
 		{"Databases", testDatabases},
 		{"Usage", testUsage},
+		{"ClaimUsageConcurrently", testClaimUsageConcurrently},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},
 		{"CountCredentials", testCountCredentials},

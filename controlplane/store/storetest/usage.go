@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,4 +109,50 @@ func containsID(dbs []*controlplane.Database, id string) bool {
 		}
 	}
 	return false
+}
+
+// Concurrent claimers share the due databases: each is claimed once.
+func testClaimUsageConcurrently(t *testing.T, s controlplane.Store) {
+	const databases, claimers = 40, 4
+	ctx := t.Context()
+	org := newOrg(t, s, "a")
+	for i := range databases {
+		newDatabase(t, s, newEnv(t, s, org, fmt.Sprintf("dev%d", i)), "t1")
+	}
+	var mu sync.Mutex
+	claims := map[string]int{}
+	errs := make(chan error, claimers)
+	var wg sync.WaitGroup
+	for range claimers {
+		wg.Go(func() {
+			for {
+				dbs, err := s.ClaimUsageDue(ctx, at(0), at(time.Hour), []string{"t1"}, 3)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(dbs) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range dbs {
+					claims[d.ID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("ClaimUsageDue: %v", err)
+	}
+	if len(claims) != databases {
+		t.Errorf("%d databases claimed, want all %d", len(claims), databases)
+	}
+	for id, n := range claims {
+		if n != 1 {
+			t.Errorf("database %s claimed %d times, want once", id, n)
+		}
+	}
 }
