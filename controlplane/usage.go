@@ -8,6 +8,14 @@ import (
 	"github.com/envplane/envplane/drivers"
 )
 
+// Usage and storage limits (adr/0019). Each database is measured in the
+// background by RefreshUsage, a bounded part of every Tick, never on a
+// request: the usage endpoints read what the last measurement recorded. A
+// database measured above its storage limit is flagged over_limit and
+// audited once; where the engine allows (drivers.WriteLimiter), its
+// readwrite scope loses write rights first, and gets them back when a
+// measurement is under the limit again.
+
 // Usage is what a database held at its last measurement. Tables and
 // Connections are nil where the engine does not tell.
 type Usage struct {
@@ -36,14 +44,6 @@ type OrgUsageTotal struct {
 	SizeBytes int64
 	OverLimit int
 }
-
-// Usage and storage limits (adr/0019). Each database is measured in the
-// background by RefreshUsage, a bounded part of every Tick, never on a
-// request: the usage endpoints read what the last measurement recorded. A
-// database measured above its storage limit is flagged over_limit and
-// audited once; where the engine allows (drivers.WriteLimiter), its
-// readwrite scope loses write rights first, and gets them back when a
-// measurement is under the limit again.
 
 // MaxStorageLimitMB is the largest storage limit an environment may have:
 // 16 TiB, more than any target offers one database.
