@@ -256,13 +256,14 @@ func actor(p *Principal) string {
 }
 
 // additive lists the audited actions that cannot change an answer the
-// router or the authentication cache already gave: they create, or only
-// ask. Every other audited action marks its organization changed.
+// router or the authentication cache already gave: they create, only ask,
+// or only report (a storage limit crossed leaves every connection answer
+// as it was). Every other audited action marks its organization changed.
 func additive(action string) bool {
 	switch action {
 	case "platform.bootstrapped", "organization.created", "environment.created", "api_key.created",
 		"member.added", "schema.migrated", "credentials.rotate_requested", "credentials.revoke_requested",
-		"credentials.rotate_scheduled", "credentials.budget_exceeded":
+		"credentials.rotate_scheduled", "credentials.budget_exceeded", "environment.over_limit", "environment.under_limit":
 		return true
 	}
 	return false

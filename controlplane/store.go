@@ -318,8 +318,8 @@ type Queries interface {
 	// its time. ENOTFOUND if absent.
 	RecordUsage(ctx context.Context, databaseID string, u *Usage) error
 	// SetOverLimit sets the database's over_limit flag to over, only while
-	// it is not over already: ECONFLICT if it is (another replica recorded
-	// the transition); ENOTFOUND if absent.
+	// it is the other way: ECONFLICT if it already is over (another
+	// replica recorded the crossing); ENOTFOUND if absent.
 	SetOverLimit(ctx context.Context, databaseID string, over bool) error
 	// SetStorageLimit saves the database's storage_limit_mb and makes its
 	// usage due at due, so the limit is applied at the next measurement.

@@ -72,7 +72,7 @@ func (q *queries) RecordUsage(ctx context.Context, databaseID string, u *control
 }
 
 // SetOverLimit sets the over-limit flag, only while it differs. ECONFLICT
-// if it is already over; ENOTFOUND if absent.
+// if it already is over; ENOTFOUND if absent.
 func (q *queries) SetOverLimit(ctx context.Context, databaseID string, over bool) error {
 	tag, err := q.db.Exec(ctx, `UPDATE environment_databases SET over_limit = $1 WHERE id = $2 AND over_limit <> $1`,
 		over, databaseID)

@@ -76,7 +76,7 @@ func (q *queries) RecordUsage(ctx context.Context, databaseID string, u *control
 }
 
 // SetOverLimit sets the over-limit flag, only while it differs. ECONFLICT
-// if it is already over; ENOTFOUND if absent.
+// if it already is over; ENOTFOUND if absent.
 func (q *queries) SetOverLimit(ctx context.Context, databaseID string, over bool) error {
 	res, err := q.db.ExecContext(ctx, `UPDATE environment_databases SET over_limit = ? WHERE id = ? AND over_limit <> ?`,
 		over, databaseID, over)
