@@ -41,6 +41,9 @@ const (
 	ActSchemaMigrate  Action = "schema.migrate"       // owner, admin, env_admin, env_maker
 	ActOperationRead  Action = "operation.read"       // whoever can see (ActEnvRead) the operation's environment
 	ActOwnerWrite     Action = "owner.write"          // owner: add, promote, demote or remove an owner, or make an owner's key
+	ActUsageRead      Action = "usage.read"           // owner, admin, every env role: an environment's usage
+	ActOrgUsageRead   Action = "org.usage.read"       // owner, admin, member: the organization's usage, summed over the environments they see
+	ActEnvLimit       Action = "env.limit"            // owner, admin: set an environment's storage limit
 )
 
 // ConnectionAction returns the action that resolving a connection of scope
@@ -145,13 +148,15 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{who: gOwner}, true
 	case ActMemberRead, ActMemberWrite, ActAuditRead, ActEnvCreate:
 		return rule{who: gOrgAdmin}, true
+	case ActOrgUsageRead:
+		return rule{who: gOrgAdmin | gMember}, true
 	case ActAPIKeyRead, ActAPIKeyWrite:
 		return rule{who: gOrgAdmin | gKeyOwner}, true
 	case ActEnvRead, ActOperationRead:
 		return rule{env: true, who: gOrgAdmin | gAnyEnv, app: true}, true
 	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin}, true
-	case ActEnvDelete, ActEnvSuspend:
+	case ActEnvDelete, ActEnvSuspend, ActEnvLimit:
 		return rule{env: true, who: gOrgAdmin}, true
 	case ActConnAdmin:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin, app: true, scope: drivers.ScopeAdmin}, true
@@ -159,7 +164,7 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin | gEnvMaker | gEnvUser, app: true, scope: drivers.ScopeReadWrite}, true
 	case ActConnReadOnly:
 		return rule{env: true, who: gOrgAdmin | gAnyEnv, app: true, scope: drivers.ScopeReadOnly}, true
-	case ActSchemaRead:
+	case ActSchemaRead, ActUsageRead:
 		return rule{env: true, who: gOrgAdmin | gAnyEnv}, true
 	case ActSchemaMigrate:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin | gEnvMaker}, true

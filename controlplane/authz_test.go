@@ -107,6 +107,9 @@ func TestAuthorizeGrid(t *testing.T) {
 		{" Y  Y  Y  Y  Y  Y  Y  N  N  N  F  F  F  N", "schema read", controlplane.ActSchemaRead, envRes()},
 		{" Y  Y  Y  Y  Y  F  F  N  N  N  F  F  F  N", "schema migrate", controlplane.ActSchemaMigrate, envRes()},
 		{" Y  Y  Y  Y  Y  Y  Y  N  N  N  Y  Y  Y  N", "operation read", controlplane.ActOperationRead, envRes()},
+		{" Y  Y  Y  Y  Y  Y  Y  N  N  N  F  F  F  N", "usage read", controlplane.ActUsageRead, envRes()},
+		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  F  F  F  F", "org usage read", controlplane.ActOrgUsageRead, orgRes()},
+		{" Y  Y  Y  F  F  F  F  N  N  N  F  F  F  N", "env limit", controlplane.ActEnvLimit, envRes()},
 		{" F  F  F  F  F  F  F  F  F  F  F  F  F  F", "unknown action", controlplane.Action("org.nuke"), envRes()},
 	}
 	kinds := subjectKinds()
@@ -145,6 +148,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActConnReadOnly, controlplane.ActCredRead, controlplane.ActCredRotate, controlplane.ActEnvMemberRead,
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
 		controlplane.ActOwnerWrite, controlplane.ActKeyringManage, controlplane.ActTargetsInspect, controlplane.ActOrgQuota,
+		controlplane.ActUsageRead, controlplane.ActOrgUsageRead, controlplane.ActEnvLimit,
 	}
 }
 

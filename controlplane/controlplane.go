@@ -177,6 +177,12 @@ type Database struct {
 	ProvisionedAt  *time.Time        `json:"provisioned_at,omitempty"`
 	LastAccessedAt *time.Time        `json:"last_accessed_at,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
+	// Usage is the last measurement, nil until the first.
+	Usage *Usage `json:"usage,omitempty"`
+	// OverLimit is set once the database was measured above
+	// StorageLimitMB (and, where the engine allows, readwrite lost its
+	// write rights); it clears when a measurement is back under.
+	OverLimit bool `json:"over_limit,omitempty"`
 }
 
 // Driver returns the driver-level description of the database.

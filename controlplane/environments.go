@@ -34,7 +34,8 @@ type reservation struct {
 func (s *Service) view(env *Environment, db *Database) *EnvironmentView {
 	v := &EnvironmentView{Environment: env, Expiring: s.expiring(env)}
 	if db != nil {
-		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt}
+		v.Database = &DatabaseView{Driver: db.Driver, Target: db.Target, Region: db.Region, DatabaseName: db.Name, SchemaVersion: db.SchemaVersion, ProvisionedAt: db.ProvisionedAt,
+			StorageLimitMB: db.StorageLimitMB, OverLimit: db.OverLimit}
 	}
 	return v
 }
@@ -377,9 +378,11 @@ func (s *Service) withDatabase(ctx context.Context, env *Environment) (*Environm
 }
 
 // UpdateEnvironment changes name, description, protection and expiry
-// (owner, admin, env_admin). EINVALID naming ttl or expires_at for an
-// expiry that is malformed, out of range, or on an environment that never
-// expires (protected, default, production); protecting one removes its expiry.
+// (owner, admin, env_admin), and the storage limit (owner, admin:
+// EFORBIDDEN otherwise; applied at the next usage measurement, in the
+// background). EINVALID naming ttl or expires_at for an expiry that is
+// malformed, out of range, or on an environment that never expires
+// (protected, default, production); protecting one removes its expiry.
 func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req UpdateEnvironmentRequest) (*EnvironmentView, error) {
 	if err := checkText(req); err != nil {
 		return nil, err
@@ -388,8 +391,18 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 	if err != nil {
 		return nil, err
 	}
+	if req.StorageLimitMB != nil {
+		if err := Authorize(a.subject, ActEnvLimit, a.resource()); err != nil {
+			return nil, err
+		}
+	}
 	env := a.env
 	var fields []FieldError
+	if req.StorageLimitMB != nil {
+		if fe := validStorageLimit(*req.StorageLimitMB, a.org.MaxStorageMB); fe != nil {
+			fields = append(fields, *fe)
+		}
+	}
 	if req.Name != nil {
 		n := strings.TrimSpace(*req.Name)
 		if n == "" || len(n) > 200 {
@@ -426,6 +439,12 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 	err = s.tx(ctx, func(q Queries) error {
 		if err := q.UpdateEnvironment(ctx, env); err != nil {
 			return err
+		}
+		if req.StorageLimitMB != nil {
+			if err := s.setStorageLimit(ctx, q, env, *req.StorageLimitMB); err != nil {
+				return err
+			}
+			details["storage_limit_mb"] = *req.StorageLimitMB
 		}
 		return s.audit(ctx, q, p, env.OrgID, env.ID, "environment.updated", env.ID, details)
 	})

@@ -103,6 +103,9 @@ type UpdateEnvironmentRequest struct {
 	// an environment removes its expiry.
 	TTL       string     `json:"ttl,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// StorageLimitMB sets the database's storage limit (owner, admin),
+	// 1 to MaxStorageLimitMB; a database measured above it is over_limit.
+	StorageLimitMB *int `json:"storage_limit_mb,omitempty"`
 }
 
 // DatabaseView is the database as environment responses show it.
@@ -113,6 +116,10 @@ type DatabaseView struct {
 	DatabaseName  string     `json:"database_name"`
 	SchemaVersion int64      `json:"schema_version"`
 	ProvisionedAt *time.Time `json:"provisioned_at,omitempty"`
+	// StorageLimitMB is 0 for no limit; OverLimit says the last
+	// measurement was above it.
+	StorageLimitMB int  `json:"storage_limit_mb,omitempty"`
+	OverLimit      bool `json:"over_limit,omitempty"`
 }
 
 // EnvironmentView is an environment with its database.

@@ -679,5 +679,6 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	if _, err = s.Store.DeleteChangesBefore(ctx, s.Now().Add(-changeRetention)); err != nil {
 		s.Logger.Error("pruning the change log failed", "err", err)
 	}
+	s.RefreshUsage(ctx)
 	return r
 }

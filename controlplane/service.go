@@ -128,6 +128,11 @@ type Service struct {
 	// environment in any hour (default 60). 0 means no cap.
 	MaxLiveCredentials int
 	MaxIssuedPerHour   int
+	// UsageInterval is how often each database's usage is measured
+	// (default 5m); UsageBatch caps the measurements of one Tick
+	// (default 100), so a pass costs what is due, not what exists.
+	UsageInterval time.Duration
+	UsageBatch    int
 
 	ops      runner
 	retry    retries
@@ -186,6 +191,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		ReceiptRetention:       30 * 24 * time.Hour,
 		MaxLiveCredentials:     2,
 		MaxIssuedPerHour:       60,
+		UsageInterval:          5 * time.Minute,
+		UsageBatch:             100,
 		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
 		feed:                   changeFeed{last: -1},
 		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
@@ -258,13 +265,16 @@ func actor(p *Principal) string {
 }
 
 // additive lists the audited actions that cannot change an answer the
-// router or the authentication cache already gave: they create, or only
-// ask. Every other audited action marks its organization changed.
+// router or the authentication cache already gave: they create, only ask,
+// or only report (a storage limit crossed leaves every connection answer
+// as it was). Every other audited action marks its organization changed.
 func additive(action string) bool {
 	switch action {
 	case "platform.bootstrapped", "organization.created", "environment.created", "api_key.created",
 		"member.added", "schema.migrated", "credentials.rotate_requested", "credentials.revoke_requested",
 		"credentials.rotate_scheduled", "credentials.budget_exceeded", "environment.expiring",
+		// A storage limit crossed changes no connection answer.
+		"environment.over_limit", "environment.under_limit",
 		// A target's health changes no answer: it is the platform's news.
 		"target.available", "target.unavailable":
 		return true

@@ -318,6 +318,31 @@ type Queries interface {
 	// CountDatabasesByTarget counts databases of live environments per target.
 	CountDatabasesByTarget(ctx context.Context) (map[string]int, error)
 
+	// ClaimUsageDue returns up to limit databases of active or suspended
+	// environments on the named targets whose usage measurement is due at
+	// now (never measured, or due since), the longest due first, and makes
+	// each due again only at until, so concurrent claimers never get the
+	// same database and one that is not measured is retried then.
+	ClaimUsageDue(ctx context.Context, now, until time.Time, targets []string, limit int) ([]*Database, error)
+	// RecordUsage saves u as the database's last measurement, truncating
+	// its time. ENOTFOUND if absent.
+	RecordUsage(ctx context.Context, databaseID string, u *Usage) error
+	// SetOverLimit sets the database's over_limit flag to over, only while
+	// it is the other way: ECONFLICT if it already is over (another
+	// replica recorded the crossing); ENOTFOUND if absent.
+	SetOverLimit(ctx context.Context, databaseID string, over bool) error
+	// SetStorageLimit saves the database's storage_limit_mb and makes its
+	// usage due at due, so the limit is applied at the next measurement.
+	// ENOTFOUND if absent.
+	SetStorageLimit(ctx context.Context, databaseID string, limitMB int, due time.Time) error
+	// SumUsage sums the last measurements of the organization's live
+	// environments per environment type, in type order; envIDs, when not
+	// nil, restricts the sum to those environments.
+	SumUsage(ctx context.Context, orgID string, envIDs []string) ([]*UsageTotal, error)
+	// SumUsageByOrg sums the last measurements of live environments per
+	// organization, for metrics, by organization slug.
+	SumUsageByOrg(ctx context.Context) ([]*OrgUsageTotal, error)
+
 	// CreateCredential inserts c.
 	CreateCredential(ctx context.Context, c *Credential) error
 	// CountCredentials counts the database's credentials that f selects.

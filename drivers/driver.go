@@ -5,7 +5,7 @@
 // Every operation takes a context and a request struct, so fields can be added
 // without breaking drivers, and every operation is idempotent: repeating it after
 // a crash finishes the job rather than failing. Optional capabilities (Cloner,
-// UsageReporter, HealthChecker, Suspender) are small interfaces discovered by
+// UsageReporter, HealthChecker, Suspender, WriteLimiter) are small interfaces discovered by
 // type assertion.
 //
 // Contract conditions are the sentinel errors below, checked with errors.Is. A
@@ -295,15 +295,40 @@ type Cloner interface {
 	CloneDatabase(ctx context.Context, req CloneDatabaseRequest) (CreateDatabaseResponse, error)
 }
 
-// Usage is how much a database holds.
+// Usage is how much a database holds, as far as its engine tells.
 type Usage struct {
 	SizeBytes int64
+	// Tables counts the application's tables (envplane's _envplane_*
+	// tables and the engine's catalogs excepted); nil when the engine
+	// does not tell (Turso's Platform API reports storage only).
+	Tables *int64
+	// Connections counts the sessions open on the database, the
+	// measuring one excepted; nil when the engine has no such notion
+	// (SQLite) or does not tell (Turso).
+	Connections *int64
 }
 
 // UsageReporter is implemented by drivers that can measure a database.
 type UsageReporter interface {
-	// Usage returns the database's size. ErrNotFound if absent.
+	// Usage returns the database's size and, where the engine tells, its
+	// tables and connections. ErrNotFound if absent.
 	Usage(ctx context.Context, db Database) (Usage, error)
+}
+
+// LimitWritesRequest asks for the readwrite scope of a database to lose, or
+// get back, its right to write.
+type LimitWritesRequest struct {
+	Database Database
+	// Limited true takes the write rights away; false gives them back.
+	Limited bool
+}
+
+// WriteLimiter is implemented by drivers whose engine can refuse writes to
+// one scope while reads go on (PostgreSQL): the control plane uses it on
+// databases over their storage limit. LimitWrites is idempotent and takes
+// effect for open sessions too. ErrNotFound if the database is absent.
+type WriteLimiter interface {
+	LimitWrites(ctx context.Context, req LimitWritesRequest) error
 }
 
 // HealthChecker is implemented by drivers that can tell whether their target answers.

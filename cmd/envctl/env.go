@@ -52,6 +52,10 @@ func envTable(w *tabwriter.Writer, e *cp.EnvironmentView) {
 		field(w, "driver", d.Driver)
 		field(w, "schema version", strconv.FormatInt(d.SchemaVersion, 10))
 		field(w, "provisioned", whenPtr(d.ProvisionedAt))
+		if d.StorageLimitMB > 0 {
+			field(w, "storage limit", itoa(d.StorageLimitMB)+" MiB")
+			field(w, "over limit", yesNo(d.OverLimit))
+		}
 	}
 }
 
@@ -99,6 +103,7 @@ func (a *app) envCommand() *cobra.Command {
 		a.envGetCommand(),
 		a.envUpdateCommand(),
 		a.envDeleteCommand(),
+		a.envUsageCommand(),
 		a.envStateCommand("suspend", "Suspend an environment: connection lookups answer 423 until resumed", (*httpapi.Client).SuspendEnvironment),
 		a.envStateCommand("resume", "Resume a suspended environment", (*httpapi.Client).ResumeEnvironment),
 	)
@@ -230,9 +235,10 @@ func (a *app) envGetCommand() *cobra.Command {
 func (a *app) envUpdateCommand() *cobra.Command {
 	var name, description, ttl string
 	var protected bool
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "update ENV",
-		Short: "Change an environment's name, description, protection or expiry",
+		Short: "Change an environment's name, description, protection, expiry or storage limit",
 		Args:  args("ENV"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			org, env, err := a.envArg(argv)
@@ -250,8 +256,11 @@ func (a *app) envUpdateCommand() *cobra.Command {
 				req.IsProtected = &protected
 			}
 			req.TTL = ttl
+			if cmd.Flags().Changed("storage-limit-mb") {
+				req.StorageLimitMB = &limit
+			}
 			if req == (cp.UpdateEnvironmentRequest{}) {
-				return usageError{errors.New("nothing to update: pass --name, --description, --protected or --ttl")}
+				return usageError{errors.New("nothing to update: pass --name, --description, --protected, --ttl or --storage-limit-mb")}
 			}
 			e, err := a.client.UpdateEnvironment(cmd.Context(), org, env, req)
 			if err != nil {
@@ -264,6 +273,7 @@ func (a *app) envUpdateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&description, "description", "", "new description")
 	cmd.Flags().BoolVar(&protected, "protected", false, "protect from deletion (--protected=false to unprotect); protecting removes any expiry")
 	cmd.Flags().StringVar(&ttl, "ttl", "", "expire this long from now, e.g. 72h")
+	cmd.Flags().IntVar(&limit, "storage-limit-mb", 0, "storage limit in MiB (owner, admin); over it the environment is flagged and, on PostgreSQL, readwrite cannot write")
 	return cmd
 }
 

@@ -223,6 +223,8 @@ func TestCommandsSendRequests(t *testing.T) {
 		{args: []string{"env", "get", "dev", "--org", "acme"}, method: "GET", path: "/v1/organizations/acme/environments/dev", answer: answer{body: testEnv(cp.StatusActive)}},
 		{args: []string{"env", "update", "dev", "--org", "acme", "--protected=false", "--description", ""}, method: "PATCH", path: "/v1/organizations/acme/environments/dev",
 			body: `{"description":"","is_protected":false}`, answer: answer{body: testEnv(cp.StatusActive)}},
+		{args: []string{"env", "update", "dev", "--org", "acme", "--storage-limit-mb", "512"}, method: "PATCH", path: "/v1/organizations/acme/environments/dev",
+			body: `{"storage_limit_mb":512}`, answer: answer{body: testEnv(cp.StatusActive)}},
 		{args: []string{"env", "delete", "dev", "--org", "acme", "--no-wait", "-y"}, method: "DELETE", path: "/v1/organizations/acme/environments/dev",
 			answer: answer{202, cp.EnvironmentOperationResponse{Environment: testEnv(cp.StatusDeleting), Operation: &cp.Operation{ID: "op_09", Status: cp.OpPending}}}},
 		{args: []string{"env", "suspend", "dev", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/environments/dev/suspend", answer: answer{body: testEnv(cp.StatusSuspended)}},

@@ -19,6 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 func TestTablesGolden(t *testing.T) {
 	at := time.Date(2026, 11, 22, 6, 30, 0, 0, time.UTC)
 	later := at.Add(24 * time.Hour)
+	tables := int64(4)
 	tests := []struct {
 		name, method, path string
 		body               any
@@ -45,6 +46,13 @@ func TestTablesGolden(t *testing.T) {
 			Pending: []cp.SchemaMigration{{Namespace: "app", Version: 3, Name: "add_orders", Checksum: "c3"}},
 			Drift:   []cp.SchemaMigration{{Namespace: "app", Version: 2, Name: "add_users", Checksum: "c2x", AppliedAt: &at}}},
 			[]string{"schema", "status", "dev", "--org", "acme"}},
+		{"env-usage", "GET", "/v1/organizations/acme/environments/dev/usage", cp.EnvironmentUsage{EnvironmentID: "env_01", Environment: "dev", Type: cp.TypeDevelopment,
+			StorageLimitMB: 1, OverLimit: true, Usage: &cp.Usage{SizeBytes: 3 << 20, Tables: &tables, MeasuredAt: at}},
+			[]string{"env", "usage", "dev", "--org", "acme"}},
+		{"org-usage", "GET", "/v1/organizations/acme/usage", cp.OrganizationUsage{Organization: "acme", SizeBytes: 5 << 20, OverLimit: 1, Types: []*cp.UsageTotal{
+			{Type: cp.TypeDevelopment, Environments: 2, Measured: 2, SizeBytes: 3 << 20, Tables: 4, OverLimit: 1},
+			{Type: cp.TypeStaging, Environments: 1, Measured: 1, SizeBytes: 2 << 20, Tables: 0},
+		}}, []string{"org", "usage", "acme"}},
 		{"op-get", "GET", "/v1/operations/op_01", cp.Operation{ID: "op_01", OrgID: "org_01", EnvironmentID: "env_01", Kind: cp.OpProvision, Status: cp.OpFailed, Step: "create_database", Attempts: 3, Error: "target unavailable", CreatedAt: at, UpdatedAt: at},
 			[]string{"op", "get", "op_01"}},
 		{"op-list", "GET", "/v1/organizations/acme/operations", cp.List[*cp.Operation]{Items: []*cp.Operation{

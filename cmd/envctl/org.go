@@ -122,6 +122,7 @@ func orgTable(w *tabwriter.Writer, o *cp.Organization) {
 func (a *app) orgCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Manage organizations"}
 	cmd.AddCommand(a.orgCreateCommand(), a.orgListCommand(), a.orgGetCommand(), a.orgUpdateCommand(), a.orgDeleteCommand())
+	cmd.AddCommand(a.orgUsageCommand())
 	return cmd
 }
 

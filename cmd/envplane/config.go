@@ -42,6 +42,7 @@ type Config struct {
 	Rotation     RotationConfig     `mapstructure:"rotation"`
 	Router       RouterConfig       `mapstructure:"router"`
 	Provisioning ProvisioningConfig `mapstructure:"provisioning"`
+	Usage        UsageConfig        `mapstructure:"usage"`
 	// ReconcileInterval is how often each replica resumes abandoned
 	// operations and revokes credentials whose grace ended.
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
@@ -131,6 +132,13 @@ type ProvisioningConfig struct {
 	// TargetCheck is how often an available target is probed; a target
 	// that is down is probed with exponential backoff instead.
 	TargetCheck time.Duration `mapstructure:"target_check"`
+}
+
+// UsageConfig paces the background measurement of databases (adr/0019):
+// each is measured every Interval, at most Batch per reconcile pass.
+type UsageConfig struct {
+	Interval time.Duration `mapstructure:"interval"`
+	Batch    int           `mapstructure:"batch"`
 }
 
 // RotationConfig is the credential policy.
@@ -251,6 +259,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("provisioning.timeout", 2*time.Minute)
 	v.SetDefault("provisioning.step_timeout", 30*time.Second)
 	v.SetDefault("provisioning.target_check", 15*time.Second)
+	v.SetDefault("usage.interval", 5*time.Minute)
+	v.SetDefault("usage.batch", 100)
 	v.SetDefault("reconcile_interval", 5*time.Second)
 	v.SetDefault("operations.lease", 5*time.Second)
 	v.SetDefault("operations.lease_renewal", time.Second)

@@ -277,6 +277,10 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 	svc.ProvisionTimeout = cfg.Provisioning.Timeout
 	svc.StepTimeout = cfg.Provisioning.StepTimeout
 	svc.TargetCheck = cfg.Provisioning.TargetCheck
+	if cfg.Usage.Interval <= 0 || cfg.Usage.Batch <= 0 {
+		return nil, errors.New("usage.interval and usage.batch must be positive")
+	}
+	svc.UsageInterval, svc.UsageBatch = cfg.Usage.Interval, cfg.Usage.Batch
 	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
 	if err := configureExpiry(svc, cfg); err != nil {
 		return nil, err

@@ -491,6 +491,18 @@ func (c *Client) RemoveEnvironmentMember(ctx context.Context, org, env, user str
 	return err
 }
 
+// EnvironmentUsage returns an environment's last measured usage, its
+// storage limit and whether it is over it.
+func (c *Client) EnvironmentUsage(ctx context.Context, org, env string) (*cp.EnvironmentUsage, error) {
+	return call[cp.EnvironmentUsage](ctx, c, http.MethodGet, envPathOf(org, env)+"/usage", nil, nil, nil)
+}
+
+// OrganizationUsage returns the last measured usage of the organization's
+// environments the caller can see, summed per environment type.
+func (c *Client) OrganizationUsage(ctx context.Context, org string) (*cp.OrganizationUsage, error) {
+	return call[cp.OrganizationUsage](ctx, c, http.MethodGet, orgPathOf(org)+"/usage", nil, nil, nil)
+}
+
 // GetSchema returns an environment's migration ledger, pending migrations and drift.
 func (c *Client) GetSchema(ctx context.Context, org, env string) (*cp.SchemaStatus, error) {
 	return call[cp.SchemaStatus](ctx, c, http.MethodGet, envPathOf(org, env)+"/schema", nil, nil, nil)

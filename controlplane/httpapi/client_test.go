@@ -269,6 +269,10 @@ func TestClientRequests(t *testing.T) {
 			call: func(c *httpapi.Client) (any, error) {
 				return c.MigrateSchema(ctx, "acme", "dev", httpapi.WithIdempotencyKey("m-1"))
 			}, wantField: "0004_add"},
+		{name: "env usage", answer: cp.EnvironmentUsage{EnvironmentID: "env1", OverLimit: true, Usage: &cp.Usage{SizeBytes: 4096}}, method: "GET", path: "/v1/organizations/acme/environments/dev/usage",
+			call: func(c *httpapi.Client) (any, error) { return c.EnvironmentUsage(ctx, "acme", "dev") }, wantField: "4096"},
+		{name: "org usage", answer: cp.OrganizationUsage{Organization: "acme", Types: []*cp.UsageTotal{{Type: cp.TypePreview, SizeBytes: 8192}}}, method: "GET", path: "/v1/organizations/acme/usage",
+			call: func(c *httpapi.Client) (any, error) { return c.OrganizationUsage(ctx, "acme") }, wantField: "preview"},
 		{name: "operation", answer: op, method: "GET", path: "/v1/operations/op1",
 			call: func(c *httpapi.Client) (any, error) { return c.GetOperation(ctx, "op1") }, wantField: "create_database"},
 	}

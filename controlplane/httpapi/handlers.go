@@ -328,6 +328,21 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			return c.NoContent(http.StatusNoContent)
 		},
 
+		"getEnvironmentUsage": func(c echo.Context) error {
+			u, err := svc.EnvironmentUsage(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, u)
+		},
+		"getOrganizationUsage": func(c echo.Context) error {
+			u, err := svc.OrganizationUsage(requestContext(c), principal(c), c.Param("org"))
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, u)
+		},
+
 		"getSchema": func(c echo.Context) error {
 			st, err := svc.SchemaStatus(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
 			if err != nil {

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -90,4 +92,51 @@ func (m *OperationMetrics) TargetChecked(target string, up bool) {
 		v = 1
 	}
 	m.targetUp.WithLabelValues(target).Set(v)
+}
+
+// usageCollector reports storage usage per organization, read from the
+// registry at each scrape (the background measurement keeps it current):
+// one series per organization, never one per environment, so a platform of
+// 100,000 environments stays a platform of as many series as organizations.
+type usageCollector struct {
+	svc       *cp.Service
+	logger    *slog.Logger
+	bytes     *prometheus.Desc
+	overLimit *prometheus.Desc
+}
+
+// usageScrapeTimeout bounds the registry query of one scrape.
+const usageScrapeTimeout = 5 * time.Second
+
+func newUsageCollector(svc *cp.Service, logger *slog.Logger) *usageCollector {
+	return &usageCollector{
+		svc:    svc,
+		logger: logger,
+		bytes: prometheus.NewDesc("envplane_org_storage_bytes",
+			"Bytes the organization's live environments held at their last usage measurement.", []string{"org"}, nil),
+		overLimit: prometheus.NewDesc("envplane_environments_over_limit",
+			"The organization's live environments measured over their storage limit.", []string{"org"}, nil),
+	}
+}
+
+// Describe sends the two descriptors.
+func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.bytes
+	ch <- c.overLimit
+}
+
+// Collect reads the sums per organization; when the store does not answer,
+// it logs and reports nothing rather than stale values.
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), usageScrapeTimeout)
+	defer cancel()
+	totals, err := c.svc.UsageByOrganization(ctx)
+	if err != nil {
+		c.logger.Error("cannot read usage for metrics", "err", err)
+		return
+	}
+	for _, t := range totals {
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(t.SizeBytes), t.OrgSlug)
+		ch <- prometheus.MustNewConstMetric(c.overLimit, prometheus.GaugeValue, float64(t.OverLimit), t.OrgSlug)
+	}
 }

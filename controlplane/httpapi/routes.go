@@ -72,7 +72,7 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: orgPath + "/environments", OperationID: "listEnvironments", Summary: "Environments the caller can see; status deleted lists tombstones", Response: cp.List[*cp.EnvironmentView]{}, Status: http.StatusOK,
 			Query: []string{"type", "status", "target", "limit", "cursor"}, QueryEnums: map[string]any{"type": cp.TypeDefault, "status": cp.StatusActive}},
 		{Method: http.MethodGet, Path: envPath, OperationID: "getEnvironment", Summary: "One environment with its database", Response: cp.EnvironmentView{}, Status: http.StatusOK},
-		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection, expiry (ttl or expires_at)", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodPatch, Path: envPath, OperationID: "updateEnvironment", Summary: "Update name, description, protection, expiry (ttl or expires_at); storage limit (owner, admin)", Request: cp.UpdateEnvironmentRequest{}, Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodDelete, Path: envPath, OperationID: "deleteEnvironment", Summary: "Delete an environment and drop its database; 409 if protected or default", Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
 		{Method: http.MethodPost, Path: envPath + "/suspend", OperationID: "suspendEnvironment", Summary: "Suspend: connection lookups answer 423", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/resume", OperationID: "resumeEnvironment", Summary: "Resume a suspended environment", Response: cp.EnvironmentView{}, Status: http.StatusOK},
@@ -91,6 +91,9 @@ func Routes() []Route {
 
 		{Method: http.MethodGet, Path: envPath + "/schema", OperationID: "getSchema", Summary: "Migration ledger, pending migrations and drift", Response: cp.SchemaStatus{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/schema/migrate", OperationID: "migrateSchema", Summary: "Apply pending migrations", Response: cp.SchemaStatus{}, Status: http.StatusOK},
+
+		{Method: http.MethodGet, Path: envPath + "/usage", OperationID: "getEnvironmentUsage", Summary: "The environment's last measured usage (bytes; tables and connections where the engine tells), its storage limit and whether it is over", Response: cp.EnvironmentUsage{}, Status: http.StatusOK},
+		{Method: http.MethodGet, Path: orgPath + "/usage", OperationID: "getOrganizationUsage", Summary: "Last measured usage of the environments the caller can see, summed per environment type", Response: cp.OrganizationUsage{}, Status: http.StatusOK},
 
 		{Method: http.MethodGet, Path: "/v1/targets", OperationID: "listTargets", Summary: "Targets: name and region for everyone; driver, capacity, databases used and this replica's view of their health for the platform admin", Response: cp.List[cp.TargetView]{}, Status: http.StatusOK},
 		{Method: http.MethodGet, Path: "/v1/keyring", OperationID: "getKeyring", Summary: "Key coverage: the current key version and credentials per version (platform admin)", Response: cp.KeyCoverage{}, Status: http.StatusOK},

@@ -67,6 +67,9 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 	if err != nil {
 		return nil, err
 	}
+	if err := reg.Register(newUsageCollector(svc, logger)); err != nil {
+		return nil, err
+	}
 	s := &Server{svc: svc, logger: logger, echo: echo.New(), openapi: doc, metrics: m, maxWait: opts.MaxWait, defaultWait: opts.DefaultWait}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true

@@ -136,20 +136,6 @@ func (d *Driver) Health(ctx context.Context) error {
 	return nil
 }
 
-// Usage returns the size of the database on disk. ErrNotFound if absent.
-func (d *Driver) Usage(ctx context.Context, db drivers.Database) (drivers.Usage, error) {
-	if err := checkName(db.Name); err != nil {
-		return drivers.Usage{}, err
-	}
-	var size int64
-	err := d.pool.QueryRow(ctx,
-		"SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1", db.Name).Scan(&size)
-	if err != nil {
-		return drivers.Usage{}, wrap("cannot measure database", err)
-	}
-	return drivers.Usage{SizeBytes: size}, nil
-}
-
 // appURL is where applications find the database, without credentials.
 func (d *Driver) appURL(name, user string) *url.URL {
 	u := &url.URL{

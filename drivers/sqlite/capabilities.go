@@ -121,10 +121,12 @@ func copySchema(ctx context.Context, source paths, tmp string) error {
 	return nil
 }
 
-// Usage returns the size of the database file and its write-ahead log.
+// Usage returns the size of the database file and its write-ahead log, and
+// the number of the application's tables (read through a read-only
+// connection). SQLite has no server, so it tells no connections.
 // ErrNotFound when the database does not exist; ErrUnsupported for an invalid
 // name.
-func (d *Driver) Usage(_ context.Context, db drivers.Database) (drivers.Usage, error) {
+func (d *Driver) Usage(ctx context.Context, db drivers.Database) (drivers.Usage, error) {
 	p, err := d.paths(db.Name)
 	if err != nil {
 		return drivers.Usage{}, err
@@ -140,7 +142,28 @@ func (d *Driver) Usage(_ context.Context, db drivers.Database) (drivers.Usage, e
 	if wal, err := os.Stat(p.db + "-wal"); err == nil {
 		size += wal.Size()
 	}
-	return drivers.Usage{SizeBytes: size}, nil
+	tables, err := countTables(ctx, p)
+	if err != nil {
+		return drivers.Usage{}, err
+	}
+	return drivers.Usage{SizeBytes: size, Tables: &tables}, nil
+}
+
+// countTables counts the tables of the database that are neither SQLite's
+// nor envplane's.
+func countTables(ctx context.Context, p paths) (int64, error) {
+	conn, err := sql.Open("sqlite", dsn(p.db, drivers.ScopeReadOnly))
+	if err != nil {
+		return 0, fmt.Errorf("cannot open %s: %w", p.name, err)
+	}
+	defer conn.Close()
+	var n int64
+	err = conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table'
+		AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_envplane\_%' ESCAPE '\'`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("cannot count tables of %s: %w", p.name, err)
+	}
+	return n, nil
 }
 
 // Health returns nil when a file can be created in the target's directory,

@@ -334,6 +334,19 @@ func TestUsageGrowsWithData(t *testing.T) {
 	if after.SizeBytes < before.SizeBytes+100000 {
 		t.Fatalf("usage went from %d to %d bytes after writing 100000", before.SizeBytes, after.SizeBytes)
 	}
+	// envplane's own tables are not the application's.
+	if _, err := conn.Exec("CREATE TABLE _envplane_x (x)"); err != nil {
+		t.Fatal(err)
+	}
+	if after, err = d.Usage(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if before.Tables == nil || *before.Tables != 0 || after.Tables == nil || *after.Tables != 1 {
+		t.Fatalf("tables went from %v to %v, want 0 to 1", before.Tables, after.Tables)
+	}
+	if after.Connections != nil {
+		t.Fatalf("connections = %d, but SQLite has no sessions to count", *after.Connections)
+	}
 	if _, err := d.Usage(ctx, drivers.Database{Name: drivertest.NewDatabaseName(t)}); !errors.Is(err, drivers.ErrNotFound) {
 		t.Fatalf("usage of a missing database: %v, want ErrNotFound", err)
 	}

@@ -454,7 +454,9 @@ func (d *Driver) Descriptor(_ context.Context, req drivers.DescriptorRequest) (d
 	}, nil
 }
 
-// Usage returns the database's storage size as Turso reports it. ErrNotFound when absent.
+// Usage returns the database's storage size as Turso reports it; the
+// Platform API tells no table or connection count, so those stay nil.
+// ErrNotFound when absent.
 func (d *Driver) Usage(ctx context.Context, db drivers.Database) (drivers.Usage, error) {
 	name, err := tursoName(db.Name)
 	if err != nil {

@@ -378,6 +378,10 @@ func TestUsageReportsStorage(t *testing.T) {
 	if u.SizeBytes < 100000 {
 		t.Errorf("usage reports %d bytes after writing 100000", u.SizeBytes)
 	}
+	// The Platform API's usage reports storage only: no tables, no sessions.
+	if u.Tables != nil || u.Connections != nil {
+		t.Errorf("usage claims tables %v and connections %v that Turso does not report", u.Tables, u.Connections)
+	}
 	if _, err := d.Usage(ctx, drivers.Database{Name: drivertest.NewDatabaseName(t)}); !errors.Is(err, drivers.ErrNotFound) {
 		t.Errorf("usage of a missing database: %v, want ErrNotFound", err)
 	}

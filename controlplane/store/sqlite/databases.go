@@ -48,7 +48,7 @@ func (q *queries) CreateDatabase(ctx context.Context, d *controlplane.Database) 
 
 // GetDatabase finds a database by id. ENOTFOUND if absent.
 func (q *queries) GetDatabase(ctx context.Context, id string) (*controlplane.Database, error) {
-	d, err := scanDatabase(q.db.QueryRowContext(ctx, `SELECT `+dbColumns+` FROM environment_databases WHERE id = ?`, id))
+	d, err := scanDatabaseUsage(q.db.QueryRowContext(ctx, `SELECT `+dbUsageColumns+` FROM environment_databases WHERE id = ?`, id))
 	if err != nil {
 		return nil, readErr(err, "get database", "database not found")
 	}
@@ -57,7 +57,7 @@ func (q *queries) GetDatabase(ctx context.Context, id string) (*controlplane.Dat
 
 // GetEnvironmentDatabase finds the environment's database. ENOTFOUND if absent.
 func (q *queries) GetEnvironmentDatabase(ctx context.Context, environmentID string) (*controlplane.Database, error) {
-	d, err := scanDatabase(q.db.QueryRowContext(ctx, `SELECT `+dbColumns+` FROM environment_databases WHERE environment_id = ?`, environmentID))
+	d, err := scanDatabaseUsage(q.db.QueryRowContext(ctx, `SELECT `+dbUsageColumns+` FROM environment_databases WHERE environment_id = ?`, environmentID))
 	if err != nil {
 		return nil, readErr(err, "get database", "database not found")
 	}

@@ -35,6 +35,8 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"EnvironmentSlugReuse", testEnvironmentSlugReuse},
 		{"EnvironmentExpiry", testEnvironmentExpiry},
 		{"Databases", testDatabases},
+		{"Usage", testUsage},
+		{"ClaimUsageConcurrently", testClaimUsageConcurrently},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},
 		{"CountCredentials", testCountCredentials},
