@@ -102,6 +102,9 @@ func postgresConnector(dsn drivers.Secret) (driver.Connector, error) {
 		if err != nil {
 			return nil, postgresError(err)
 		}
+		if sc, ok := conn.(*stdlib.Conn); ok {
+			return pgConn{sc}, nil
+		}
 		return conn, nil
 	}
 	return hidden{inner: func() driver.Connector { return c }, connect: connect}, nil
@@ -116,6 +119,36 @@ func postgresError(err error) error {
 		return fmt.Errorf("sqlopen: postgres refused the credential (SQLSTATE %s): %w: %w", pe.Code, drivers.ErrDenied, err)
 	}
 	return err
+}
+
+// pgConn is a pgx connection whose statements, when the server ended its
+// session before them (pg_terminate_backend, as revoking a rotated
+// credential at grace end does to an idle pooled connection), read as bad
+// connections: database/sql then runs them again on a new connection. An
+// answer of 57P01 (admin_shutdown) or 57P02 (crash_shutdown) means the
+// statement did not complete, so it did not commit. Every other method is
+// pgx's own.
+type pgConn struct{ *stdlib.Conn }
+
+// terminated wraps a session-ended error with driver.ErrBadConn.
+func terminated(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "57P02") {
+		return fmt.Errorf("sqlopen: postgres ended the session (SQLSTATE %s): %w: %w", pe.Code, driver.ErrBadConn, err)
+	}
+	return err
+}
+
+// ExecContext runs a statement; see pgConn.
+func (c pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	r, err := c.Conn.ExecContext(ctx, query, args)
+	return r, terminated(err)
+}
+
+// QueryContext runs a query; see pgConn.
+func (c pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := c.Conn.QueryContext(ctx, query, args)
+	return rows, terminated(err)
 }
 
 // tursoConnector takes the token out of the DSN's query (authToken, as the

@@ -99,6 +99,50 @@ func TestOpenPostgres(t *testing.T) {
 	}
 }
 
+// TestPostgresSessionEndedIsRetried: a pooled connection whose session the
+// server ended (pg_terminate_backend, as revoking a rotated credential does)
+// is not the application's failure: the next statement runs on a new
+// connection instead of answering 57P01.
+func TestPostgresSessionEndedIsRetried(t *testing.T) {
+	ctx := context.Background()
+	dsn := drivertest.NewPostgresDatabase(t)
+	db := open(t, "postgres", drivers.Secret(dsn))
+	db.SetMaxOpenConns(1)
+	var pid int
+	if err := db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatalf("first query: %v", err)
+	}
+	admin := open(t, "postgres", drivers.Secret(dsn))
+	var ended bool
+	if err := admin.QueryRowContext(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&ended); err != nil || !ended {
+		t.Fatalf("terminate backend %d: %v, %v", pid, ended, err)
+	}
+	for _, stmt := range []string{"exec", "query"} {
+		var err error
+		if stmt == "exec" {
+			_, err = db.ExecContext(ctx, "SELECT 1")
+		} else {
+			var again int
+			err = db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&again)
+			if err == nil && again == pid {
+				t.Fatalf("the statement ran on the ended session %d", pid)
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s after the session was ended: %v, want it run on a new connection", stmt, err)
+		}
+		if stmt == "exec" {
+			// End the new session too, for the query's turn.
+			if err := db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := admin.ExecContext(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // TestOpenTurso: a Turso DSN as the Turso driver's descriptor writes it
 // opens with libsql, and the token inside reaches the database, which
 // refuses another one.
