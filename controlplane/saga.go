@@ -228,9 +228,11 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			// The step's own bound, not a shutdown: the target did not
-			// answer in time.
+		var known *Error
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !errors.As(err, &known) {
+			// The step's own bound, not a shutdown, and no dependency that
+			// says which it was (the keyring names itself): the target did
+			// not answer in time.
 			err = errors.Join(drivers.ErrUnavailable, err)
 		}
 		s.noteOperationTarget(ctx, op, err)
