@@ -176,7 +176,7 @@ func (in *Initializer) Status(ctx context.Context, db *sql.DB, dialect drivers.D
 	if st.Owner, _, err = readOwner(ctx, db, dialect); found(err) != nil {
 		return Status{}, err
 	}
-	if st.Tampered, err = tampering(ctx, db, dialect, applied, system); err != nil {
+	if st.Tampered, err = tampering(ctx, db, dialect, applied, system); found(err) != nil {
 		return Status{}, err
 	}
 	st.Tampered = append(unread, st.Tampered...)
@@ -351,7 +351,16 @@ func tampering(ctx context.Context, db *sql.DB, d drivers.Dialect, applied map[k
 				return nil, err
 			}
 			if exists {
-				out = append(out, MetaTable+" exists but the ledger does not record system/"+system[0].File+": its rows were deleted")
+				// Another applier may have committed both between the
+				// caller's read of the ledger and this look at the table:
+				// read the ledger again before calling it deleted.
+				now, err := readLedger(ctx, db)
+				if err != nil {
+					return nil, err
+				}
+				if _, ok := now[keyOf(system[0].Migration)]; !ok {
+					out = append(out, MetaTable+" exists but the ledger does not record system/"+system[0].File+": its rows were deleted")
+				}
 			}
 		}
 	}
