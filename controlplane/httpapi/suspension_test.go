@@ -197,8 +197,11 @@ func (f *flakySuspender) ResumeDatabase(ctx context.Context, req drivers.ResumeD
 // target answers 503 and the router refuses anyway; the background
 // finishes the job once the target answers. A resume that fails leaves the environment suspended
 // at the router and at the database; resuming again restores both.
-func TestSuspensionOnSQLiteConverges(t *testing.T) {
-	ctx := context.Background()
+// flakySQLiteEnvironment makes organization acme with environment dev on
+// the SQLite target behind a flakySuspender, and returns opens, which opens
+// dev's database with its readwrite credential as the router handed it out.
+func flakySQLiteEnvironment(t *testing.T) (*harness, *flakySuspender, suspension, func() error) {
+	t.Helper()
 	flaky := &flakySuspender{}
 	h := newHarness(t, withDriver(func(d drivers.Driver) drivers.Driver {
 		flaky.Driver = d.(*sqlitedriver.Driver)
@@ -211,12 +214,18 @@ func TestSuspensionOnSQLiteConverges(t *testing.T) {
 	db := drivers.Database{Name: view.Database.DatabaseName}
 	cred := drivers.Credential{Scope: drivers.ScopeReadWrite, Slot: h.credentialSlot(t, "acme", "dev", rw.CredentialID), Secret: rw.Secret}
 	opens := func() error {
-		resp, err := flaky.Open(ctx, drivers.OpenRequest{Database: db, Credential: cred})
+		resp, err := flaky.Open(context.Background(), drivers.OpenRequest{Database: db, Credential: cred})
 		if err == nil {
 			resp.DB.Close()
 		}
 		return err
 	}
+	return h, flaky, s, opens
+}
+
+func TestSuspensionOnSQLiteConverges(t *testing.T) {
+	ctx := context.Background()
+	h, flaky, s, opens := flakySQLiteEnvironment(t)
 	if err := opens(); err != nil {
 		t.Fatalf("open before suspension: %v", err)
 	}
@@ -273,23 +282,7 @@ func (h *harness) credentialSlot(tb testing.TB, org, env, id string) drivers.Slo
 // once the lease expires the reconciler suspends the database.
 func TestSuspensionResumesAfterCrash(t *testing.T) {
 	ctx := context.Background()
-	flaky := &flakySuspender{}
-	h := newHarness(t, withDriver(func(d drivers.Driver) drivers.Driver {
-		flaky.Driver = d.(*sqlitedriver.Driver)
-		return flaky
-	}))
-	h.org(t, "acme")
-	view := h.env(t, h.admin, "acme", "dev", "development")
-	s := suspension{h: h, path: "/v1/organizations/acme/environments/dev"}
-	rw := s.resolve(t, "readwrite")
-	cred := drivers.Credential{Scope: drivers.ScopeReadWrite, Slot: h.credentialSlot(t, "acme", "dev", rw.CredentialID), Secret: rw.Secret}
-	opens := func() error {
-		resp, err := flaky.Open(ctx, drivers.OpenRequest{Database: drivers.Database{Name: view.Database.DatabaseName}, Credential: cred})
-		if err == nil {
-			resp.DB.Close()
-		}
-		return err
-	}
+	h, flaky, s, opens := flakySQLiteEnvironment(t)
 
 	// The target fails once, and the process dies while it waits to retry.
 	flaky.suspendFails.Store(1)
