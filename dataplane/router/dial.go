@@ -12,10 +12,12 @@ import (
 
 // dialer is the connector of every *sql.DB a Pool opens. It dials with its
 // generation's connector; when the database refuses the credential (an
-// error wrapping drivers.ErrDenied) it has the Pool move to the newest
-// credential and dials once more with that one's connector. The connection
-// then belongs to this generation's *sql.DB, which is fine: a replaced pool
-// drains and closes with the connections it holds.
+// error wrapping drivers.ErrDenied) it has the Pool move to a newer
+// credential and dials with that one's connector, up to maxDials times in
+// all: with rotations back to back, the credential the pool moved to can
+// itself have been revoked by the time the dial comes. A connection made
+// with a newer credential belongs to this generation's *sql.DB, which is
+// fine: a replaced pool drains and closes with the connections it holds.
 //
 // It holds the Pool and the generation by pointer, which fmt prints as an
 // address: printing a *sql.DB shows no connector's secret.
@@ -24,28 +26,37 @@ type dialer struct {
 	gen *generation
 }
 
+// maxDials bounds the dials of one Connect: the generation's own and those
+// with newer credentials after refusals. Each one after the first is made
+// only when the pool has moved past the refused credential, so the bound
+// matters only when a database refuses credential after credential.
+const maxDials = 3
+
 var (
 	_ driver.Connector = (*dialer)(nil)
 	_ io.Closer        = (*dialer)(nil)
 )
 
-// Connect dials with the generation's credential and, if the database
-// refuses it, once more with the newest one (see Pool.moveOn). It returns
-// the connector's error when there is nothing newer to dial with, and the
-// second dial's error when that fails too.
+// Connect dials with the generation's credential and, while the database
+// refuses the credential it dialed with, with the newest one (see
+// Pool.moveOn), maxDials times at most. It returns the refusal when there
+// is nothing newer to dial with, and the last dial's error otherwise.
 func (d *dialer) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := d.gen.connector.Connect(ctx)
-	if err == nil || !errors.Is(err, drivers.ErrDenied) {
-		return conn, err
+	gen := d.gen
+	for dials := 1; ; dials++ {
+		conn, err := gen.connector.Connect(ctx)
+		if err == nil || !errors.Is(err, drivers.ErrDenied) || dials == maxDials {
+			return conn, err
+		}
+		next := d.p.moveOn(ctx, gen.seq)
+		if next == nil {
+			return nil, err
+		}
+		d.p.mu.Lock()
+		d.p.stats.DialRetries++
+		d.p.mu.Unlock()
+		gen = next
 	}
-	next := d.p.moveOn(ctx, d.gen.seq)
-	if next == nil {
-		return nil, err
-	}
-	d.p.mu.Lock()
-	d.p.stats.DialRetries++
-	d.p.mu.Unlock()
-	return next.connector.Connect(ctx)
 }
 
 // Driver returns the generation's connector's driver.

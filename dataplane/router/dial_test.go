@@ -146,6 +146,45 @@ func TestPoolRefusedDialMovesOnce(t *testing.T) {
 	}
 }
 
+// TestPoolRefusedDialFollowsBackToBackRotations: with rotations back to
+// back, the credential the pool already moved to can be revoked too by the
+// time a connection of the oldest pool dials. The dial moves on again, to
+// the credential the router answers now, and the query does not fail.
+func TestPoolRefusedDialFollowsBackToBackRotations(t *testing.T) {
+	s := newRouterServer(t)
+	clk := newFakeClock()
+	path := filepath.Join(t.TempDir(), "env.db")
+	first := credentialConnection(path, "cred_1", clk.Now().Add(time.Hour))
+	s.answerWith(t, first)
+	o := &refusingOpener{}
+	p, err := router.Open(context.Background(), s.client(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, o.open, clk.options())
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	old := current(t, p)
+	old.SetMaxIdleConns(0)
+	exec(t, old, "CREATE TABLE hits (at INTEGER)")
+
+	second := credentialConnection(path, "cred_2", clk.Now().Add(time.Hour))
+	s.answerWith(t, second)
+	if err := p.Refresh(context.Background()); err != nil {
+		t.Fatalf("refresh to cred_2: %v", err)
+	}
+	o.revoke(first.DSN)
+	o.revoke(second.DSN)
+	s.answerWith(t, credentialConnection(path, "cred_3", clk.Now().Add(time.Hour)))
+
+	exec(t, old, "INSERT INTO hits VALUES (1)")
+	st := p.Stats()
+	if st.CredentialID != "cred_3" || st.ForcedResolves != 1 || st.Swaps != 2 || st.DialRetries != 2 {
+		t.Fatalf("stats %+v, want cred_3 after one forced resolve, two swaps and two dials made again", st)
+	}
+	if n := count(t, current(t, p), "hits"); n != 1 {
+		t.Errorf("%d hits, want 1", n)
+	}
+}
+
 // TestPoolRefusedDialBacksOff: while the router still hands out the
 // credential the database refuses (an emergency revocation not yet
 // re-issued), the query fails with the database's refusal and the pool
