@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/dataplane/router"
@@ -197,4 +200,174 @@ func sessionEnded(err error) bool {
 		}
 	}
 	return false
+}
+
+// TestResetRefusals: each bad reset is a problem naming what is wrong, and
+// none of them starts an operation or changes the database.
+func TestResetRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	h.org(t, "other")
+	owner := h.member(t, "acme", "owner@example.com", cp.OrgOwner)
+	dev := resetEnv{h, "acme", "dev", "sqlite"}
+	h.env(t, h.admin, "acme", "dev", "development")
+	h.env(t, h.admin, "acme", "qa", "test")
+	dev.exec(t, "admin", "CREATE TABLE notes (body TEXT)")
+	dev.exec(t, "readwrite", "INSERT INTO notes VALUES ('kept')")
+	prod := h.env(t, h.admin, "acme", "prod", "production")
+	h.env(t, h.admin, "acme", "paused", "development")
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/paused/suspend", nil)
+	theirs := h.env(t, h.admin, "other", "theirs", "development")
+	if !prod.IsProtected {
+		t.Fatal("a production environment is not protected")
+	}
+
+	post := func(token, org, env string, body any) response {
+		return h.do(t, token, "POST", "/v1/organizations/"+org+"/environments/"+env+"/reset", body)
+	}
+	for _, c := range []struct {
+		name        string
+		token, org  string
+		env         string
+		body        any
+		status      int
+		code, field string
+	}{
+		{"no mode", owner, "acme", "dev", map[string]any{"from_environment": "qa"}, 422, cp.EINVALID, "mode"},
+		{"unknown mode", owner, "acme", "dev", map[string]any{"mode": "partial", "from_environment": "qa"}, 422, cp.EINVALID, "mode"},
+		{"schema with a source", owner, "acme", "dev", map[string]any{"mode": "schema", "from_environment": "qa"}, 422, cp.EINVALID, "from_environment"},
+		{"not a clone, no source", owner, "acme", "dev", map[string]any{"mode": "full"}, 422, cp.EINVALID, "from_environment"},
+		{"itself", owner, "acme", "dev", map[string]any{"mode": "full", "from_environment": "dev"}, 422, cp.EINVALID, "from_environment"},
+		{"unknown source", owner, "acme", "dev", map[string]any{"mode": "full", "from_environment": "nope"}, 404, cp.ENOTFOUND, ""},
+		{"source of another organization by id", owner, "acme", "dev", map[string]any{"mode": "full", "from_environment": theirs.ID}, 404, cp.ENOTFOUND, ""},
+		{"environment of another organization", owner, "other", "theirs", map[string]any{"mode": "schema"}, 404, cp.ENOTFOUND, ""},
+		{"protected", owner, "acme", "prod", map[string]any{"mode": "schema"}, 409, cp.ECONFLICT, ""},
+		{"suspended", owner, "acme", "paused", map[string]any{"mode": "schema"}, 409, cp.ECONFLICT, ""},
+		{"suspended source", owner, "acme", "dev", map[string]any{"mode": "full", "from_environment": "paused"}, 423, cp.ELOCKED, ""},
+		{"unknown field", owner, "acme", "dev", map[string]any{"mode": "schema", "force": true}, 422, cp.EINVALID, "force"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wantProblem(t, post(c.token, c.org, c.env, c.body), c.status, c.code, c.field)
+		})
+	}
+	var ops cp.List[*cp.Operation]
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/operations?kind=reset", nil).decode(t, &ops)
+	if len(ops.Items) != 0 {
+		t.Errorf("refused resets left %d operations", len(ops.Items))
+	}
+	if got, err := notes(t, dev.db(t, "readonly")); err != nil || got != "[kept]" {
+		t.Errorf("after the refusals dev holds %s, %v", got, err)
+	}
+
+	// A member who cannot see the environment gets 404, as for any change.
+	member := h.member(t, "acme", "member@example.com", cp.OrgMember)
+	wantProblem(t, post(member, "acme", "dev", map[string]any{"mode": "schema"}), 404, cp.ENOTFOUND, "")
+	// A named source in the organization is copied, rows or none.
+	dev.reset(t, map[string]any{"mode": "full", "from_environment": "qa"})
+	if _, err := notes(t, dev.db(t, "readonly")); err == nil {
+		t.Error("a reset from an environment without notes left the notes table")
+	}
+}
+
+// TestResetConverges stops a reset's process at each step, before and after
+// the swap (its goroutine blocks there, as if the process had died, and its
+// lease is not renewed), checks that the database holds the old contents or
+// the new whole, that another reset is refused meanwhile, and lets another
+// replica's reconciler finish it once the lease expires: the database then
+// holds the new contents and nothing of the reset is left beside it.
+func TestResetConverges(t *testing.T) {
+	for _, c := range []struct {
+		point   string
+		swapped bool
+	}{
+		{"reset.stage_reset.after", false},
+		{"reset.initialize_staged.after", false},
+		{"reset.swap_reset.before", false},
+		{"reset.swap_reset.after", true},
+		{"reset.drop_old_contents.before", true},
+	} {
+		t.Run(c.point, func(t *testing.T) {
+			h := newHarness(t)
+			h.svc.Lease, h.svc.LeaseRenewal = time.Minute, time.Hour
+			stopped, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			h.svc.CrashPoint = func(p string) {
+				if p == c.point {
+					once.Do(func() {
+						close(stopped)
+						<-release
+					})
+				}
+			}
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			})
+			h.org(t, "acme")
+			src := resetEnv{h, "acme", "qa", "sqlite"}
+			dev := resetEnv{h, "acme", "dev", "sqlite"}
+			h.env(t, h.admin, "acme", "qa", "test")
+			devView := h.env(t, h.admin, "acme", "dev", "development")
+			src.exec(t, "admin", "CREATE TABLE notes (body TEXT)")
+			src.exec(t, "readwrite", "INSERT INTO notes VALUES ('a'), ('b')")
+			dev.exec(t, "admin", "CREATE TABLE notes (body TEXT)")
+			dev.exec(t, "readwrite", "INSERT INTO notes VALUES ('old')")
+			app := dev.db(t, "readwrite")
+
+			var accepted cp.EnvironmentOperationResponse
+			h.must(t, http.StatusAccepted, h.admin, "POST", "/v1/organizations/acme/environments/dev/reset", map[string]any{"mode": "full", "from_environment": "qa"}).decode(t, &accepted)
+			select {
+			case <-stopped:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the reset never reached %s", c.point)
+			}
+			want := "[old]"
+			if c.swapped {
+				want = "[a b]"
+			}
+			if got, err := notes(t, app); err != nil || got != want {
+				t.Fatalf("stopped at %s the database holds %s, %v; want %s", c.point, got, err, want)
+			}
+			wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/dev/reset", map[string]any{"mode": "schema"}), 409, cp.ECONFLICT, "")
+
+			h.clock.Advance(2 * time.Minute)
+			targets := make([]*cp.Target, 0, len(h.svc.Targets))
+			for _, tg := range h.svc.Targets {
+				targets = append(targets, tg)
+			}
+			other := cp.New(h.svc.Store, h.svc.Keyring, targets, h.svc.DefaultTarget)
+			other.Now, other.Schema, other.Lease, other.LeaseOwner = h.clock.Now, h.svc.Schema, h.svc.Lease, "replica-2"
+			other.Sleep = h.svc.Sleep
+			if n, err := other.Reconcile(context.Background()); err != nil || n != 1 {
+				t.Fatalf("the other replica resumed %d operations (err %v), want 1", n, err)
+			}
+			op, err := h.svc.Store.GetOperation(context.Background(), accepted.Operation.OrgID, accepted.Operation.ID)
+			if err != nil || op.Status != cp.OpSucceeded {
+				t.Fatalf("the resumed reset: %+v, %v", op, err)
+			}
+			// The stopped process wakes up and finds the operation taken.
+			close(release)
+			h.svc.Wait()
+			if got, err := notes(t, app); err != nil || got != "[a b]" {
+				t.Fatalf("after the resumed reset the database holds %s, %v; want [a b]", got, err)
+			}
+			db, err := h.svc.Store.GetEnvironmentDatabase(context.Background(), devView.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range h.databaseFiles(t, db.Name) {
+				if strings.Contains(f, ".reset") {
+					t.Errorf("the reset left %s behind", filepath.Base(f))
+				}
+			}
+			var st cp.SchemaStatus
+			h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/dev/schema", nil).decode(t, &st)
+			if len(st.Drift) != 0 || len(st.Tampered) != 0 {
+				t.Fatalf("schema after the resumed reset: %+v", st)
+			}
+		})
+	}
 }
