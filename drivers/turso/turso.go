@@ -221,7 +221,8 @@ func (d *Driver) DropDatabase(ctx context.Context, req drivers.DropDatabaseReque
 	if err := d.client.DeleteDatabase(ctx, name); err != nil {
 		return drivers.DropDatabaseResponse{}, fmt.Errorf("turso: %w", err)
 	}
-	return drivers.DropDatabaseResponse{}, nil
+	// A reset abandoned half-way may have left its staged database.
+	return drivers.DropDatabaseResponse{}, d.DiscardReset(ctx, drivers.ResetRequest{Database: req.Database})
 }
 
 // IssueCredential mints a database token: read-only for the readonly scope,
