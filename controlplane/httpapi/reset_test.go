@@ -88,7 +88,7 @@ func (e resetEnv) reset(tb testing.TB, body map[string]any) cp.EnvironmentOperat
 }
 
 // TestReset resets a clone from its source and then to an empty schema, on
-// the SQLite and PostgreSQL targets: the contents are replaced, the
+// the SQLite, PostgreSQL and Turso (double and tursodb) targets: the contents are replaced, the
 // environment id, its credentials and its DSN stay, an application holding
 // a router pool keeps working with the same credential, and the schema
 // initializer finds the database whole (owner row, ledger, no drift).
@@ -99,9 +99,11 @@ func TestReset(t *testing.T) {
 		t.Fatalf("postgres driver: %v", err)
 	}
 	t.Cleanup(pg.Close)
-	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	clk := newClock()
+	edge, _ := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
 	h.org(t, "acme")
-	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {
+	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}, {"edge", "libsql"}} {
 		t.Run(c.target, func(t *testing.T) {
 			src := resetEnv{h, "acme", c.target + "-src", c.sqlDriver}
 			child := resetEnv{h, "acme", c.target + "-child", c.sqlDriver}
