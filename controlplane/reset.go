@@ -278,6 +278,14 @@ func (s *Service) resetStep(ctx context.Context, op *Operation) error {
 		if err := r.SwapReset(ctx, req); err != nil {
 			return fmt.Errorf("cannot swap the reset in: %w", err)
 		}
+		// The replacement was granted like a new database: a database
+		// over its storage limit takes its write limit back at once, not
+		// at its next crossing (adr/0019).
+		if wl, ok := t.Driver.(drivers.WriteLimiter); ok && db.OverLimit {
+			if err := wl.LimitWrites(ctx, drivers.LimitWritesRequest{Database: req.Database, Limited: true}); err != nil {
+				return fmt.Errorf("cannot limit the reset database's writes: %w", err)
+			}
+		}
 		// The database now holds the new contents: record their schema
 		// version with the step, so nothing reads the old one against them.
 		conn, err := s.openAdmin(ctx, db, t)
