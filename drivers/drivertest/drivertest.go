@@ -115,6 +115,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ResetFromSource", s.testResetFromSource)
 	t.Run("ResetToEmpty", s.testResetToEmpty)
 	t.Run("ResetDiscarded", s.testResetDiscarded)
+	t.Run("ResetLeftoversGoWithDrop", s.testResetLeftoversGoWithDrop)
 }
 
 // NewDatabaseName returns a fresh generated database name, "env_" and 26

@@ -236,3 +236,35 @@ func (s *suite) testResetDiscarded(t *testing.T) {
 		t.Fatalf("stage reset of a missing database: %v, want ErrNotFound", s.redacted(err))
 	}
 }
+
+// testResetLeftoversGoWithDrop: dropping a database drops a reset staged
+// beside it: the database made again under the same name has nothing staged.
+func (s *suite) testResetLeftoversGoWithDrop(t *testing.T) {
+	ctx := context.Background()
+	name := NewDatabaseName(t)
+	create := func() drivers.Database {
+		resp, err := s.h.Driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: name, Region: s.h.Region})
+		if err != nil {
+			s.fail(t, "create database", err)
+		}
+		return resp.Database
+	}
+	drop := func(db drivers.Database) {
+		if _, err := s.h.Driver.DropDatabase(ctx, drivers.DropDatabaseRequest{Database: db}); err != nil {
+			s.fail(t, "drop database", err)
+		}
+	}
+	db := create()
+	t.Cleanup(func() { _, _ = s.h.Driver.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: db}) })
+	admin := s.issue(t, db, drivers.ScopeAdmin, drivers.SlotA, time.Time{})
+	s.stageReset(t, drivers.ResetRequest{Database: db, Admin: admin})
+	drop(db)
+	db = create()
+	admin = s.issue(t, db, drivers.ScopeAdmin, drivers.SlotA, time.Time{})
+	_, err := s.resetter(t).OpenStaged(ctx, drivers.OpenRequest{Database: db, Credential: admin})
+	s.check(t, "open staged after drop", err)
+	if !errors.Is(err, drivers.ErrNotFound) {
+		t.Fatalf("a reset staged before the drop opens after it (err %v), want ErrNotFound", s.redacted(err))
+	}
+	drop(db)
+}
