@@ -373,3 +373,39 @@ func TestResetConverges(t *testing.T) {
 		})
 	}
 }
+
+// TestResetKeepsWriteLimit: a PostgreSQL database over its storage limit,
+// whose readwrite scope lost its write rights, does not get them back by
+// being reset (the replacement is granted like a new database).
+func TestResetKeepsWriteLimit(t *testing.T) {
+	ctx := context.Background()
+	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
+	if err != nil {
+		t.Fatalf("postgres driver: %v", err)
+	}
+	t.Cleanup(pg.Close)
+	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	h.org(t, "acme")
+	dev := resetEnv{h, "acme", "dev", "pgx"}
+	qa := resetEnv{h, "acme", "qa", "pgx"}
+	for _, e := range []resetEnv{dev, qa} {
+		h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": e.slug, "type": "development", "target": "pg"})
+		e.exec(t, "admin", "CREATE TABLE notes (body text)")
+	}
+	h.must(t, http.StatusOK, h.admin, "PATCH", "/v1/organizations/acme/environments/dev", map[string]any{"storage_limit_mb": 1})
+	h.svc.Tick(ctx)
+	if u := h.usageOf(t, "acme", "dev"); !u.OverLimit {
+		t.Fatalf("not over a 1 MiB limit: %+v", u)
+	}
+	write := func() error { _, err := dev.db(t, "readwrite").Exec("INSERT INTO notes VALUES ('x')"); return err }
+	if err := write(); err == nil {
+		t.Fatal("readwrite wrote over the limit before the reset")
+	}
+	dev.reset(t, map[string]any{"mode": "full", "from_environment": "qa"})
+	if err := write(); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("after the reset readwrite writes over the limit: %v", err)
+	}
+	if _, err := qa.db(t, "readwrite").Exec("INSERT INTO notes VALUES ('y')"); err != nil {
+		t.Fatalf("the source lost its writes: %v", err)
+	}
+}
