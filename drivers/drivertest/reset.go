@@ -255,7 +255,9 @@ func (s *suite) testResetLeftoversGoWithDrop(t *testing.T) {
 		}
 	}
 	db := create()
-	t.Cleanup(func() { _, _ = s.h.Driver.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: db}) })
+	t.Cleanup(func() {
+		_, _ = s.h.Driver.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: db})
+	})
 	admin := s.issue(t, db, drivers.ScopeAdmin, drivers.SlotA, time.Time{})
 	s.stageReset(t, drivers.ResetRequest{Database: db, Admin: admin})
 	drop(db)
