@@ -242,12 +242,14 @@ func (d *Driver) DiscardReset(ctx context.Context, req drivers.ResetRequest) err
 type object struct{ kind, name, sql string }
 
 // readObjects lists the database's tables, indexes, views and triggers in
-// creation order (every object's dependencies first), SQLite's and libSQL's
-// own objects and automatic indexes excepted.
+// creation order (every object's dependencies first), the engine's own
+// objects (SQLite's, libSQL's, tursodb's __turso_internal_ ones, which it
+// makes itself for AUTOINCREMENT) and automatic indexes excepted.
 func readObjects(ctx context.Context, db *sql.DB) ([]object, error) {
 	rows, err := db.QueryContext(ctx, `
 		SELECT type, name, sql FROM sqlite_schema
 		WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'libsql\_%' ESCAPE '\'
+		  AND name NOT LIKE '\_\_turso\_internal\_%' ESCAPE '\'
 		ORDER BY rowid`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the schema: %w", err)
