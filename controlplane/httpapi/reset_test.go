@@ -409,3 +409,26 @@ func TestResetKeepsWriteLimit(t *testing.T) {
 		t.Fatalf("the source lost its writes: %v", err)
 	}
 }
+
+// TestResetIdempotencyKey: a reset retried with its Idempotency-Key replays
+// the first answer instead of resetting twice; another body under the same
+// key is 422.
+func TestResetIdempotencyKey(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	h.env(t, h.admin, "acme", "dev", "development")
+	path := "/v1/organizations/acme/environments/dev/reset"
+	var first, again cp.EnvironmentOperationResponse
+	h.must(t, http.StatusAccepted, h.admin, "POST", path, map[string]any{"mode": "schema"}, "Idempotency-Key", "reset-1").decode(t, &first)
+	h.svc.Wait()
+	h.must(t, http.StatusAccepted, h.admin, "POST", path, map[string]any{"mode": "schema"}, "Idempotency-Key", "reset-1").decode(t, &again)
+	if again.Operation == nil || again.Operation.ID != first.Operation.ID {
+		t.Fatalf("the retry answered operation %+v, want %s", again.Operation, first.Operation.ID)
+	}
+	wantProblem(t, h.do(t, h.admin, "POST", path, map[string]any{"mode": "full", "from_environment": "default"}, "Idempotency-Key", "reset-1"), 422, cp.EIDEMPOTENCY, "")
+	var ops cp.List[*cp.Operation]
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/operations?kind=reset", nil).decode(t, &ops)
+	if len(ops.Items) != 1 {
+		t.Fatalf("%d reset operations after a retried request, want 1", len(ops.Items))
+	}
+}
