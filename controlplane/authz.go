@@ -30,6 +30,7 @@ const (
 	ActEnvUpdate      Action = "env.update"           // owner, admin, env_admin (name, description, is_protected)
 	ActEnvDelete      Action = "env.delete"           // owner, admin
 	ActEnvSuspend     Action = "env.suspend"          // owner, admin (suspend and resume)
+	ActEnvReset       Action = "env.reset"            // owner, admin
 	ActConnAdmin      Action = "connection.admin"     // owner, admin, env_admin
 	ActConnReadWrite  Action = "connection.readwrite" // owner, admin, env_admin, env_maker, env_user
 	ActConnReadOnly   Action = "connection.readonly"  // owner, admin, every env role
@@ -156,7 +157,7 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{env: true, who: gOrgAdmin | gAnyEnv, app: true}, true
 	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin}, true
-	case ActEnvDelete, ActEnvSuspend, ActEnvLimit:
+	case ActEnvDelete, ActEnvSuspend, ActEnvLimit, ActEnvReset:
 		return rule{env: true, who: gOrgAdmin}, true
 	case ActConnAdmin:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin, app: true, scope: drivers.ScopeAdmin}, true

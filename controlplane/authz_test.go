@@ -110,6 +110,7 @@ func TestAuthorizeGrid(t *testing.T) {
 		{" Y  Y  Y  Y  Y  Y  Y  N  N  N  F  F  F  N", "usage read", controlplane.ActUsageRead, envRes()},
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  F  F  F  F", "org usage read", controlplane.ActOrgUsageRead, orgRes()},
 		{" Y  Y  Y  F  F  F  F  N  N  N  F  F  F  N", "env limit", controlplane.ActEnvLimit, envRes()},
+		{" Y  Y  Y  F  F  F  F  N  N  N  F  F  F  N", "env reset", controlplane.ActEnvReset, envRes()},
 		{" F  F  F  F  F  F  F  F  F  F  F  F  F  F", "unknown action", controlplane.Action("org.nuke"), envRes()},
 	}
 	kinds := subjectKinds()
@@ -148,7 +149,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActConnReadOnly, controlplane.ActCredRead, controlplane.ActCredRotate, controlplane.ActEnvMemberRead,
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
 		controlplane.ActOwnerWrite, controlplane.ActKeyringManage, controlplane.ActTargetsInspect, controlplane.ActOrgQuota,
-		controlplane.ActUsageRead, controlplane.ActOrgUsageRead, controlplane.ActEnvLimit,
+		controlplane.ActUsageRead, controlplane.ActOrgUsageRead, controlplane.ActEnvLimit, controlplane.ActEnvReset,
 	}
 }
 

@@ -263,6 +263,8 @@ const (
 	OpClone       OperationKind = "clone"
 	OpSuspend     OperationKind = "suspend"
 	OpResume      OperationKind = "resume"
+	// OpReset replaces an environment's database contents (adr/0020).
+	OpReset OperationKind = "reset"
 )
 
 // OperationStatus is where an operation is.

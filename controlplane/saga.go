@@ -274,11 +274,11 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 // renewed meanwhile (heartbeat), and bounded by StepTimeout, and for a
 // provisioning by what is left of ProvisionTimeout, so a target that
 // accepts connections and never answers cannot hold an operation. A
-// clone's steps are bounded by its lease alone: copying a large database,
-// and migrating the copy, may take long.
+// clone's and a reset's steps are bounded by their lease alone: copying a
+// large database, and migrating the copy, may take long.
 func (s *Service) stepContext(ctx context.Context, op *Operation) (context.Context, func()) {
 	stepCtx, stop := s.heartbeat(ctx, op)
-	if op.Kind == OpClone && !compensating(op) {
+	if (op.Kind == OpClone || op.Kind == OpReset) && !compensating(op) {
 		return stepCtx, stop
 	}
 	limit := s.StepTimeout
@@ -347,6 +347,8 @@ func (s *Service) step(ctx context.Context, op *Operation) error {
 		return s.rotateStep(ctx, op)
 	case OpSuspend, OpResume:
 		return s.suspensionStep(ctx, op)
+	case OpReset:
+		return s.resetStep(ctx, op)
 	}
 	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
 }
@@ -581,6 +583,13 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 		}
 		if _, err := t.Driver.DropDatabase(ctx, dropRequest(db)); err != nil {
 			return fmt.Errorf("cannot drop database: %w", err)
+		}
+	}
+	if op.Kind == OpReset {
+		// Whatever the reset left beside the database goes: before the
+		// swap the environment keeps its old contents, after it the new.
+		if err := s.discardReset(ctx, op, db, t); err != nil {
+			return err
 		}
 	}
 	if (op.Kind == OpSuspend || op.Kind == OpResume) && env.Status == StatusSuspended {

@@ -5,7 +5,7 @@
 // Every operation takes a context and a request struct, so fields can be added
 // without breaking drivers, and every operation is idempotent: repeating it after
 // a crash finishes the job rather than failing. Optional capabilities (Cloner,
-// UsageReporter, HealthChecker, Suspender, WriteLimiter) are small interfaces discovered by
+// UsageReporter, HealthChecker, Suspender, WriteLimiter, Resetter) are small interfaces discovered by
 // type assertion.
 //
 // Contract conditions are the sentinel errors below, checked with errors.Is. A
@@ -378,4 +378,50 @@ type Suspender interface {
 	// they had, unless SuspendDatabase said it revoked them. ErrNotFound
 	// if the database is absent.
 	ResumeDatabase(ctx context.Context, req ResumeDatabaseRequest) (ResumeDatabaseResponse, error)
+}
+
+// ResetRequest names the database whose contents a reset replaces and what
+// replaces them. The database keeps its name, its credentials and its DSN.
+type ResetRequest struct {
+	Database Database
+	// Source is copied, rows included, into the replacement; nil stages an
+	// empty database (the caller applies the schema to it).
+	Source *Database
+	// Admin is an active admin-scope credential of Database. Engines whose
+	// contents are replaced over the data-plane protocol (libSQL) need it;
+	// the others ignore it.
+	Admin Credential
+}
+
+// Resetter is implemented by drivers that can replace a database's contents
+// while its name, credentials and DSN stay as they are (adr/0020). A reset
+// is staged beside the database, adopted by the caller (the schema
+// initializer runs on it through OpenStaged), then swapped in; until
+// SwapReset the database is untouched, and once it returns the database
+// holds the replacement. Every method is idempotent, so a reset interrupted
+// anywhere is repeated or discarded and converges to the old contents or
+// the new, never a mix.
+type Resetter interface {
+	// StageReset builds the replacement beside the database: a copy of
+	// req.Source or an empty database. Whatever an earlier attempt staged
+	// is discarded first, so a retry starts over. ErrNotFound if the
+	// database or the source is absent.
+	StageReset(ctx context.Context, req ResetRequest) error
+
+	// OpenStaged opens the staged replacement with req.Credential, a
+	// credential of req.Database that will open the database after the
+	// swap. ErrNotFound if nothing is staged.
+	OpenStaged(ctx context.Context, req OpenRequest) (OpenResponse, error)
+
+	// SwapReset puts the staged replacement in place of the database, in
+	// one step that sessions see whole. Sessions open on the database may
+	// be ended; their credentials work on the replacement. With nothing
+	// staged it does nothing and succeeds: the swap is done.
+	SwapReset(ctx context.Context, req ResetRequest) error
+
+	// DiscardReset removes what a reset leaves beside the database (the
+	// staged replacement, the old contents kept until the swap was
+	// through) and gives the database back its access if a swap stopped
+	// half-way took it. Absent is success.
+	DiscardReset(ctx context.Context, req ResetRequest) error
 }

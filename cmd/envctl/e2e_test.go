@@ -208,6 +208,18 @@ func TestAgainstRealServer(t *testing.T) {
 		t.Fatalf("audit shows too little:\n%s", out)
 	}
 
+	// Reset to an empty schema follows the operation: the notes are gone,
+	// the DSN printed before still opens the database.
+	if out := admin.must("env", "reset", "dev", "--org", "acme", "--mode", "schema", "--yes"); out != "reset environment dev\n" {
+		t.Fatalf("env reset printed %q", out)
+	}
+	if err := rodb.QueryRow(`SELECT body FROM notes`).Scan(&body); err == nil {
+		t.Fatal("the notes survived a schema reset")
+	}
+	if _, err := db.Exec(`CREATE TABLE again (x INTEGER)`); err != nil {
+		t.Fatalf("the readwrite DSN printed before the reset fails after it: %v", err)
+	}
+
 	// Suspend makes lookups 423; delete follows deprovisioning to the end.
 	admin.must("env", "suspend", "dev", "--org", "acme")
 	if _, _, err := admin.run("connection", "acme", "dev"); !cp.IsCode(err, cp.ELOCKED) {

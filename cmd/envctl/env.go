@@ -103,6 +103,7 @@ func (a *app) envCommand() *cobra.Command {
 		a.envGetCommand(),
 		a.envUpdateCommand(),
 		a.envDeleteCommand(),
+		a.envResetCommand(),
 		a.envUsageCommand(),
 		a.envStateCommand("suspend", "Suspend an environment: connection lookups answer 423 until resumed", (*httpapi.Client).SuspendEnvironment),
 		a.envStateCommand("resume", "Resume a suspended environment", (*httpapi.Client).ResumeEnvironment),

@@ -228,6 +228,10 @@ func TestCommandsSendRequests(t *testing.T) {
 		{args: []string{"env", "delete", "dev", "--org", "acme", "--no-wait", "-y"}, method: "DELETE", path: "/v1/organizations/acme/environments/dev",
 			answer: answer{202, cp.EnvironmentOperationResponse{Environment: testEnv(cp.StatusDeleting), Operation: &cp.Operation{ID: "op_09", Status: cp.OpPending}}}},
 		{args: []string{"env", "suspend", "dev", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/environments/dev/suspend", answer: answer{body: testEnv(cp.StatusSuspended)}},
+		{args: []string{"env", "reset", "pr-42", "--org", "acme", "--from", "staging", "--no-wait", "-y"}, method: "POST", path: "/v1/organizations/acme/environments/pr-42/reset",
+			body: `{"from_environment":"staging","mode":"full"}`, answer: answer{202, cp.EnvironmentOperationResponse{Environment: testEnv(cp.StatusActive), Operation: &cp.Operation{ID: "op_10", Kind: cp.OpReset, Status: cp.OpRunning}}}},
+		{args: []string{"env", "reset", "pr-42", "--org", "acme", "--mode", "schema", "--no-wait", "--yes"}, method: "POST", path: "/v1/organizations/acme/environments/pr-42/reset",
+			body: `{"mode":"schema"}`, answer: answer{202, cp.EnvironmentOperationResponse{Environment: testEnv(cp.StatusActive), Operation: &cp.Operation{ID: "op_11", Kind: cp.OpReset, Status: cp.OpRunning}}}},
 		{args: []string{"env", "resume", "dev", "--org", "acme"}, method: "POST", path: "/v1/organizations/acme/environments/dev/resume", answer: answer{body: testEnv(cp.StatusActive)}},
 		{args: []string{"connection", "acme", "dev", "--scope", "readonly"}, method: "GET", path: "/v1/organizations/acme/environments/dev/connection", query: "scope=readonly",
 			answer: answer{body: cp.Connection{EnvironmentID: "env_01"}}},
@@ -520,6 +524,7 @@ func TestUsageErrors(t *testing.T) {
 		{"env-member", "set", "dev", "bob", "--org", "acme"},     // no --role
 		{"cred", "revoke", "dev", "--org", "acme"},               // no --reason
 		{"key", "create", "ci", "--org", "acme", "--expires-in", "-1h"},
+		{"env", "reset", "dev", "--org", "acme"}, // not confirmed: stdin is no terminal
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, stderr, err := envctl(t, f, args...)

@@ -39,7 +39,7 @@ func (h *harness) snapshotOf(tb testing.TB, v victim) snapshot {
 		return string(h.must(tb, http.StatusOK, h.admin, "GET", path, nil).body)
 	}
 	org := "/v1/organizations/" + v.org.ID
-	lastUsed := regexp.MustCompile(`"last_used_at":"[^"]*",?`)
+	lastUsed := regexp.MustCompile(`,?"last_used_at":"[^"]*"`)
 	return snapshot{
 		org:     get(org),
 		env:     get(org + "/environments/" + v.env.ID),
@@ -92,6 +92,7 @@ func attackBodies(orgRef string) map[string]any {
 		"rotateCredentials":               map[string]any{"scope": "all", "grace_seconds": 0},
 		"revokeCredentials":               map[string]any{"reason": "pwned"},
 		"putEnvironmentMember":            map[string]any{"role": "env_admin"},
+		"resetEnvironment":                map[string]any{"mode": "schema"},
 	}
 }
 

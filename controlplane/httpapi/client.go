@@ -375,6 +375,20 @@ func (c *Client) DeleteEnvironment(ctx context.Context, org, env string) (*cp.En
 	return out.Environment, out.Operation, nil
 }
 
+// ResetEnvironment starts replacing an environment's database contents (a
+// copy of another environment's, or an empty schema) and returns the
+// environment and the reset operation; credentials and DSN do not change.
+// Returns ECONFLICT for a protected environment or one that is not active,
+// ENOTFOUND for a source the caller cannot see, EINVALID naming the field
+// for a bad mode or source.
+func (c *Client) ResetEnvironment(ctx context.Context, org, env string, req cp.ResetEnvironmentRequest, opts ...RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
+	var out cp.EnvironmentOperationResponse
+	if _, err := c.do(ctx, http.MethodPost, envPathOf(org, env)+"/reset", nil, req, &out, opts); err != nil {
+		return nil, nil, err
+	}
+	return out.Environment, out.Operation, nil
+}
+
 // SuspendEnvironment suspends an environment: its connection lookups answer
 // ELOCKED until resumed.
 func (c *Client) SuspendEnvironment(ctx context.Context, org, env string, opts ...RequestOption) (*cp.EnvironmentView, error) {

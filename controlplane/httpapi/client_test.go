@@ -222,6 +222,12 @@ func TestClientRequests(t *testing.T) {
 			}, wantField: "op2"},
 		{name: "suspend", answer: env, method: "POST", path: "/v1/organizations/acme/environments/dev/suspend",
 			call: func(c *httpapi.Client) (any, error) { return c.SuspendEnvironment(ctx, "acme", "dev") }, wantField: "env1"},
+		{name: "reset", status: 202, answer: cp.EnvironmentOperationResponse{Environment: env, Operation: &cp.Operation{ID: "op3", Kind: cp.OpReset}}, method: "POST", path: "/v1/organizations/acme/environments/dev/reset",
+			body: `{"from_environment":"staging","mode":"full"}`,
+			call: func(c *httpapi.Client) (any, error) {
+				_, o, err := c.ResetEnvironment(ctx, "acme", "dev", cp.ResetEnvironmentRequest{FromEnvironment: "staging", Mode: cp.ResetFull})
+				return o, err
+			}, wantField: "op3"},
 		{name: "resume", answer: env, method: "POST", path: "/v1/organizations/acme/environments/dev/resume",
 			call: func(c *httpapi.Client) (any, error) { return c.ResumeEnvironment(ctx, "acme", "dev") }, wantField: "env1"},
 		{name: "connection", answer: cp.Connection{EnvironmentID: "env1", Scope: drivers.ScopeReadWrite, DSN: "file:/x.db", CredentialID: "cred1"}, method: "GET", path: "/v1/organizations/acme/environments/dev/connection", query: "scope=readwrite",

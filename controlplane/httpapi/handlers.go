@@ -248,6 +248,21 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			}
 			return c.JSON(http.StatusOK, v)
 		},
+		"resetEnvironment": func(c echo.Context) error {
+			var req cp.ResetEnvironmentRequest
+			if err := bind(c, &req); err != nil {
+				return err
+			}
+			_, op, _, err := svc.ResetEnvironment(requestContext(c), principal(c), c.Param("org"), c.Param("env"), req)
+			if err != nil {
+				return err
+			}
+			env, op, err := svc.Settle(requestContext(c), op)
+			if err != nil {
+				return err
+			}
+			return accepted(c, cp.EnvironmentOperationResponse{Environment: env, Operation: op})
+		},
 		"resumeEnvironment": func(c echo.Context) error {
 			v, err := svc.ResumeEnvironment(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
 			if err != nil {

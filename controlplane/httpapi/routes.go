@@ -76,6 +76,7 @@ func Routes() []Route {
 		{Method: http.MethodDelete, Path: envPath, OperationID: "deleteEnvironment", Summary: "Delete an environment and drop its database; 409 if protected or default", Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
 		{Method: http.MethodPost, Path: envPath + "/suspend", OperationID: "suspendEnvironment", Summary: "Suspend: connection lookups answer 423", Response: cp.EnvironmentView{}, Status: http.StatusOK},
 		{Method: http.MethodPost, Path: envPath + "/resume", OperationID: "resumeEnvironment", Summary: "Resume a suspended environment", Response: cp.EnvironmentView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: envPath + "/reset", OperationID: "resetEnvironment", Summary: "Replace the database's contents with a copy of another environment (mode full; its clone source by default) or an empty schema (mode schema); credentials and DSN stay; 409 if protected", Request: cp.ResetEnvironmentRequest{}, Response: cp.EnvironmentOperationResponse{}, Status: http.StatusAccepted},
 
 		{Method: http.MethodGet, Path: envPath + "/connection", OperationID: "getConnection", Summary: "The router: a connection descriptor with the newest active credential", Response: cp.Connection{}, Status: http.StatusOK, Query: watchQuery},
 		{Method: http.MethodGet, Path: "/v1/environments/:id/connection", OperationID: "getConnectionByID", Summary: "The router, by environment id", Response: cp.Connection{}, Status: http.StatusOK, Query: watchQuery},

@@ -112,6 +112,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ResumeRestoresAccess", s.testResumeRestoresAccess)
 	t.Run("IssueWhileSuspended", s.testIssueWhileSuspended)
 	t.Run("SuspendMissingDatabase", s.testSuspendMissing)
+	t.Run("ResetFromSource", s.testResetFromSource)
+	t.Run("ResetToEmpty", s.testResetToEmpty)
+	t.Run("ResetDiscarded", s.testResetDiscarded)
+	t.Run("ResetLeftoversGoWithDrop", s.testResetLeftoversGoWithDrop)
 }
 
 // NewDatabaseName returns a fresh generated database name, "env_" and 26

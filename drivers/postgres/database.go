@@ -147,13 +147,18 @@ func createEmpty(q querier, name string) func(context.Context) error {
 // grantStatements returns the statements, run inside the database, that
 // close it to everyone else and give each scope its privileges. Each one is
 // idempotent.
-func grantStatements(db string) string {
+func grantStatements(db string) string { return grantStatementsOn(db, db) }
+
+// grantStatementsOn is grantStatements for the database object datname,
+// which holds db's contents under another name (a staged reset) and is
+// opened by db's roles.
+func grantStatementsOn(datname, db string) string {
 	owner := ownerRole(db)
 	admins := slotRoles(db, drivers.ScopeAdmin)
 	rw := idents(slotRoles(db, drivers.ScopeReadWrite)...)
 	ro := idents(slotRoles(db, drivers.ScopeReadOnly)...)
 	creators := idents(owner, admins[0], admins[1])
-	return strings.Join(append(append([]string{"REVOKE ALL ON DATABASE " + ident(db) + " FROM PUBLIC"}, databaseGrants(db)...),
+	return strings.Join(append(append([]string{"REVOKE ALL ON DATABASE " + ident(datname) + " FROM PUBLIC"}, databaseGrantsOn(datname, db)...),
 		"ALTER SCHEMA public OWNER TO "+ident(owner),
 		"REVOKE ALL ON SCHEMA public FROM PUBLIC",
 		"GRANT USAGE ON SCHEMA public TO "+rw+", "+ro,
@@ -172,8 +177,12 @@ func grantStatements(db string) string {
 // databaseGrants returns the database-level privileges of db's login roles:
 // CONNECT for all six, TEMPORARY for admin and readwrite. They live in the
 // shared catalog, so they can be granted from any database.
-func databaseGrants(db string) []string {
-	q := ident(db)
+func databaseGrants(db string) []string { return databaseGrantsOn(db, db) }
+
+// databaseGrantsOn is databaseGrants on the database object datname for
+// db's roles.
+func databaseGrantsOn(datname, db string) []string {
+	q := ident(datname)
 	return []string{
 		"GRANT CONNECT ON DATABASE " + q + " TO " + idents(allRoles(db)[:6]...),
 		"GRANT TEMPORARY ON DATABASE " + q + " TO " + idents(slotRoles(db, drivers.ScopeAdmin)...) + ", " + idents(slotRoles(db, drivers.ScopeReadWrite)...),
@@ -216,6 +225,13 @@ func drop(ctx context.Context, q querier, name string) error {
 		// FORCE terminates the database's sessions first.
 		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
 			return wrap("cannot drop database "+name, err)
+		}
+	}
+	// A reset left half-way keeps databases of the environment's roles
+	// beside it; they go before the roles can.
+	for _, leftover := range []string{stagedName(name), retiredName(name)} {
+		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(leftover)+" WITH (FORCE)"); err != nil {
+			return wrap("cannot drop database "+leftover, err)
 		}
 	}
 	if len(s.roles) == 0 {

@@ -41,7 +41,10 @@ type Config struct {
 	SCRAMIterations int
 	// CrashPoint, when set, is called at "postgres.create.database_made":
 	// the database exists, its grants are not applied yet (it is still open
-	// to PUBLIC). Only crash tests set it.
+	// to PUBLIC); at "postgres.reset.staged": a reset's staged database
+	// exists, its grants are not applied yet; and at "postgres.reset.closed":
+	// a reset's swap closed the database to new sessions and has not
+	// renamed yet. Only crash tests set it.
 	CrashPoint func(point string)
 }
 

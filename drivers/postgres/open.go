@@ -20,10 +20,15 @@ import (
 // expired, another database's role) returns ErrDenied; a database that does
 // not exist, ErrNotFound; an unreachable server, ErrUnavailable.
 func (d *Driver) Open(ctx context.Context, req drivers.OpenRequest) (drivers.OpenResponse, error) {
-	name := req.Database.Name
-	if err := checkName(name); err != nil {
+	if err := checkName(req.Database.Name); err != nil {
 		return drivers.OpenResponse{}, err
 	}
+	return d.open(ctx, req.Database.Name, req)
+}
+
+// open is Open on the database object name, which holds req.Database's
+// contents (itself, or its staged reset).
+func (d *Driver) open(ctx context.Context, name string, req drivers.OpenRequest) (drivers.OpenResponse, error) {
 	user, err := username(req.Database, req.Credential)
 	if err != nil {
 		return drivers.OpenResponse{}, err

@@ -173,6 +173,7 @@ func (d *Driver) DropDatabase(_ context.Context, req drivers.DropDatabaseRequest
 	// remains as ours.
 	files := append(sqliteFiles(p.db), sqliteFiles(p.db+".tmp")...)
 	files = append(files, sqliteFiles(p.registry+".tmp")...)
+	files = append(files, sqliteFiles(stagedPath(p))...)
 	for _, f := range append(files, sqliteFiles(p.registry)...) {
 		if err := removeIfExists(f); err != nil {
 			return drivers.DropDatabaseResponse{}, fmt.Errorf("cannot drop database %s: %w", p.name, err)

@@ -201,11 +201,16 @@ func (d *Driver) create(ctx context.Context, name string, in platform.CreateData
 	}}, nil
 }
 
-// DropDatabase deletes the database, which ends every token of it. Absent is
-// success; a database of that name in another group is ErrExists and is left alone.
+// DropDatabase deletes the database, which ends every token of it, and a
+// reset's staged database left beside it. Absent is success; a database of
+// that name in another group is ErrExists and is left alone.
 func (d *Driver) DropDatabase(ctx context.Context, req drivers.DropDatabaseRequest) (drivers.DropDatabaseResponse, error) {
 	name, err := tursoName(req.Database.Name)
 	if err != nil {
+		return drivers.DropDatabaseResponse{}, err
+	}
+	// A reset abandoned half-way may have left its staged database.
+	if err := d.DiscardReset(ctx, drivers.ResetRequest{Database: req.Database}); err != nil {
 		return drivers.DropDatabaseResponse{}, err
 	}
 	db, err := d.client.GetDatabase(ctx, name)
