@@ -48,10 +48,35 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 			return nil, err
 		}
 	}
-	if err := Authorize(a.subject, action, a.resource()); err != nil {
+	// An organization the caller cannot see is absent, whatever its policy;
+	// one it can see refuses a user without the second factor it requires.
+	authErr := Authorize(a.subject, action, a.resource())
+	if IsCode(authErr, ENOTFOUND) {
+		return nil, authErr
+	}
+	if err := s.requireSecondFactor(ctx, p, org); err != nil {
 		return nil, err
 	}
+	if authErr != nil {
+		return nil, authErr
+	}
 	return a, nil
+}
+
+// requireSecondFactor returns ETWOFACTOR when org requires a second factor
+// and p is a user (session or user key alike) who has not enrolled one.
+func (s *Service) requireSecondFactor(ctx context.Context, p *Principal, org *Organization) error {
+	if !org.Require2FA || p.UserID == "" {
+		return nil
+	}
+	a, err := s.Store.GetUserAuth(ctx, p.UserID)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		return storeUnavailable(err)
+	}
+	if a.HasSecondFactor() {
+		return nil
+	}
+	return Errorf(ETWOFACTOR, "the organization %s requires two-factor authentication: sign in (envctl login), enrol with POST /v1/users/me/totp (envctl totp enrol) and confirm with POST /v1/users/me/totp/confirm", org.Slug)
 }
 
 // envAccess resolves the organization and the live environment named by the

@@ -24,6 +24,9 @@ const (
 	EUNAVAILABLE  = "unavailable"        // 503: a target cannot be reached or has no room
 	EINTERNAL     = "internal"           // 500
 	EIDEMPOTENCY  = "idempotency"        // 422: an Idempotency-Key reused with another body
+	ETWOFACTOR    = "two_factor_required" // 403: the organization requires a second factor the user has not enrolled
+	ETOTP         = "totp_required"       // 401: the password was right; the account's second factor is needed too
+	EGONE         = "gone"                // 410: an invitation accepted, revoked or expired
 )
 
 // FieldError names one invalid field of a request.
