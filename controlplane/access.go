@@ -54,7 +54,7 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 	if IsCode(authErr, ENOTFOUND) {
 		return nil, authErr
 	}
-	if err := s.requireSecondFactor(ctx, p, org); err != nil {
+	if err := s.requireSecondFactor(ctx, a.subject, org); err != nil {
 		return nil, err
 	}
 	if authErr != nil {
@@ -64,9 +64,12 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 }
 
 // requireSecondFactor returns ETWOFACTOR when org requires a second factor
-// and p is a user (session or user key alike) who has not enrolled one.
-func (s *Service) requireSecondFactor(ctx context.Context, p *Principal, org *Organization) error {
-	if !org.Require2FA || p.UserID == "" {
+// and the subject is a member (by session or user key alike) who has not
+// enrolled one. The platform admin acting where it is no member, and app
+// keys, have no membership the policy governs.
+func (s *Service) requireSecondFactor(ctx context.Context, sub Subject, org *Organization) error {
+	p := sub.Principal
+	if !org.Require2FA || p.UserID == "" || !sub.OrgRole.Valid() {
 		return nil
 	}
 	a, err := s.Store.GetUserAuth(ctx, p.UserID)
