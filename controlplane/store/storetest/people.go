@@ -171,7 +171,7 @@ func testInvitations(t *testing.T, s controlplane.Store) {
 	mk := func(org *controlplane.Organization, hash string, expires time.Duration) *controlplane.Invitation {
 		i := &controlplane.Invitation{ID: newID("inv_"), OrgID: org.ID, Email: "new@example.com", Role: controlplane.OrgMember,
 			Environments: []controlplane.InvitationEnvironment{{Environment: "dev", Role: controlplane.EnvUser}},
-			Hash: hash, InvitedBy: "user:x", CreatedAt: at(0), ExpiresAt: at(expires)}
+			Hash:         hash, InvitedBy: "user:x", CreatedAt: at(0), ExpiresAt: at(expires)}
 		must(t, s.CreateInvitation(ctx, i))
 		return i
 	}
