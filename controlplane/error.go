@@ -9,24 +9,28 @@ import (
 // Error codes. The HTTP layer maps each to one status; anything else is an
 // internal error and is shown to clients only as "internal error".
 const (
-	EINVALID      = "invalid"             // 422: fields failed validation
-	EMALFORMED    = "malformed"           // 400: the request could not be read
-	EMETHOD       = "method_not_allowed"  // 405: the route exists, not with this method
-	ETOOLARGE     = "too_large"           // 413: the request body is over the limit
-	EMEDIATYPE    = "unsupported_media"   // 415: the request body is not application/json
-	EUNAUTHORIZED = "unauthorized"        // 401: no key, or a bad one
-	EFORBIDDEN    = "forbidden"           // 403: visible, but the role is not enough
-	ENOTFOUND     = "not_found"           // 404: absent, in another org, or not visible
-	ECONFLICT     = "conflict"            // 409: taken, protected, last owner, operation running
-	ETAMPERED     = "tampered"            // 409: a database's system tables were changed outside envplane
-	ELOCKED       = "locked"              // 423: the environment is suspended
-	ETOOMANY      = "too_many"            // 429: quota or rate
-	EUNAVAILABLE  = "unavailable"         // 503: a target cannot be reached or has no room
-	EINTERNAL     = "internal"            // 500
-	EIDEMPOTENCY  = "idempotency"         // 422: an Idempotency-Key reused with another body
-	ETWOFACTOR    = "two_factor_required" // 403: the organization requires a second factor the user has not enrolled
-	ETOTP         = "totp_required"       // 401: the password was right; the account's second factor is needed too
-	EGONE         = "gone"                // 410: an invitation accepted, revoked or expired
+	EINVALID      = "invalid"            // 422: fields failed validation
+	EMALFORMED    = "malformed"          // 400: the request could not be read
+	EMETHOD       = "method_not_allowed" // 405: the route exists, not with this method
+	ETOOLARGE     = "too_large"          // 413: the request body is over the limit
+	EMEDIATYPE    = "unsupported_media"  // 415: the request body is not application/json
+	EUNAUTHORIZED = "unauthorized"       // 401: no key, or a bad one
+	EFORBIDDEN    = "forbidden"          // 403: visible, but the role is not enough
+	ENOTFOUND     = "not_found"          // 404: absent, in another org, or not visible
+	ECONFLICT     = "conflict"           // 409: taken, protected, last owner, operation running
+	ETAMPERED     = "tampered"           // 409: a database's system tables were changed outside envplane
+	ELOCKED       = "locked"             // 423: the environment is suspended
+	ETOOMANY      = "too_many"           // 429: quota or rate
+	EUNAVAILABLE  = "unavailable"        // 503: a target cannot be reached or has no room
+	EINTERNAL     = "internal"           // 500
+	EIDEMPOTENCY  = "idempotency"        // 422: an Idempotency-Key reused with another body
+)
+
+// Error codes of sign-in and invitations (adr/0023).
+const (
+	ETWOFACTOR = "two_factor_required" // 403: the organization requires a second factor the member has not enrolled
+	ETOTP      = "totp_required"       // 401: the password was right; the account's second factor is needed too
+	EGONE      = "gone"                // 410: an invitation accepted, revoked or expired
 )
 
 // FieldError names one invalid field of a request.
