@@ -55,7 +55,12 @@ func clientInfo(c echo.Context) cp.ClientInfo {
 	if err != nil {
 		host = c.Request().RemoteAddr
 	}
-	return cp.ClientInfo{Address: host, UserAgent: c.Request().UserAgent()}
+	ua := c.Request().UserAgent()
+	if !cp.StorableText(ua) {
+		// Bytes a store cannot hold say nothing worth keeping.
+		ua = ""
+	}
+	return cp.ClientInfo{Address: host, UserAgent: ua}
 }
 
 // peopleHandlers maps the people routes' operation ids to their handlers.

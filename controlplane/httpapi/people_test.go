@@ -266,3 +266,29 @@ func TestTOTPEnrolmentReplayAndRecoveryCodes(t *testing.T) {
 	// Both factors at once are refused as input.
 	h.must(t, http.StatusUnprocessableEntity, "", "POST", "/v1/sessions", map[string]string{"email": "kim@example.com", "password": "kim-password-1234", "totp": "1", "recovery_code": "2"})
 }
+
+// TestSignInWithHostileHeaders: a user agent a store cannot hold (invalid
+// UTF-8) or one far too long does not reach a 500; the session keeps
+// what can be kept.
+func TestSignInWithHostileHeaders(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		opts []harnessOption
+	}{{"sqlite", nil}, {"postgres", []harnessOption{withPostgresStore()}}} {
+		t.Run(store.name, func(t *testing.T) {
+			h := newHarness(t, store.opts...)
+			withPeople(t, h)
+			for _, ua := range []string{"bad\xff\xfeagent", strings.Repeat("é", 1000)} {
+				r := h.do(t, "", "POST", "/v1/sessions", map[string]string{"email": "ops@example.com", "password": adminPassword}, "User-Agent", ua)
+				if r.status != http.StatusCreated {
+					t.Fatalf("user agent %q: %d %s", ua[:5], r.status, r.body)
+				}
+				var resp cp.SignInResponse
+				r.decode(t, &resp)
+				if len(resp.Session.UserAgent) > 300 || !cp.StorableText(resp.Session.UserAgent) {
+					t.Errorf("kept user agent of %d bytes", len(resp.Session.UserAgent))
+				}
+			}
+		})
+	}
+}
