@@ -100,9 +100,13 @@ func (s *Service) CreateInvitation(ctx context.Context, p *Principal, orgRef str
 		if !e.Role.Valid() {
 			fields = append(fields, FieldError{Field: field + ".role", Message: "must be env_admin, env_maker, env_user or env_viewer"})
 		}
+		if e.Environment == "" || !StorableText(e.Environment) {
+			fields = append(fields, FieldError{Field: field + ".environment", Message: "no such environment"})
+			continue
+		}
 		env, err := s.Store.GetEnvironment(ctx, a.org.ID, e.Environment)
 		switch {
-		case IsCode(err, ENOTFOUND) || !StorableText(e.Environment) || e.Environment == "":
+		case IsCode(err, ENOTFOUND):
 			fields = append(fields, FieldError{Field: field + ".environment", Message: "no such environment"})
 		case err != nil:
 			return nil, err

@@ -150,6 +150,8 @@ func TestInvitationByMail(t *testing.T) {
 		{"email": "x@example.com", "role": "root"},
 		{"email": "x@example.com", "role": "member", "environments": []map[string]string{{"environment": "nope", "role": "env_user"}}},
 		{"email": "x@example.com", "role": "member", "environments": []map[string]string{{"environment": "dev", "role": "boss"}}},
+		{"email": "x@example.com", "role": "member", "environments": []map[string]string{{"environment": "d\u0000ev", "role": "env_user"}}},
+		{"email": "x@example.com", "role": "member", "environments": []map[string]string{{"environment": "", "role": "env_user"}}},
 	} {
 		h.must(t, http.StatusUnprocessableEntity, h.admin, "POST", "/v1/organizations/acme/invitations", body)
 	}
@@ -163,11 +165,23 @@ func TestInvitationByMail(t *testing.T) {
 }
 
 // TestInvitationWithoutMailServer: with no SMTP configured the link is
-// answered once, and the answer says so.
+// answered once, and the answer says so; on both stores, text no store can
+// hold in an environment role is 422, not 500.
 func TestInvitationWithoutMailServer(t *testing.T) {
-	h := newHarness(t)
+	for _, store := range []struct {
+		name string
+		opts []harnessOption
+	}{{"sqlite", nil}, {"postgres", []harnessOption{withPostgresStore()}}} {
+		t.Run(store.name, func(t *testing.T) { testInvitationWithoutMailServer(t, newHarness(t, store.opts...)) })
+	}
+}
+
+func testInvitationWithoutMailServer(t *testing.T, h *harness) {
 	withPeople(t, h)
 	h.org(t, "acme")
+	h.must(t, http.StatusUnprocessableEntity, h.admin, "POST", "/v1/organizations/acme/invitations",
+		map[string]any{"email": "x@example.com", "role": "member", "environments": []map[string]string{{"environment": "d\u0000ev", "role": "env_user"}}})
+	h.must(t, http.StatusNotFound, "", "POST", "/v1/invitations/epi_\u00ff/accept", map[string]string{"password": "long-enough-password"})
 	var inv cp.InvitationResponse
 	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/invitations", map[string]any{"email": "a@example.com", "role": "member"}).decode(t, &inv)
 	if inv.Mail != cp.MailNotConfigured || !strings.Contains(inv.Link, "/invitations/epi_") {
