@@ -2,10 +2,12 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"image/png"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,5 +292,52 @@ func TestSignInWithHostileHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sessionTouches counts TouchSession calls.
+type sessionTouches struct {
+	cp.Store
+	n atomic.Int64
+}
+
+func (s *sessionTouches) TouchSession(ctx context.Context, id string, at time.Time) error {
+	s.n.Add(1)
+	return s.Store.TouchSession(ctx, id, at)
+}
+
+// TestSessionUseIsRecordedOffThePath: like an API key's last_used_at, a
+// session's last_seen_at is not written by each request that uses it: at
+// most once a minute per session, by the receipt flush.
+func TestSessionUseIsRecordedOffThePath(t *testing.T) {
+	touches := &sessionTouches{}
+	h := newHarness(t, func(c *harnessConfig) { c.wrapStore = func(s cp.Store) cp.Store { touches.Store = s; return touches } })
+	withPeople(t, h)
+	token, _ := h.session(t, "ops@example.com", adminPassword)
+	seen := func() time.Time {
+		s, err := h.svc.Store.GetSessionByHash(t.Context(), cp.HashToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.LastSeenAt
+	}
+	signedIn := seen()
+	h.clock.Advance(2 * time.Minute)
+	for range 5 {
+		h.must(t, http.StatusOK, token, "GET", "/v1/me", nil)
+	}
+	h.svc.FlushReceipts(t.Context())
+	if got := seen(); !got.Equal(signedIn.Add(2 * time.Minute)) {
+		t.Fatalf("last_seen_at after the flush = %v, want %v", got, signedIn.Add(2*time.Minute))
+	}
+	if n := touches.n.Load(); n != 1 {
+		t.Fatalf("5 requests wrote last_seen_at %d times, want once", n)
+	}
+	// Within the minute, uses are not recorded again.
+	h.clock.Advance(30 * time.Second)
+	h.must(t, http.StatusOK, token, "GET", "/v1/me", nil)
+	h.svc.FlushReceipts(t.Context())
+	if n := touches.n.Load(); n != 1 || !seen().Equal(signedIn.Add(2*time.Minute)) {
+		t.Fatalf("a use within the minute was recorded: %d writes, last seen %v", n, seen())
 	}
 }
