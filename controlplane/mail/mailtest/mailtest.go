@@ -107,8 +107,10 @@ type session struct {
 
 var _ smtp.AuthSession = (*session)(nil)
 
+// AuthMechanisms offers PLAIN.
 func (x *session) AuthMechanisms() []string { return []string{sasl.Plain} }
 
+// Auth checks PLAIN credentials against Options.
 func (x *session) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		if user != x.s.opts.Username || pass != x.s.opts.Password {
@@ -119,6 +121,7 @@ func (x *session) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
+// Mail starts a message; with credentials configured, only after Auth.
 func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	if x.s.opts.Username != "" && !x.authed {
 		return smtp.ErrAuthRequired
@@ -127,11 +130,13 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
+// Rcpt adds a recipient.
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.msg.To = append(x.msg.To, to)
 	return nil
 }
 
+// Data keeps the message.
 func (x *session) Data(r io.Reader) error {
 	var b bytes.Buffer
 	if _, err := io.Copy(&b, r); err != nil {
@@ -144,7 +149,9 @@ func (x *session) Data(r io.Reader) error {
 	return nil
 }
 
+// Reset drops the message in progress.
 func (x *session) Reset()        { x.msg = Message{} }
+// Logout ends the session.
 func (x *session) Logout() error { return nil }
 
 // selfSigned makes a certificate for 127.0.0.1 and a pool that trusts it.
