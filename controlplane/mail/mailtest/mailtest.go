@@ -150,7 +150,8 @@ func (x *session) Data(r io.Reader) error {
 }
 
 // Reset drops the message in progress.
-func (x *session) Reset()        { x.msg = Message{} }
+func (x *session) Reset() { x.msg = Message{} }
+
 // Logout ends the session.
 func (x *session) Logout() error { return nil }
 
