@@ -161,6 +161,11 @@ func (s *Service) SignIn(ctx context.Context, req SignInRequest, from ClientInfo
 			}
 			factor = "recovery_code"
 		default:
+			// Not counted: every sign-in of an enrolled account passes here
+			// once, before the client asks for the code; audited all the same.
+			if err := s.auditSignIn(ctx, u.ID, "session.signin_failed", "", map[string]any{"email": email, "address": from.Address, "reason": "second_factor_missing"}); err != nil {
+				return nil, err
+			}
 			return nil, Errorf(ETOTP, "this account has a second factor: give totp (or recovery_code) with the password")
 		}
 	}

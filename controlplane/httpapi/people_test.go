@@ -171,7 +171,7 @@ func TestSignInFailuresLookAlikeAndLockOut(t *testing.T) {
 			created++
 		}
 	}
-	if reasons["password"] < 4 || reasons["unknown_email"] < 5 || reasons["second_factor"] < 2 || reasons["locked"] < 3 || created < 4 {
+	if reasons["password"] < 4 || reasons["unknown_email"] < 5 || reasons["second_factor"] < 2 || reasons["locked"] < 3 || reasons["second_factor_missing"] != 1 || created < 4 {
 		t.Errorf("audited failures %v and %d successes", reasons, created)
 	}
 	for _, secret := range []string{"ty-password-12345", "guess-password-01", "two-password-12345", "wrong-password-000"} {
