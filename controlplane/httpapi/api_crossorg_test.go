@@ -106,6 +106,8 @@ func attackBodies(orgRef string) map[string]any {
 		"revokeCredentials":               map[string]any{"reason": "pwned"},
 		"putEnvironmentMember":            map[string]any{"role": "env_admin"},
 		"createInvitation":                map[string]any{"email": "mallory@evil.example", "role": "owner"},
+		"setSessionContext":               map[string]any{"organization": orgRef},
+		"confirmTOTP":                     map[string]any{"code": "123456"},
 	}
 }
 
