@@ -379,3 +379,17 @@ func (s *Service) SetSessionContext(ctx context.Context, p *Principal, req Sessi
 
 // isSessionToken reports whether token looks like a session token.
 func isSessionToken(token string) bool { return strings.HasPrefix(token, SessionPrefix) }
+
+// prunePeople forgets sign-in failures that no longer lock anything and
+// sessions that ended (a later request with their token is refused all the
+// same: an absent session is an unknown one). Failures are logged.
+func (s *Service) prunePeople(ctx context.Context) {
+	now := s.Now()
+	if _, err := s.Store.DeleteSignInFailuresBefore(ctx, now.Add(-s.People.Lockout)); err != nil {
+		s.Logger.Error("pruning sign-in failures failed", "err", err)
+	}
+	// Flushed uses first: a session's last use may still be in the buffer.
+	if _, err := s.Store.DeleteSessionsEnded(ctx, now, now.Add(-s.People.SessionIdle-touchEvery)); err != nil {
+		s.Logger.Error("pruning ended sessions failed", "err", err)
+	}
+}

@@ -493,6 +493,9 @@ type PeopleQueries interface {
 	GetSignInFailures(ctx context.Context, key string) (int, time.Time, error)
 	// ClearSignInFailures forgets key's failures. Absent is not an error.
 	ClearSignInFailures(ctx context.Context, key string) error
+	// DeleteSignInFailuresBefore forgets counts whose last failure is
+	// before before, and returns how many.
+	DeleteSignInFailuresBefore(ctx context.Context, before time.Time) (int, error)
 
 	// CreateSession inserts s. ECONFLICT if the hash exists; ENOTFOUND if the user is absent.
 	CreateSession(ctx context.Context, s *Session) error
@@ -512,6 +515,9 @@ type PeopleQueries interface {
 	SetSessionContext(ctx context.Context, id, orgID, environmentID string) error
 	// TouchSession sets last_seen_at, never moving it back. Absent is not an error.
 	TouchSession(ctx context.Context, id string, at time.Time) error
+	// DeleteSessionsEnded removes the sessions that ended: revoked or
+	// expired before before, or last seen before idleBefore. It returns how many.
+	DeleteSessionsEnded(ctx context.Context, before, idleBefore time.Time) (int, error)
 
 	// CreateInvitation inserts i. ECONFLICT if the hash exists; ENOTFOUND if the organization is absent.
 	CreateInvitation(ctx context.Context, i *Invitation) error

@@ -131,6 +131,24 @@ func (q *queries) ClearSignInFailures(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteSignInFailuresBefore forgets counts whose last failure is before before.
+func (q *queries) DeleteSignInFailuresBefore(ctx context.Context, before time.Time) (int, error) {
+	tag, err := q.db.Exec(ctx, `DELETE FROM signin_failures WHERE last_failure_at < $1`, utc(before))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune sign-in failures: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DeleteSessionsEnded removes revoked, expired and idle sessions.
+func (q *queries) DeleteSessionsEnded(ctx context.Context, before, idleBefore time.Time) (int, error) {
+	tag, err := q.db.Exec(ctx, `DELETE FROM sessions WHERE revoked_at < $1 OR expires_at < $1 OR last_seen_at < $2`, utc(before), utc(idleBefore))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 const sessionColumns = `id, user_id, hash, org_id, environment_id, address, user_agent, created_at, last_seen_at, expires_at, revoked_at`
 
 func scanSession(s scanner) (*controlplane.Session, error) {

@@ -131,6 +131,27 @@ func (q *queries) ClearSignInFailures(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteSignInFailuresBefore forgets counts whose last failure is before before.
+func (q *queries) DeleteSignInFailuresBefore(ctx context.Context, before time.Time) (int, error) {
+	res, err := q.db.ExecContext(ctx, `DELETE FROM signin_failures WHERE last_failure_at < ?`, micros(utc(before)))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune sign-in failures: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// DeleteSessionsEnded removes revoked, expired and idle sessions.
+func (q *queries) DeleteSessionsEnded(ctx context.Context, before, idleBefore time.Time) (int, error) {
+	res, err := q.db.ExecContext(ctx, `DELETE FROM sessions WHERE revoked_at < ? OR expires_at < ? OR last_seen_at < ?`,
+		micros(utc(before)), micros(utc(before)), micros(utc(idleBefore)))
+	if err != nil {
+		return 0, fmt.Errorf("cannot prune sessions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 const sessionColumns = `id, user_id, hash, org_id, environment_id, address, user_agent, created_at, last_seen_at, expires_at, revoked_at`
 
 func scanSession(s scanner) (*controlplane.Session, error) {

@@ -83,6 +83,18 @@ func testSignInFailures(t *testing.T, s controlplane.Store) {
 	if n != 1 {
 		t.Errorf("failure after the window counted as %d, want 1", n)
 	}
+	_, err = s.RecordSignInFailure(ctx, "address:10.0.0.1", at(time.Hour), at(0))
+	must(t, err)
+	pruned, err := s.DeleteSignInFailuresBefore(ctx, at(90*time.Minute))
+	must(t, err)
+	if pruned != 1 {
+		t.Errorf("pruned %d failure counts, want the address's 1", pruned)
+	}
+	n, _, err = s.GetSignInFailures(ctx, "account:a@example.com")
+	must(t, err)
+	if n != 1 {
+		t.Errorf("a recent count was pruned: %d", n)
+	}
 	must(t, s.ClearSignInFailures(ctx, "account:a@example.com"))
 	must(t, s.ClearSignInFailures(ctx, "account:a@example.com"))
 	n, _, err = s.GetSignInFailures(ctx, "account:a@example.com")
@@ -155,9 +167,24 @@ func testSessions(t *testing.T, s controlplane.Store) {
 		t.Errorf("another user's sessions were revoked too: %d left", len(list))
 	}
 
+	// Pruning removes what ended: revoked, expired, or idle; v's live session stays.
+	idle := mk(v, "h-idle", time.Hour)
+	must(t, s.TouchSession(ctx, other.ID, at(50*time.Minute)))
+	pruned, err := s.DeleteSessionsEnded(ctx, at(10*time.Minute), at(40*time.Minute))
+	must(t, err)
+	if pruned != 4 { // b and old (revoked), a (revoked), idle (last seen at 0)
+		t.Errorf("pruned %d sessions, want 4", pruned)
+	}
+	_, err = s.GetSessionByHash(ctx, idle.Hash)
+	wantCode(t, err, controlplane.ENOTFOUND)
+	_, err = s.GetSessionByHash(ctx, other.Hash)
+	must(t, err)
+	must(t, s.CreateSession(ctx, &controlplane.Session{ID: newID("ses_"), UserID: u.ID, Hash: "h-a2", CreatedAt: at(0), LastSeenAt: at(0), ExpiresAt: at(time.Hour)}))
+	must(t, s.SetSessionContext(ctx, sessionIDOf(s, t, "h-a2"), org.ID, "env_1"))
+
 	// Deleting the organization clears the active organization and environment.
 	must(t, s.DeleteOrganization(ctx, org.ID))
-	got, err = s.GetSessionByHash(ctx, "h-a")
+	got, err = s.GetSessionByHash(ctx, "h-a2")
 	must(t, err)
 	if got.OrgID != "" || got.EnvironmentID != "" {
 		t.Errorf("after the organization was deleted: org %q env %q", got.OrgID, got.EnvironmentID)
@@ -228,4 +255,12 @@ func testInvitations(t *testing.T, s controlplane.Store) {
 	list, _, err = s.ListPendingInvitations(ctx, a.ID, at(0), controlplane.Page{})
 	must(t, err)
 	same(t, "pending after accept and revoke", []string{expired.ID}, ids(list, func(i *controlplane.Invitation) string { return i.ID }))
+}
+
+// sessionIDOf returns the id of the session with hash.
+func sessionIDOf(s controlplane.Store, tb testing.TB, hash string) string {
+	tb.Helper()
+	x, err := s.GetSessionByHash(tb.Context(), hash)
+	must(tb, err)
+	return x.ID
 }
