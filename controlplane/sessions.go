@@ -76,8 +76,9 @@ func (s *Service) SignIn(ctx context.Context, req SignInRequest, from ClientInfo
 	}
 	email := normalizeEmail(req.Email)
 	var fields []FieldError
-	if email == "" {
-		fields = append(fields, FieldError{Field: "email", Message: "is required"})
+	if !validEmail(email) {
+		// Bounded, so what counts failures and the audit log keep is too.
+		fields = append(fields, FieldError{Field: "email", Message: "must be an email address"})
 	}
 	if req.Password == "" {
 		fields = append(fields, FieldError{Field: "password", Message: "is required"})

@@ -184,6 +184,9 @@ func TestSignInFailuresLookAlikeAndLockOut(t *testing.T) {
 		t.Errorf("missing password: %+v", p)
 	}
 	h.must(t, http.StatusUnprocessableEntity, "", "POST", "/v1/sessions", map[string]any{"email": "ty@example.com", "password": 5})
+	if p := h.must(t, http.StatusUnprocessableEntity, "", "POST", "/v1/sessions", map[string]any{"email": strings.Repeat("a", 300) + "@example.com", "password": "x"}).problem(t); p.Errors[0].Field != "email" {
+		t.Errorf("a 300-character email: %+v", p)
+	}
 	h.must(t, http.StatusBadRequest, "", "POST", "/v1/sessions", "{")
 }
 
