@@ -344,3 +344,33 @@ func TestSessionUseIsRecordedOffThePath(t *testing.T) {
 		t.Fatalf("a use within the minute was recorded: %d writes, last seen %v", n, seen())
 	}
 }
+
+// TestTickPrunesEndedSessionsAndOldFailures: the reconcile pass removes a
+// revoked session and failure counts past the lockout, and keeps a live
+// session and a recent count.
+func TestTickPrunesEndedSessionsAndOldFailures(t *testing.T) {
+	h := newHarness(t)
+	withPeople(t, h)
+	live, _ := h.session(t, "ops@example.com", adminPassword)
+	ended, endedID := h.session(t, "ops@example.com", adminPassword)
+	h.must(t, http.StatusNoContent, live, "DELETE", "/v1/sessions/"+endedID, nil)
+	h.signIn(t, "old@example.com", "wrong-password-00")
+	h.clock.Advance(h.svc.People.Lockout + time.Minute)
+	h.signIn(t, "new@example.com", "wrong-password-00")
+	h.svc.Tick(t.Context())
+	ctx := t.Context()
+	if _, err := h.svc.Store.GetSessionByHash(ctx, cp.HashToken(ended)); !cp.IsCode(err, cp.ENOTFOUND) {
+		t.Errorf("the revoked session is still stored: %v", err)
+	}
+	if _, err := h.svc.Store.GetSessionByHash(ctx, cp.HashToken(live)); err != nil {
+		t.Errorf("the live session was pruned: %v", err)
+	}
+	if n, _, _ := h.svc.Store.GetSignInFailures(ctx, "account:old@example.com"); n != 0 {
+		t.Errorf("an old failure count survived: %d", n)
+	}
+	if n, _, _ := h.svc.Store.GetSignInFailures(ctx, "account:new@example.com"); n != 1 {
+		t.Errorf("a recent failure count was pruned: %d", n)
+	}
+	h.must(t, http.StatusOK, live, "GET", "/v1/me", nil)
+	h.must(t, http.StatusUnauthorized, ended, "GET", "/v1/me", nil)
+}
