@@ -48,10 +48,38 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 			return nil, err
 		}
 	}
-	if err := Authorize(a.subject, action, a.resource()); err != nil {
+	// An organization the caller cannot see is absent, whatever its policy;
+	// one it can see refuses a user without the second factor it requires.
+	authErr := Authorize(a.subject, action, a.resource())
+	if IsCode(authErr, ENOTFOUND) {
+		return nil, authErr
+	}
+	if err := s.requireSecondFactor(ctx, a.subject, org); err != nil {
 		return nil, err
 	}
+	if authErr != nil {
+		return nil, authErr
+	}
 	return a, nil
+}
+
+// requireSecondFactor returns ETWOFACTOR when org requires a second factor
+// and the subject is a member (by session or user key alike) who has not
+// enrolled one. The platform admin acting where it is no member, and app
+// keys, have no membership the policy governs.
+func (s *Service) requireSecondFactor(ctx context.Context, sub Subject, org *Organization) error {
+	p := sub.Principal
+	if !org.Require2FA || p.UserID == "" || !sub.OrgRole.Valid() {
+		return nil
+	}
+	a, err := s.Store.GetUserAuth(ctx, p.UserID)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		return storeUnavailable(err)
+	}
+	if a.HasSecondFactor() {
+		return nil
+	}
+	return Errorf(ETWOFACTOR, "the organization %s requires two-factor authentication: sign in (envctl login), enrol with POST /v1/users/me/totp (envctl totp enrol) and confirm with POST /v1/users/me/totp/confirm", org.Slug)
 }
 
 // envAccess resolves the organization and the live environment named by the

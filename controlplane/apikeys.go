@@ -49,6 +49,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	// A function, not a value: the hot path must not format an error it
 	// does not return.
 	denied := func() error { return Errorf(EUNAUTHORIZED, "invalid or missing API key") }
+	if isSessionToken(token) {
+		return s.authenticateSession(ctx, token, denied)
+	}
 	if !strings.HasPrefix(token, TokenPrefix) {
 		return nil, denied()
 	}

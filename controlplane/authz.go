@@ -77,6 +77,10 @@ type Principal struct {
 	EnvironmentID string
 	// MaxScope is, for app keys, the highest connection scope allowed.
 	MaxScope Scope
+	// SessionID is set when the principal is a signed-in session (then
+	// KeyID is the session's id too): it acts as its user in every
+	// organization the user belongs to, exactly as the user's roles allow.
+	SessionID string
 }
 
 // Operator returns the principal of envplane's operator commands (envplane

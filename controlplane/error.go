@@ -26,6 +26,13 @@ const (
 	EIDEMPOTENCY  = "idempotency"        // 422: an Idempotency-Key reused with another body
 )
 
+// Error codes of sign-in and invitations (adr/0023).
+const (
+	ETWOFACTOR = "two_factor_required" // 403: the organization requires a second factor the member has not enrolled
+	ETOTP      = "totp_required"       // 401: the password was right; the account's second factor is needed too
+	EGONE      = "gone"                // 410: an invitation accepted, revoked or expired
+)
+
 // FieldError names one invalid field of a request.
 type FieldError struct {
 	Field   string `json:"field"`

@@ -32,11 +32,13 @@ type receiptBuffer struct {
 	mu      sync.Mutex
 	pending map[receiptKey]*Receipt
 	touched map[string]time.Time
-	dropped atomic.Int64
+	// sessions are the sessions whose last use is to be recorded.
+	sessions map[string]time.Time
+	dropped  atomic.Int64
 }
 
 func newReceiptBuffer(max int) *receiptBuffer {
-	return &receiptBuffer{max: max, pending: map[receiptKey]*Receipt{}, touched: map[string]time.Time{}}
+	return &receiptBuffer{max: max, pending: map[receiptKey]*Receipt{}, touched: map[string]time.Time{}, sessions: map[string]time.Time{}}
 }
 
 // add counts one resolution by p answered from e at now.
@@ -71,18 +73,25 @@ func (b *receiptBuffer) touch(keyID string, now time.Time) {
 	b.touched[keyID] = now
 }
 
+// touchSession records that a session was used at now, for last_seen_at.
+func (b *receiptBuffer) touchSession(id string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sessions[id] = now
+}
+
 // take empties the buffer and returns what it held.
-func (b *receiptBuffer) take() ([]*Receipt, map[string]time.Time) {
+func (b *receiptBuffer) take() ([]*Receipt, map[string]time.Time, map[string]time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rs := make([]*Receipt, 0, len(b.pending))
 	for _, r := range b.pending {
 		rs = append(rs, r)
 	}
-	touched := b.touched
+	touched, sessions := b.touched, b.sessions
 	clear(b.pending)
-	b.touched = map[string]time.Time{}
-	return rs, touched
+	b.touched, b.sessions = map[string]time.Time{}, map[string]time.Time{}
+	return rs, touched, sessions
 }
 
 // putBack merges receipts that could not be written into the buffer.
@@ -113,13 +122,18 @@ func (b *receiptBuffer) putBack(rs []*Receipt) {
 // receipt buffer was full (the store could not keep up or was down).
 func (s *Service) DroppedReceipts() int64 { return s.receipts.dropped.Load() }
 
-// FlushReceipts writes the buffered receipts and key uses. A batch the
+// FlushReceipts writes the buffered receipts, key uses and session uses. A batch the
 // store refuses is kept for the next flush (bounded); the failure is logged.
 func (s *Service) FlushReceipts(ctx context.Context) {
-	rs, touched := s.receipts.take()
+	rs, touched, sessions := s.receipts.take()
 	for id, at := range touched {
 		if err := s.Store.TouchAPIKey(ctx, id, at); err != nil {
 			s.Logger.Warn("cannot record key use", "key", id, "err", err)
+		}
+	}
+	for id, at := range sessions {
+		if err := s.Store.TouchSession(ctx, id, at); err != nil {
+			s.Logger.Warn("cannot record session use", "session", id, "err", err)
 		}
 	}
 	if len(rs) == 0 {

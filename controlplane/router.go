@@ -157,6 +157,9 @@ func (s *Service) loadRoute(ctx context.Context, p *Principal, k routeKey, actio
 	if err := Authorize(sub, ActOrgRead, Resource{OrgID: r.Org.ID}); err != nil {
 		return nil, err
 	}
+	if err := s.requireSecondFactor(ctx, sub, r.Org); err != nil {
+		return nil, err
+	}
 	env := r.Environment
 	if err := Authorize(sub, action, Resource{OrgID: r.Org.ID, EnvironmentID: env.ID}); err != nil {
 		return nil, err

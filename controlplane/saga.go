@@ -662,7 +662,7 @@ const changeRetention = time.Hour
 // ended, starts scheduled rotations, deprovisions expired environments
 // (ExpireDue), forgets idempotency keys older than
 // IdempotencyTTL, writes buffered receipts and prunes receipts past
-// ReceiptRetention and old changes. A part that fails is logged and the
+// ReceiptRetention, old changes, ended sessions and stale sign-in failures. A part that fails is logged and the
 // others still run.
 func (s *Service) Tick(ctx context.Context) TickReport {
 	var r TickReport
@@ -690,6 +690,7 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	if _, err = s.Store.DeleteChangesBefore(ctx, s.Now().Add(-changeRetention)); err != nil {
 		s.Logger.Error("pruning the change log failed", "err", err)
 	}
+	s.prunePeople(ctx)
 	s.RefreshUsage(ctx)
 	return r
 }

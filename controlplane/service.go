@@ -133,6 +133,8 @@ type Service struct {
 	// (default 100), so a pass costs what is due, not what exists.
 	UsageInterval time.Duration
 	UsageBatch    int
+	// People configures sign-in, sessions and invitations (adr/0023).
+	People PeopleConfig
 
 	ops      runner
 	retry    retries
@@ -193,6 +195,7 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		MaxIssuedPerHour:       60,
 		UsageInterval:          5 * time.Minute,
 		UsageBatch:             100,
+		People:                 DefaultPeopleConfig(),
 		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
 		feed:                   changeFeed{last: -1},
 		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
@@ -276,7 +279,11 @@ func additive(action string) bool {
 		// A storage limit crossed changes no connection answer.
 		"environment.over_limit", "environment.under_limit",
 		// A target's health changes no answer: it is the platform's news.
-		"target.available", "target.unavailable":
+		"target.available", "target.unavailable",
+		// Sessions are never cached, and invitations grant nothing until accepted.
+		"session.created", "session.signin_failed", "session.revoked", "session.context_set", "member.sessions_revoked",
+		"invitation.created", "invitation.resent", "invitation.revoked", "invitation.accepted",
+		"user.totp_enrolled", "user.password_set":
 		return true
 	}
 	return false

@@ -223,6 +223,8 @@ type Store interface {
 
 // Queries are the store's reads and writes, usable alone or inside WithTx.
 type Queries interface {
+	PeopleQueries
+
 	// CreateOrganization inserts o. ECONFLICT if the slug is taken.
 	CreateOrganization(ctx context.Context, o *Organization) error
 	// GetOrganization finds an organization by id or slug. ENOTFOUND if absent.
@@ -457,4 +459,86 @@ type Queries interface {
 	// DeleteIdempotencyRecordsBefore removes the records created before
 	// before, answered or not, and returns how many it removed; for pruning.
 	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
+}
+
+// PeopleQueries are the store's reads and writes of sign-in, sessions and
+// invitations (adr/0023).
+type PeopleQueries interface {
+	// PutUserAuth inserts or replaces the user's sign-in record, all of it
+	// but the TOTP last step, which only AdvanceTOTPStep raises (and an
+	// enrolment restarts at 0). ENOTFOUND if the user is absent.
+	PutUserAuth(ctx context.Context, a *UserAuth) error
+	// GetUserAuth finds the user's sign-in record. ENOTFOUND if none.
+	GetUserAuth(ctx context.Context, userID string) (*UserAuth, error)
+	// AdvanceTOTPStep records step as the user's last accepted TOTP step,
+	// only while the stored one is lower: of two sign-ins with the same
+	// code, exactly one succeeds. ECONFLICT if the step was already used
+	// (or a later one); ENOTFOUND if the user has no record.
+	AdvanceTOTPStep(ctx context.Context, userID string, step int64) error
+	// ReplaceRecoveryCodes drops the user's recovery codes and stores hashes
+	// as the new, unused ones.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes []string) error
+	// UseRecoveryCode marks the user's unused code with hash used at at.
+	// ENOTFOUND if the user has no such unused code.
+	UseRecoveryCode(ctx context.Context, userID, hash string, at time.Time) error
+	// CountRecoveryCodes counts the user's unused recovery codes.
+	CountRecoveryCodes(ctx context.Context, userID string) (int, error)
+
+	// RecordSignInFailure counts a failed sign-in under key at at and
+	// returns the failures counted: a count whose last failure is before
+	// since restarts at 1.
+	RecordSignInFailure(ctx context.Context, key string, at, since time.Time) (int, error)
+	// GetSignInFailures returns the failures counted under key and when the
+	// last was; 0 and the zero time when none.
+	GetSignInFailures(ctx context.Context, key string) (int, time.Time, error)
+	// ClearSignInFailures forgets key's failures. Absent is not an error.
+	ClearSignInFailures(ctx context.Context, key string) error
+	// DeleteSignInFailuresBefore forgets counts whose last failure is
+	// before before, and returns how many.
+	DeleteSignInFailuresBefore(ctx context.Context, before time.Time) (int, error)
+
+	// CreateSession inserts s. ECONFLICT if the hash exists; ENOTFOUND if the user is absent.
+	CreateSession(ctx context.Context, s *Session) error
+	// GetSessionByHash finds a session by its token's hash, revoked or not. ENOTFOUND if absent.
+	GetSessionByHash(ctx context.Context, hash string) (*Session, error)
+	// ListUserSessions lists the user's sessions that are not revoked and
+	// expire after now, by id.
+	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]*Session, error)
+	// RevokeSession sets revoked_at on the user's session, keeping an
+	// earlier revocation's time. ENOTFOUND if absent or another user's.
+	RevokeSession(ctx context.Context, userID, id string, at time.Time) error
+	// RevokeUserSessions revokes every live session of the user and
+	// returns how many it revoked.
+	RevokeUserSessions(ctx context.Context, userID string, at time.Time) (int, error)
+	// SetSessionContext saves the session's active organization and
+	// environment. ENOTFOUND if the session (or the organization) is absent.
+	SetSessionContext(ctx context.Context, id, orgID, environmentID string) error
+	// TouchSession sets last_seen_at, never moving it back. Absent is not an error.
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	// DeleteSessionsEnded removes the sessions that ended: revoked or
+	// expired before before, or last seen before idleBefore. It returns how many.
+	DeleteSessionsEnded(ctx context.Context, before, idleBefore time.Time) (int, error)
+
+	// CreateInvitation inserts i. ECONFLICT if the hash exists; ENOTFOUND if the organization is absent.
+	CreateInvitation(ctx context.Context, i *Invitation) error
+	// GetInvitationByHash finds an invitation by its token's hash, in any
+	// state. ENOTFOUND if absent.
+	GetInvitationByHash(ctx context.Context, hash string) (*Invitation, error)
+	// GetInvitation finds an invitation of the organization. ENOTFOUND if absent.
+	GetInvitation(ctx context.Context, orgID, id string) (*Invitation, error)
+	// ListPendingInvitations lists the organization's invitations that are
+	// neither accepted nor revoked and expire after now, by id.
+	ListPendingInvitations(ctx context.Context, orgID string, now time.Time, p Page) (is []*Invitation, next string, err error)
+	// RenewInvitation gives a pending invitation a new hash and expiry
+	// (a resend). ECONFLICT if it was accepted or revoked; ENOTFOUND if absent.
+	RenewInvitation(ctx context.Context, orgID, id, hash string, expiresAt time.Time) error
+	// MarkInvitationMailed sets mail_sent_at. Absent is not an error.
+	MarkInvitationMailed(ctx context.Context, id string, at time.Time) error
+	// RevokeInvitation sets revoked_at, keeping an earlier one. ECONFLICT
+	// if it was accepted; ENOTFOUND if absent.
+	RevokeInvitation(ctx context.Context, orgID, id string, at time.Time) error
+	// AcceptInvitation records the acceptance by userID at at, only while
+	// the invitation is neither accepted nor revoked: of two acceptances,
+	// exactly one succeeds. ECONFLICT otherwise; ENOTFOUND if absent.
+	AcceptInvitation(ctx context.Context, id, userID string, at time.Time) error
 }

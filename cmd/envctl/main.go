@@ -63,6 +63,8 @@ type app struct {
 	timeout time.Duration
 
 	client *httpapi.Client
+	// saved is the session envctl login kept, if any.
+	saved *savedSession
 }
 
 // run executes one envctl command line (args without the program name),
@@ -104,8 +106,9 @@ func (a *app) rootCommand() *cobra.Command {
 
 Environment:
   ENVPLANE_URL    the API's address (default ` + defaultURL + `)
-  ENVPLANE_TOKEN  the API key
-  ENVPLANE_ORG    the default for --org`,
+  ENVPLANE_TOKEN  the API key (otherwise the session of envctl login)
+  ENVPLANE_ORG    the default for --org (otherwise the session's envctl use)
+  ENVPLANE_CONFIG_DIR  where envctl login keeps the session (default: the user's configuration directory)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -132,6 +135,12 @@ Environment:
 		a.schemaCommand(),
 		a.opCommand(),
 		a.openAPICommand(),
+		a.loginCommand(),
+		a.logoutCommand(),
+		a.useCommand(),
+		a.sessionCommand(),
+		a.totpCommand(),
+		a.inviteCommand(),
 	)
 	return root
 }
@@ -150,13 +159,20 @@ func (a *app) setup() error {
 	if a.url == "" {
 		a.url = a.getenv("ENVPLANE_URL")
 	}
+	a.loadSession()
+	if a.url == "" && a.saved != nil {
+		a.url = a.saved.URL
+	}
 	if a.url == "" {
 		a.url = defaultURL
 	}
 	if a.org == "" {
 		a.org = a.getenv("ENVPLANE_ORG")
 	}
-	a.client = httpapi.NewClient(a.url, a.getenv("ENVPLANE_TOKEN"))
+	if a.org == "" && a.saved != nil && a.token() == a.saved.Token {
+		a.org = a.saved.Organization
+	}
+	a.client = httpapi.NewClient(a.url, a.token())
 	a.client.UserAgent = "envctl"
 	return nil
 }

@@ -300,7 +300,7 @@ func memberHeader(w *tabwriter.Writer) { row(w, "EMAIL", "NAME", "ROLE", "USER I
 
 func (a *app) memberCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Manage an organization's members (--org)"}
-	cmd.AddCommand(a.memberListCommand(), a.memberAddCommand(), a.memberUpdateCommand(), a.memberRemoveCommand())
+	cmd.AddCommand(a.memberListCommand(), a.memberAddCommand(), a.memberUpdateCommand(), a.memberRemoveCommand(), a.memberRevokeSessionsCommand())
 	return cmd
 }
 

@@ -47,6 +47,14 @@ func serve(ctx context.Context, a *app) error {
 				return fmt.Errorf("cannot write the admin token: %w", err)
 			}
 			a.logger.Info("bootstrapped the platform admin; its token is in the file", "path", path)
+			// The admin made just now can be given a password to sign in with.
+			pw, err := adminPassword("")
+			if err != nil {
+				return err
+			}
+			if err := firstPassword(ctx, a.svc, "", pw, io.Discard); err != nil {
+				return err
+			}
 		}
 	}
 	reg := prometheus.NewRegistry()
@@ -100,15 +108,22 @@ func serve(ctx context.Context, a *app) error {
 }
 
 func bootstrapCommand(stdout, stderr io.Writer) *cobra.Command {
-	var org, email string
+	var org, email, passwordFile string
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Create the platform admin and print its token (once; idempotent afterwards)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, stderr, func(a *app) error {
+				pw, err := adminPassword(passwordFile)
+				if err != nil {
+					return err
+				}
 				token, err := a.svc.Bootstrap(cmd.Context(), cp.BootstrapRequest{Email: email, Org: org})
 				if err != nil {
+					return err
+				}
+				if err := firstPassword(cmd.Context(), a.svc, email, pw, stderr); err != nil {
 					return err
 				}
 				if token == "" {
@@ -122,6 +137,7 @@ func bootstrapCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&org, "org", "", "also create this organization, owned by the admin")
 	cmd.Flags().StringVar(&email, "email", "", "the admin's email (default admin@envplane.local)")
+	cmd.Flags().StringVar(&passwordFile, "password-file", "", "set the admin's first password from this file (or "+adminPasswordEnv+"), so the admin can sign in")
 	return cmd
 }
 

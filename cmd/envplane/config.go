@@ -54,6 +54,10 @@ type Config struct {
 	MaxStorageMB    int `mapstructure:"max_storage_mb"`
 	// Environments sets when environments expire.
 	Environments EnvironmentsConfig `mapstructure:"environments"`
+	// People sets sessions, sign-in throttling and invitation links; SMTP
+	// the mail server invitations go through (adr/0023).
+	People PeopleConfig `mapstructure:"people"`
+	SMTP   SMTPConfig   `mapstructure:"smtp"`
 }
 
 // EnvironmentsConfig sets when environments expire (adr/0018).
@@ -268,6 +272,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("max_storage_mb", 0)
 	v.SetDefault("environments.ttl", map[string]any{"preview": "168h", "trial": "720h"})
 	v.SetDefault("environments.max_ttl", 90*24*time.Hour)
+	setPeopleDefaults(v)
 }
 
 // loadConfig reads the configuration: the file named by --config or

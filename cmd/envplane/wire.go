@@ -285,6 +285,9 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 	if err := configureExpiry(svc, cfg); err != nil {
 		return nil, err
 	}
+	if err := configurePeople(svc, cfg, now); err != nil {
+		return nil, err
+	}
 	for typ, ttl := range cfg.Rotation.CredentialTTL {
 		t := cp.EnvironmentType(typ)
 		if !t.Valid() {

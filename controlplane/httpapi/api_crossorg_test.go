@@ -21,16 +21,21 @@ type victim struct {
 	keyID    string
 	opID     string
 	keyToken string
+	// sessionID is a session of A's platform admin; invitationID a
+	// pending invitation to A.
+	sessionID    string
+	invitationID string
 }
 
 // secrets lists what of A a body must not reveal.
 func (v victim) secrets() []string {
-	return []string{v.org.Slug, v.org.Name, v.org.ID, v.env.Slug, v.env.Name, v.env.ID, v.userID, v.email, v.keyID, v.opID, v.env.Database.DatabaseName}
+	return []string{v.org.Slug, v.org.Name, v.org.ID, v.env.Slug, v.env.Name, v.env.ID, v.userID, v.email, v.keyID, v.opID, v.env.Database.DatabaseName, v.invitationID}
 }
 
 // snapshot is what of A the tests compare before and after an attack.
 type snapshot struct {
 	org, env, members, keys, envs, creds, audit string
+	invitations, sessions                       string
 }
 
 func (h *harness) snapshotOf(tb testing.TB, v victim) snapshot {
@@ -51,6 +56,9 @@ func (h *harness) snapshotOf(tb testing.TB, v victim) snapshot {
 		envs:  get(org + "/environments"),
 		creds: get(org + "/environments/" + v.env.ID + "/credentials"),
 		audit: get(org + "/audit-events?limit=500"),
+		// The admin's key lists the admin user's sessions, A's victim one among them.
+		invitations: get(org + "/invitations"),
+		sessions:    get("/v1/sessions"),
 	}
 }
 
@@ -74,6 +82,11 @@ func setUpVictim(tb testing.TB, h *harness) victim {
 	var rot cp.CredentialsResponse
 	h.must(tb, http.StatusOK, h.admin, "POST", "/v1/organizations/alpha-secret-org/environments/alpha-hidden-env/credentials/revoke", map[string]any{"reason": "set-up"}).decode(tb, &rot)
 	v.opID = rot.Operation.ID
+	withPeople(tb, h)
+	_, v.sessionID = h.session(tb, "ops@example.com", adminPassword)
+	var inv cp.InvitationResponse
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/alpha-secret-org/invitations", map[string]any{"email": "ivy@alpha-secret.example", "role": "member"}).decode(tb, &inv)
+	v.invitationID = inv.Invitation.ID
 	return v
 }
 
@@ -93,6 +106,9 @@ func attackBodies(orgRef string) map[string]any {
 		"revokeCredentials":               map[string]any{"reason": "pwned"},
 		"putEnvironmentMember":            map[string]any{"role": "env_admin"},
 		"resetEnvironment":                map[string]any{"mode": "schema"},
+		"createInvitation":                map[string]any{"email": "mallory@evil.example", "role": "owner"},
+		"setSessionContext":               map[string]any{"organization": orgRef},
+		"confirmTOTP":                     map[string]any{"code": "123456"},
 	}
 }
 
@@ -139,6 +155,10 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 				segs[i] = v.env.ID
 			case s == ":id" && strings.HasPrefix(r.Path, "/v1/operations/"):
 				segs[i] = v.opID
+			case s == ":id" && strings.HasPrefix(r.Path, "/v1/sessions/"):
+				segs[i] = v.sessionID
+			case s == ":id" && strings.Contains(r.Path, "/invitations/"):
+				segs[i] = v.invitationID
 			case strings.HasPrefix(s, ":"):
 				tb.Fatalf("route %s %s: no value of A for parameter %s", r.Method, r.Path, s)
 			default:

@@ -281,6 +281,42 @@ func TestClientRequests(t *testing.T) {
 			call: func(c *httpapi.Client) (any, error) { return c.OrganizationUsage(ctx, "acme") }, wantField: "preview"},
 		{name: "operation", answer: op, method: "GET", path: "/v1/operations/op1",
 			call: func(c *httpapi.Client) (any, error) { return c.GetOperation(ctx, "op1") }, wantField: "create_database"},
+		{name: "sign in", status: 201, answer: cp.SignInResponse{Token: "eps_x", Session: &cp.Session{ID: "ses_1"}}, method: "POST", path: "/v1/sessions",
+			body: `{"email":"a@example.com","password":"pw-1234567890","totp":"123456"}`,
+			call: func(c *httpapi.Client) (any, error) {
+				return c.SignIn(ctx, "a@example.com", "pw-1234567890", "123456", "")
+			}, wantField: "ses_1"},
+		{name: "sessions", answer: cp.List[*cp.Session]{Items: []*cp.Session{{ID: "ses_2"}}}, method: "GET", path: "/v1/sessions",
+			call: func(c *httpapi.Client) (any, error) { return c.ListSessions(ctx) }, wantField: "ses_2"},
+		{name: "session context", answer: cp.Session{ID: "ses_3", OrgID: "org_1"}, method: "PUT", path: "/v1/sessions/current", body: `{"organization":"acme","environment":"dev"}`,
+			call: func(c *httpapi.Client) (any, error) {
+				return c.SetSessionContext(ctx, cp.SessionContextRequest{Organization: "acme", Environment: "dev"})
+			}, wantField: "org_1"},
+		{name: "revoke session", status: 204, method: "DELETE", path: "/v1/sessions/ses_4",
+			call: func(c *httpapi.Client) (any, error) { return nil, c.RevokeSession(ctx, "ses_4") }},
+		{name: "enrol totp", status: 201, answer: cp.TOTPEnrolment{URL: "otpauth://totp/x"}, method: "POST", path: "/v1/users/me/totp",
+			call: func(c *httpapi.Client) (any, error) { return c.EnrolTOTP(ctx) }, wantField: "otpauth"},
+		{name: "confirm totp", status: 204, method: "POST", path: "/v1/users/me/totp/confirm", body: `{"code":"654321"}`,
+			call: func(c *httpapi.Client) (any, error) { return nil, c.ConfirmTOTP(ctx, "654321") }},
+		{name: "revoke member sessions", answer: httpapi.RevokedSessions{Revoked: 3}, method: "DELETE", path: "/v1/organizations/acme/members/u2/sessions",
+			call: func(c *httpapi.Client) (any, error) { return c.RevokeMemberSessions(ctx, "acme", "u2") }, wantField: "3"},
+		{name: "invite", status: 201, answer: cp.InvitationResponse{Invitation: &cp.Invitation{ID: "inv_1"}, Mail: cp.MailSent}, method: "POST", path: "/v1/organizations/acme/invitations",
+			body: `{"email":"b@example.com","role":"member","environments":[{"environment":"dev","role":"env_user"}]}`,
+			call: func(c *httpapi.Client) (any, error) {
+				return c.CreateInvitation(ctx, "acme", cp.CreateInvitationRequest{Email: "b@example.com", Role: cp.OrgMember, Environments: []cp.InvitationEnvironment{{Environment: "dev", Role: cp.EnvUser}}})
+			}, wantField: "inv_1"},
+		{name: "invitations", answer: cp.List[*cp.Invitation]{Items: []*cp.Invitation{{ID: "inv_2"}}}, method: "GET", path: "/v1/organizations/acme/invitations", query: "limit=4",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListInvitations(ctx, "acme", httpapi.ListOptions{Limit: 4})
+			}, wantField: "inv_2"},
+		{name: "resend invitation", answer: cp.InvitationResponse{Invitation: &cp.Invitation{ID: "inv_3"}, Mail: cp.MailFailed}, method: "POST", path: "/v1/organizations/acme/invitations/inv_3/resend",
+			call: func(c *httpapi.Client) (any, error) { return c.ResendInvitation(ctx, "acme", "inv_3") }, wantField: "failed"},
+		{name: "revoke invitation", status: 204, method: "DELETE", path: "/v1/organizations/acme/invitations/inv_4",
+			call: func(c *httpapi.Client) (any, error) { return nil, c.RevokeInvitation(ctx, "acme", "inv_4") }},
+		{name: "accept invitation", answer: cp.AcceptInvitationResponse{UserID: "usr_5"}, method: "POST", path: "/v1/invitations/epi_x/accept", body: `{"password":"pw-1234567890","name":"Bo"}`,
+			call: func(c *httpapi.Client) (any, error) {
+				return c.AcceptInvitation(ctx, "epi_x", "pw-1234567890", "Bo")
+			}, wantField: "usr_5"},
 	}
 
 	srv := newCannedServer(t)

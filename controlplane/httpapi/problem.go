@@ -38,10 +38,12 @@ func codeStatus(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case cp.EMEDIATYPE:
 		return http.StatusUnsupportedMediaType
-	case cp.EUNAUTHORIZED:
+	case cp.EUNAUTHORIZED, cp.ETOTP:
 		return http.StatusUnauthorized
-	case cp.EFORBIDDEN:
+	case cp.EFORBIDDEN, cp.ETWOFACTOR:
 		return http.StatusForbidden
+	case cp.EGONE:
+		return http.StatusGone
 	case cp.ENOTFOUND:
 		return http.StatusNotFound
 	case cp.ECONFLICT, cp.ETAMPERED:
@@ -113,7 +115,7 @@ func (p *Problem) Err() error {
 // statusCode is codeStatus read backwards, for answers that carry no code
 // (a proxy's 502, an echo 404 for an unknown route).
 func statusCode(status int) string {
-	for _, code := range []string{cp.EINVALID, cp.EMALFORMED, cp.EMETHOD, cp.ETOOLARGE, cp.EMEDIATYPE, cp.EUNAUTHORIZED, cp.EFORBIDDEN, cp.ENOTFOUND, cp.ECONFLICT, cp.ELOCKED, cp.ETOOMANY, cp.EUNAVAILABLE} {
+	for _, code := range []string{cp.EINVALID, cp.EMALFORMED, cp.EMETHOD, cp.ETOOLARGE, cp.EMEDIATYPE, cp.EUNAUTHORIZED, cp.EFORBIDDEN, cp.ENOTFOUND, cp.ECONFLICT, cp.ELOCKED, cp.ETOOMANY, cp.EUNAVAILABLE, cp.EGONE} {
 		if codeStatus(code) == status {
 			return code
 		}

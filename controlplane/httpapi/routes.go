@@ -42,7 +42,7 @@ func Routes() []Route {
 	list := []string{"limit", "cursor"}
 	// A resolve, or with wait (and after, the credential held) a watch.
 	watchQuery := []string{"scope", "after", "wait"}
-	return []Route{
+	return append([]Route{
 		{Method: http.MethodGet, Path: "/healthz", OperationID: "healthz", Summary: "Liveness", Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/readyz", OperationID: "readyz", Summary: "Readiness: the store answers (503 otherwise); whether the keyring can wrap new secrets", Response: cp.Readiness{}, Status: http.StatusOK, Public: true},
 		{Method: http.MethodGet, Path: "/metrics", OperationID: "metrics", Summary: "Prometheus metrics", Status: http.StatusOK, Public: true},
@@ -105,5 +105,5 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: orgPath + "/operations", OperationID: "listOperations", Summary: "Operations of the environments the caller can see, newest first", Response: cp.List[*cp.Operation]{}, Status: http.StatusOK,
 			Query: []string{"environment", "status", "kind", "limit", "cursor"}, QueryEnums: map[string]any{"status": cp.OpPending, "kind": cp.OpProvision}},
 		{Method: http.MethodGet, Path: "/v1/operations/:id", OperationID: "getOperation", Summary: "One operation", Response: cp.Operation{}, Status: http.StatusOK},
-	}
+	}, peopleRoutes()...)
 }

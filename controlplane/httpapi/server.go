@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -81,6 +82,7 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 	e.Use(middleware.BodyLimit(opts.BodyLimit))
 
 	handlers := s.handlers(reg)
+	maps.Copy(handlers, s.peopleHandlers())
 	for _, r := range Routes() {
 		h, ok := handlers[r.OperationID]
 		if !ok {
@@ -90,12 +92,12 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 		mw := []echo.MiddlewareFunc{validText(r)}
 		if !r.Public {
 			mw = append(mw, s.authenticate)
-			if r.Request != nil {
-				mw = append(mw, jsonBody)
-			}
-			if r.Method == http.MethodPost {
-				mw = append(mw, s.idempotent(r.OperationID == "createAPIKey"))
-			}
+		}
+		if r.Request != nil {
+			mw = append(mw, jsonBody)
+		}
+		if !r.Public && r.Method == http.MethodPost && !answersSecret(r.OperationID) {
+			mw = append(mw, s.idempotent(r.OperationID == "createAPIKey"))
 		}
 		e.Add(r.Method, r.Path, h, mw...)
 	}

@@ -58,6 +58,10 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"PageLimits", testPageLimits},
 		{"WithTxCommits", testWithTxCommits},
 		{"WithTxRollsBack", testWithTxRollsBack},
+		{"UserAuth", testUserAuth},
+		{"SignInFailures", testSignInFailures},
+		{"Sessions", testSessions},
+		{"Invitations", testInvitations},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
