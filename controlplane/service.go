@@ -133,6 +133,11 @@ type Service struct {
 	// (default 100), so a pass costs what is due, not what exists.
 	UsageInterval time.Duration
 	UsageBatch    int
+	// RolloutWaves orders a rollout's environments by type when the
+	// request gives no order (default DefaultRolloutWaves);
+	// RolloutParallelism is how many migrate at once (default 4).
+	RolloutWaves       [][]EnvironmentType
+	RolloutParallelism int
 
 	ops      runner
 	retry    retries
@@ -193,6 +198,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		MaxIssuedPerHour:       60,
 		UsageInterval:          5 * time.Minute,
 		UsageBatch:             100,
+		RolloutWaves:           DefaultRolloutWaves(),
+		RolloutParallelism:     4,
 		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
 		feed:                   changeFeed{last: -1},
 		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
@@ -276,7 +283,9 @@ func additive(action string) bool {
 		// A storage limit crossed changes no connection answer.
 		"environment.over_limit", "environment.under_limit",
 		// A target's health changes no answer: it is the platform's news.
-		"target.available", "target.unavailable":
+		"target.available", "target.unavailable",
+		// A rollout's own events; the migrations it runs change no answer.
+		"rollout.created", "rollout.pause", "rollout.resume", "rollout.cancel", "rollout.finished":
 		return true
 	}
 	return false

@@ -457,4 +457,7 @@ type Queries interface {
 	// DeleteIdempotencyRecordsBefore removes the records created before
 	// before, answered or not, and returns how many it removed; for pruning.
 	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
+
+	// RolloutQueries are the fleet rollouts' reads and writes (rollouts.go).
+	RolloutQueries
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -81,6 +82,7 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 	e.Use(middleware.BodyLimit(opts.BodyLimit))
 
 	handlers := s.handlers(reg)
+	maps.Copy(handlers, s.rolloutHandlers())
 	for _, r := range Routes() {
 		h, ok := handlers[r.OperationID]
 		if !ok {
