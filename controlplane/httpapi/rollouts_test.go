@@ -11,6 +11,9 @@ import (
 	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
+	pgdriver "github.com/envplane/envplane/drivers/postgres"
 )
 
 // appMigrations gives the harness's schema initializer an app migration
@@ -75,16 +78,23 @@ func (h *harness) schemaVersion(t *testing.T, org, env string) int64 {
 // credential, as an application could.
 func (h *harness) execIn(t *testing.T, org, env, sqlDriver, stmt string) {
 	t.Helper()
+	if err := h.execAs(t, org, env, "readwrite", sqlDriver, stmt); err != nil {
+		t.Fatalf("%s in %s: %v", stmt, env, err)
+	}
+}
+
+// execAs runs SQL in an environment's database with the scope's credential.
+func (h *harness) execAs(t *testing.T, org, env, scope, sqlDriver, stmt string) error {
+	t.Helper()
 	var conn cp.Connection
-	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/"+org+"/environments/"+env+"/connection?scope=readwrite", nil).decode(t, &conn)
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/"+org+"/environments/"+env+"/connection?scope="+scope, nil).decode(t, &conn)
 	db, err := sql.Open(sqlDriver, conn.DSN.Reveal())
 	if err != nil {
 		t.Fatalf("open %s: %v", env, err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(stmt); err != nil {
-		t.Fatalf("%s in %s: %v", stmt, env, err)
-	}
+	_, err = db.Exec(stmt)
+	return err
 }
 
 // TestRolloutWavesHaltAndContinue: on SQLite files, a rollout migrates
@@ -298,4 +308,59 @@ func TestRolloutBadInput(t *testing.T) {
 		t.Fatalf("platform rollout: %+v %+v", *v.Rollout, v.Environments)
 	}
 	h.must(t, http.StatusNotFound, h.admin, "GET", "/v1/organizations/acme/rollouts/"+v.Rollout.ID, nil)
+}
+
+// TestRolloutAcrossDrivers: with the control plane on PostgreSQL, one
+// rollout migrates real databases on all three targets — SQLite files, the
+// PostgreSQL server and Turso (the contract-checked double with real
+// tursodb). On each target one environment already holds a table the
+// migration creates, so its migration fails; the migration's first
+// statement is rolled back with it (each migration is one transaction),
+// and the others are migrated.
+func TestRolloutAcrossDrivers(t *testing.T) {
+	ctx := context.Background()
+	admin := drivertest.PostgresAdminURL(t)
+	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(admin), AppSSLMode: "disable"})
+	if err != nil {
+		t.Fatalf("postgres driver: %v", err)
+	}
+	t.Cleanup(pg.Close)
+	clk := newClock()
+	edge, _ := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withPostgresStore(), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
+	add := appMigrations(t, h, map[string]string{"0001_widgets.sql": "CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"})
+	h.org(t, "acme")
+	targets := []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}, {"edge", "libsql"}}
+	for _, tc := range targets {
+		for _, slug := range []string{tc.target + "-ok", tc.target + "-broken"} {
+			h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": slug, "type": "development", "target": tc.target})
+		}
+		if err := h.execAs(t, "acme", tc.target+"-broken", "admin", tc.sqlDriver, "CREATE TABLE sprockets (id INTEGER PRIMARY KEY)"); err != nil {
+			t.Fatalf("%s: %v", tc.target, err)
+		}
+	}
+	add("0002_gadgets.sql", "CREATE TABLE gadgets (id INTEGER PRIMARY KEY);\nCREATE TABLE sprockets (id INTEGER PRIMARY KEY);")
+
+	var v cp.RolloutView
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/rollouts", map[string]any{"on_error": "continue", "parallelism": 3}).decode(t, &v)
+	v = h.awaitRollout(t, "/v1/organizations/acme/rollouts/"+v.Rollout.ID, finished)
+	got := items(v)
+	if v.Rollout.Status != cp.RolloutFailed || v.Counts.Failed != 3 || v.Counts.Succeeded != 4 {
+		t.Fatalf("rollout: %+v %+v", *v.Rollout, v.Counts)
+	}
+	for _, tc := range targets {
+		ok, broken := tc.target+"-ok", tc.target+"-broken"
+		if it := got[ok]; it.Status != cp.ItemSucceeded || it.SchemaVersion != 2 || h.schemaVersion(t, "acme", ok) != 2 {
+			t.Errorf("%s: %+v, want migrated to 2", ok, it)
+		}
+		if err := h.execAs(t, "acme", ok, "admin", tc.sqlDriver, "INSERT INTO gadgets (id) VALUES (1)"); err != nil {
+			t.Errorf("%s: the migrated table is not there: %v", ok, err)
+		}
+		if it := got[broken]; it.Status != cp.ItemFailed || !strings.Contains(it.Reason, "0002_gadgets.sql") || h.schemaVersion(t, "acme", broken) != 1 {
+			t.Errorf("%s: %+v, want failed and left at 1", broken, it)
+		}
+		if err := h.execAs(t, "acme", broken, "admin", tc.sqlDriver, "SELECT count(*) FROM gadgets"); err == nil {
+			t.Errorf("%s: the failed migration's first statement was not rolled back", broken)
+		}
+	}
 }
