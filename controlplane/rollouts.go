@@ -270,8 +270,15 @@ func (s *Service) CreateRollout(ctx context.Context, p *Principal, orgRef string
 	if err != nil {
 		return nil, err
 	}
+	// The runner changes r and items from now on: answer with copies.
+	answer := *r
+	shown := make([]*RolloutItem, len(items))
+	for i, it := range items {
+		c := *it
+		shown[i] = &c
+	}
 	s.startRollout(r)
-	return rolloutView(r, items), nil
+	return rolloutView(&answer, shown), nil
 }
 
 // newRollout checks req and returns the rollout it asks for, leased to
@@ -582,32 +589,53 @@ func (s *Service) AdvanceRollouts(ctx context.Context) (int, error) {
 	return len(rs), nil
 }
 
-// startRollout drives r in the background, once per process, tracked like
-// operations so Wait and Shutdown include it.
+// rolloutRuns tracks the rollouts this process drives. A rollout claimed
+// again while its runner is finishing (it handed its lease back a moment
+// ago) is driven again by that runner, never by two at once.
+type rolloutRuns struct {
+	mu      sync.Mutex
+	running map[string]bool
+	again   map[string]*Rollout
+}
+
+// startRollout drives r in the background, tracked like operations so
+// Wait and Shutdown include it.
 func (s *Service) startRollout(r *Rollout) {
+	rr := &s.rollouts
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if rr.running == nil {
+		rr.running, rr.again = map[string]bool{}, map[string]*Rollout{}
+	}
+	if rr.running[r.ID] {
+		rr.again[r.ID] = r
+		return
+	}
+	rr.running[r.ID] = true
 	s.ops.mu.Lock()
-	defer s.ops.mu.Unlock()
 	if s.ops.done == nil {
 		s.ops.done = map[string]chan struct{}{}
 		s.ops.ctx, s.ops.cancel = context.WithCancel(context.Background())
 	}
-	if _, ok := s.ops.done[r.ID]; ok {
-		return
-	}
-	ch := make(chan struct{})
-	s.ops.done[r.ID] = ch
 	ctx := s.ops.ctx
 	s.ops.wg.Add(1)
+	s.ops.mu.Unlock()
 	go func() {
 		defer s.ops.wg.Done()
-		defer func() {
-			s.ops.mu.Lock()
-			delete(s.ops.done, r.ID)
-			s.ops.mu.Unlock()
-			close(ch)
-		}()
-		if err := s.driveRollout(ctx, r); err != nil {
-			s.Logger.Error("rollout stopped", "rollout", r.ID, "err", err)
+		for {
+			if err := s.driveRollout(ctx, r); err != nil && ctx.Err() == nil {
+				s.Logger.Error("rollout stopped", "rollout", r.ID, "err", err)
+			}
+			rr.mu.Lock()
+			next := rr.again[r.ID]
+			delete(rr.again, r.ID)
+			if next == nil || ctx.Err() != nil {
+				delete(rr.running, r.ID)
+				rr.mu.Unlock()
+				return
+			}
+			rr.mu.Unlock()
+			r = next
 		}
 	}()
 }

@@ -140,6 +140,7 @@ type Service struct {
 	RolloutParallelism int
 
 	ops      runner
+	rollouts rolloutRuns
 	retry    retries
 	cache    *routeCache
 	feed     changeFeed
