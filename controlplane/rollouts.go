@@ -841,6 +841,9 @@ func (s *Service) runItem(ctx context.Context, r *Rollout, it *RolloutItem) erro
 			return s.recordItem(ctx, it, ItemSkipped, skip, 0)
 		}
 		<-s.start(op)
+		if op.Status.Done() {
+			return s.recordOutcome(ctx, it, op)
+		}
 	}
 	for {
 		op, err := s.Store.GetOperation(ctx, it.OrgID, it.OperationID)
@@ -910,7 +913,9 @@ func (s *Service) startMigration(ctx context.Context, r *Rollout, it *RolloutIte
 	return op, skip, nil
 }
 
-// recordOutcome records on it how its finished operation ended.
+// recordOutcome records on it how its finished operation ended. A
+// migrate operation that succeeded (migrated or skipped) recorded it in
+// its own last transaction already; a failed one is recorded here.
 func (s *Service) recordOutcome(ctx context.Context, it *RolloutItem, op *Operation) error {
 	if op.Status == OpFailed {
 		return s.recordItem(ctx, it, ItemFailed, op.Error, 0)
@@ -921,10 +926,18 @@ func (s *Service) recordOutcome(ctx context.Context, it *RolloutItem, op *Operat
 			return fmt.Errorf("cannot read the migration's outcome: %w", err)
 		}
 	}
+	it.Status, it.Reason, it.SchemaVersion = outcomeItem(out)
+	it.UpdatedAt = op.UpdatedAt
+	return nil
+}
+
+// outcomeItem is what a rollout item records of a migrate operation that
+// succeeded.
+func outcomeItem(out migrateOutcome) (RolloutItemStatus, string, int64) {
 	if out.Skipped != "" {
-		return s.recordItem(ctx, it, ItemSkipped, out.Skipped, 0)
+		return ItemSkipped, out.Skipped, 0
 	}
-	return s.recordItem(ctx, it, ItemSucceeded, "", out.SchemaVersion)
+	return ItemSucceeded, "", out.SchemaVersion
 }
 
 func (s *Service) recordItem(ctx context.Context, it *RolloutItem, status RolloutItemStatus, reason string, version int64) error {
@@ -1005,6 +1018,14 @@ func (s *Service) migrateStep(ctx context.Context, op *Operation) error {
 		}
 		return s.complete(ctx, op, func(q Queries) error {
 			op.Response = resp
+			if params.RolloutID != "" {
+				it := &RolloutItem{RolloutID: params.RolloutID, EnvironmentID: env.ID, OperationID: op.ID}
+				it.Status, it.Reason, it.SchemaVersion = outcomeItem(out)
+				it.UpdatedAt = s.Now()
+				if err := q.UpdateRolloutItem(ctx, it); err != nil {
+					return err
+				}
+			}
 			if out.Skipped != "" {
 				return nil
 			}
