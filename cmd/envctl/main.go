@@ -131,6 +131,7 @@ Environment:
 		a.envMemberCommand(),
 		a.schemaCommand(),
 		a.opCommand(),
+		a.rolloutCommand(),
 		a.openAPICommand(),
 	)
 	return root
