@@ -348,6 +348,15 @@ func (s *Service) newRollout(p *Principal, orgID string, req CreateRolloutReques
 // MaxRolloutParallelism caps how many environments one rollout migrates at once.
 const MaxRolloutParallelism = 64
 
+// CheckRolloutWaves returns an error saying what is wrong with waves: none,
+// an empty wave, an unknown type, or a type in two waves.
+func CheckRolloutWaves(waves [][]EnvironmentType) error {
+	if msg := checkWaves(waves); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
 // checkWaves returns what is wrong with waves, "" when nothing is.
 func checkWaves(waves [][]EnvironmentType) string {
 	if len(waves) == 0 {

@@ -225,7 +225,9 @@ type rolloutBar struct {
 	last     string
 }
 
-func newRolloutBar(w io.Writer, terminal bool) *rolloutBar { return &rolloutBar{w: w, terminal: terminal} }
+func newRolloutBar(w io.Writer, terminal bool) *rolloutBar {
+	return &rolloutBar{w: w, terminal: terminal}
+}
 
 func (b *rolloutBar) draw(v *cp.RolloutView) {
 	line := progressLine(v, 30)
