@@ -364,3 +364,70 @@ func TestRolloutAcrossDrivers(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutTakeover: the replica driving a rollout dies right after it
+// started one environment's migrate operation (both leased to it). Once
+// the leases run out, the next background pass resumes that operation and
+// takes the rollout over: the started environment is migrated by its
+// operation (not by a second one) and the rest are started and migrated.
+func TestRolloutTakeover(t *testing.T) {
+	h := newHarness(t)
+	add := appMigrations(t, h, map[string]string{"0001_widgets.sql": "CREATE TABLE widgets (id INTEGER PRIMARY KEY);"})
+	org := h.org(t, "acme").Organization
+	var envs []cp.EnvironmentView
+	for _, slug := range []string{"a", "b", "c"} {
+		envs = append(envs, h.env(t, h.admin, "acme", slug, "development"))
+	}
+	add("0002_more.sql", "CREATE TABLE more (id INTEGER PRIMARY KEY);")
+
+	// What the dead replica wrote: the rollout leased to it, environment a
+	// running with a migrate operation leased to it, b and c pending.
+	ctx := context.Background()
+	now := h.clock.Now()
+	until := now.Add(h.svc.Lease)
+	r := &cp.Rollout{ID: cp.NewID("ro"), OrgID: org.ID, Version: 2, Waves: [][]cp.EnvironmentType{{cp.TypeDevelopment}}, Parallelism: 2,
+		OnError: cp.OnErrorHalt, Status: cp.RolloutRunning, Phase: 1, CreatedBy: "operator", CreatedAt: now, UpdatedAt: now, NextAt: now,
+		LeaseOwner: "replica-dead", LeaseExpiresAt: &until}
+	op := &cp.Operation{ID: cp.NewID("op"), OrgID: org.ID, EnvironmentID: envs[0].ID, Kind: cp.OpMigrate, Status: cp.OpRunning, Step: "migrate",
+		Params: []byte(`{"rollout_id":"` + r.ID + `","version":2}`), LeaseOwner: "replica-dead", LeaseExpiresAt: &until, CreatedAt: now, UpdatedAt: now}
+	var rows []*cp.RolloutItem
+	for i, e := range envs {
+		it := &cp.RolloutItem{RolloutID: r.ID, EnvironmentID: e.ID, OrgID: org.ID, Environment: e.Slug, Type: e.Type, Phase: 1, Position: i,
+			Status: cp.ItemPending, UpdatedAt: now}
+		if i == 0 {
+			it.Status, it.OperationID = cp.ItemRunning, op.ID
+		}
+		rows = append(rows, it)
+	}
+	err := h.svc.Store.WithTx(ctx, func(q cp.Queries) error {
+		if err := q.CreateRollout(ctx, r, rows); err != nil {
+			return err
+		}
+		return q.CreateOperation(ctx, op)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := h.svc.Tick(ctx); rep.Resumed != 0 || rep.Rollouts != 0 {
+		t.Fatalf("work under a live lease was taken: %+v", rep)
+	}
+	h.clock.Advance(h.svc.Lease)
+	if rep := h.svc.Tick(ctx); rep.Resumed != 1 || rep.Rollouts != 1 {
+		t.Fatalf("after the leases ran out: %+v", rep)
+	}
+	v := h.awaitRollout(t, "/v1/organizations/acme/rollouts/"+r.ID, finished)
+	got := items(v)
+	if v.Rollout.Status != cp.RolloutSucceeded || got["a"].OperationID != op.ID {
+		t.Fatalf("taken over: %+v %+v", *v.Rollout, got["a"])
+	}
+	for _, slug := range []string{"a", "b", "c"} {
+		if got[slug].Status != cp.ItemSucceeded || h.schemaVersion(t, "acme", slug) != 2 {
+			t.Errorf("%s: %+v", slug, got[slug])
+		}
+	}
+	var ops cp.List[*cp.Operation]
+	h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/operations?kind=migrate&environment=a", nil).decode(t, &ops)
+	if len(ops.Items) != 1 || ops.Items[0].Status != cp.OpSucceeded {
+		t.Fatalf("environment a was migrated by %d operations, want its one: %+v", len(ops.Items), ops.Items)
+	}
+}
