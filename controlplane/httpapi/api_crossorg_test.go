@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"slices"
@@ -14,13 +15,15 @@ import (
 // victim is organization A as the cross-organization tests attack it: the
 // ids and names that must never leak.
 type victim struct {
-	org      cp.Organization
-	env      cp.EnvironmentView
-	userID   string
-	email    string
-	keyID    string
-	opID     string
-	keyToken string
+	org    cp.Organization
+	env    cp.EnvironmentView
+	userID string
+	email  string
+	keyID  string
+	opID   string
+	// rolloutID is a finished rollout of A.
+	rolloutID string
+	keyToken  string
 }
 
 // secrets lists what of A a body must not reveal.
@@ -39,7 +42,8 @@ func (h *harness) snapshotOf(tb testing.TB, v victim) snapshot {
 		return string(h.must(tb, http.StatusOK, h.admin, "GET", path, nil).body)
 	}
 	org := "/v1/organizations/" + v.org.ID
-	lastUsed := regexp.MustCompile(`"last_used_at":"[^"]*",?`)
+	// As the last field it leaves a comma before it, elsewhere after it.
+	lastUsed := regexp.MustCompile(`,"last_used_at":"[^"]*"|"last_used_at":"[^"]*",?`)
 	return snapshot{
 		org:     get(org),
 		env:     get(org + "/environments/" + v.env.ID),
@@ -74,6 +78,13 @@ func setUpVictim(tb testing.TB, h *harness) victim {
 	var rot cp.CredentialsResponse
 	h.must(tb, http.StatusOK, h.admin, "POST", "/v1/organizations/alpha-secret-org/environments/alpha-hidden-env/credentials/revoke", map[string]any{"reason": "set-up"}).decode(tb, &rot)
 	v.opID = rot.Operation.ID
+	now := h.clock.Now()
+	ro := &cp.Rollout{ID: cp.NewID("ro"), OrgID: v.org.ID, Version: 1, Waves: cp.DefaultRolloutWaves(), Parallelism: 1,
+		OnError: cp.OnErrorHalt, Status: cp.RolloutSucceeded, CreatedBy: "operator", CreatedAt: now, UpdatedAt: now, NextAt: now, FinishedAt: &now}
+	if err := h.svc.Store.CreateRollout(context.Background(), ro, nil); err != nil {
+		tb.Fatal(err)
+	}
+	v.rolloutID = ro.ID
 	return v
 }
 
@@ -92,6 +103,8 @@ func attackBodies(orgRef string) map[string]any {
 		"rotateCredentials":               map[string]any{"scope": "all", "grace_seconds": 0},
 		"revokeCredentials":               map[string]any{"reason": "pwned"},
 		"putEnvironmentMember":            map[string]any{"role": "env_admin"},
+		"createRollout":                   map[string]any{},
+		"createPlatformRollout":           map[string]any{},
 	}
 }
 
@@ -121,6 +134,11 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 		if r.Public {
 			continue
 		}
+		if strings.HasPrefix(r.Path, "/v1/rollouts") {
+			// Platform-wide rollouts belong to no organization: the
+			// platform admin's alone (403 for everyone else).
+			continue
+		}
 		segs := strings.Split(r.Path, "/")
 		params := 0
 		for i, s := range segs {
@@ -138,6 +156,8 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 				segs[i] = v.env.ID
 			case s == ":id" && strings.HasPrefix(r.Path, "/v1/operations/"):
 				segs[i] = v.opID
+			case s == ":id" && strings.Contains(r.Path, "/rollouts/"):
+				segs[i] = v.rolloutID
 			case strings.HasPrefix(s, ":"):
 				tb.Fatalf("route %s %s: no value of A for parameter %s", r.Method, r.Path, s)
 			default:
