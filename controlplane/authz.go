@@ -45,6 +45,11 @@ const (
 	ActUsageRead      Action = "usage.read"           // owner, admin, every env role: an environment's usage
 	ActOrgUsageRead   Action = "org.usage.read"       // owner, admin, member: the organization's usage, summed over the environments they see
 	ActEnvLimit       Action = "env.limit"            // owner, admin: set an environment's storage limit
+	// ActRollout is creating, reading and controlling the organization's
+	// fleet rollouts (owner, admin); ActPlatformRollout the platform-wide
+	// ones (platform admin only).
+	ActRollout         Action = "rollout"
+	ActPlatformRollout Action = "rollout.platform"
 )
 
 // ConnectionAction returns the action that resolving a connection of scope
@@ -145,13 +150,13 @@ type rule struct {
 // ruleFor is the authorization table; ok is false for an unknown action.
 func ruleFor(a Action) (r rule, ok bool) {
 	switch a {
-	case ActOrgCreate, ActKeyringManage, ActTargetsInspect, ActOrgQuota:
+	case ActOrgCreate, ActKeyringManage, ActTargetsInspect, ActOrgQuota, ActPlatformRollout:
 		return rule{who: gPlatform}, true
 	case ActOrgRead:
 		return rule{who: gOrgAdmin | gMember, app: true}, true
 	case ActOrgUpdate, ActOrgDelete, ActOwnerWrite:
 		return rule{who: gOwner}, true
-	case ActMemberRead, ActMemberWrite, ActAuditRead, ActEnvCreate:
+	case ActMemberRead, ActMemberWrite, ActAuditRead, ActEnvCreate, ActRollout:
 		return rule{who: gOrgAdmin}, true
 	case ActOrgUsageRead:
 		return rule{who: gOrgAdmin | gMember}, true

@@ -111,6 +111,8 @@ func TestAuthorizeGrid(t *testing.T) {
 		{" Y  Y  Y  Y  Y  Y  Y  Y  N  N  F  F  F  F", "org usage read", controlplane.ActOrgUsageRead, orgRes()},
 		{" Y  Y  Y  F  F  F  F  N  N  N  F  F  F  N", "env limit", controlplane.ActEnvLimit, envRes()},
 		{" Y  Y  Y  F  F  F  F  N  N  N  F  F  F  N", "env reset", controlplane.ActEnvReset, envRes()},
+		{" Y  Y  Y  F  F  F  F  F  N  N  F  F  F  F", "rollout", controlplane.ActRollout, orgRes()},
+		{" Y  F  F  F  F  F  F  F  F  F  F  F  F  F", "platform rollout", controlplane.ActPlatformRollout, controlplane.Resource{}},
 		{" F  F  F  F  F  F  F  F  F  F  F  F  F  F", "unknown action", controlplane.Action("org.nuke"), envRes()},
 	}
 	kinds := subjectKinds()
@@ -150,6 +152,7 @@ func allActions() []controlplane.Action {
 		controlplane.ActEnvMemberWrite, controlplane.ActSchemaRead, controlplane.ActSchemaMigrate, controlplane.ActOperationRead,
 		controlplane.ActOwnerWrite, controlplane.ActKeyringManage, controlplane.ActTargetsInspect, controlplane.ActOrgQuota,
 		controlplane.ActUsageRead, controlplane.ActOrgUsageRead, controlplane.ActEnvLimit, controlplane.ActEnvReset,
+		controlplane.ActRollout, controlplane.ActPlatformRollout,
 	}
 }
 

@@ -275,10 +275,11 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 // provisioning by what is left of ProvisionTimeout, so a target that
 // accepts connections and never answers cannot hold an operation. A
 // clone's and a reset's steps are bounded by their lease alone: copying a
-// large database, and migrating the copy, may take long.
+// large database, and migrating the copy, may take long; so are a
+// rollout's migrations.
 func (s *Service) stepContext(ctx context.Context, op *Operation) (context.Context, func()) {
 	stepCtx, stop := s.heartbeat(ctx, op)
-	if (op.Kind == OpClone || op.Kind == OpReset) && !compensating(op) {
+	if (op.Kind == OpClone || op.Kind == OpReset || op.Kind == OpMigrate) && !compensating(op) {
 		return stepCtx, stop
 	}
 	limit := s.StepTimeout
@@ -349,6 +350,8 @@ func (s *Service) step(ctx context.Context, op *Operation) error {
 		return s.suspensionStep(ctx, op)
 	case OpReset:
 		return s.resetStep(ctx, op)
+	case OpMigrate:
+		return s.migrateStep(ctx, op)
 	}
 	return Errorf(EINTERNAL, "unknown operation kind %q", op.Kind)
 }
@@ -651,6 +654,8 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 // TickReport says what one Tick did.
 type TickReport struct {
 	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed, Expired int
+	// Rollouts counts the rollouts taken up (AdvanceRollouts).
+	Rollouts int
 }
 
 // changeRetention is how long the change log keeps a change: far longer
@@ -692,5 +697,8 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	}
 	s.prunePeople(ctx)
 	s.RefreshUsage(ctx)
+	if r.Rollouts, err = s.AdvanceRollouts(ctx); err != nil {
+		s.Logger.Error("advancing rollouts failed", "err", err)
+	}
 	return r
 }

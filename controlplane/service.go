@@ -135,8 +135,14 @@ type Service struct {
 	UsageBatch    int
 	// People configures sign-in, sessions and invitations (adr/0023).
 	People PeopleConfig
+	// RolloutWaves orders a rollout's environments by type when the
+	// request gives no order (default DefaultRolloutWaves);
+	// RolloutParallelism is how many migrate at once (default 4).
+	RolloutWaves       [][]EnvironmentType
+	RolloutParallelism int
 
 	ops      runner
+	rollouts rolloutRuns
 	retry    retries
 	cache    *routeCache
 	feed     changeFeed
@@ -196,6 +202,8 @@ func New(store Store, keyring Keyring, targets []*Target, defaultTarget string) 
 		UsageInterval:          5 * time.Minute,
 		UsageBatch:             100,
 		People:                 DefaultPeopleConfig(),
+		RolloutWaves:           DefaultRolloutWaves(),
+		RolloutParallelism:     4,
 		cache:                  newRouteCache(DefaultCacheSize, DefaultCacheTTL),
 		feed:                   changeFeed{last: -1},
 		receipts:               newReceiptBuffer(DefaultReceiptBuffer),
@@ -283,7 +291,9 @@ func additive(action string) bool {
 		// Sessions are never cached, and invitations grant nothing until accepted.
 		"session.created", "session.signin_failed", "session.revoked", "session.context_set", "member.sessions_revoked",
 		"invitation.created", "invitation.resent", "invitation.revoked", "invitation.accepted",
-		"user.totp_enrolled", "user.password_set":
+		"user.totp_enrolled", "user.password_set",
+		// A rollout's own events; the migrations it runs change no answer.
+		"rollout.created", "rollout.pause", "rollout.resume", "rollout.cancel", "rollout.finished":
 		return true
 	}
 	return false

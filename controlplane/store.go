@@ -459,6 +459,9 @@ type Queries interface {
 	// DeleteIdempotencyRecordsBefore removes the records created before
 	// before, answered or not, and returns how many it removed; for pruning.
 	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
+
+	// RolloutQueries are the fleet rollouts' reads and writes (rollouts.go).
+	RolloutQueries
 }
 
 // PeopleQueries are the store's reads and writes of sign-in, sessions and

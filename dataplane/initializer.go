@@ -55,6 +55,13 @@ type migration struct {
 // unknown dialect is drivers.ErrUnsupported. Idempotent: a second call applies
 // nothing and returns the same SchemaVersion.
 func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Dialect, owner Owner) (Result, error) {
+	return in.ApplyTo(ctx, db, dialect, owner, 0)
+}
+
+// ApplyTo is Apply with the app's migrations applied only up to version
+// (every one when version is 0 or less); system migrations are always
+// applied. A fleet rollout uses it to move environments to one version.
+func (in *Initializer) ApplyTo(ctx context.Context, db *sql.DB, dialect drivers.Dialect, owner Owner, version int64) (Result, error) {
 	if owner.EnvironmentID == "" || owner.OrgID == "" {
 		return Result{}, errors.New("cannot initialize schema: owner environment and organization are required")
 	}
@@ -65,6 +72,10 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 	system, app, err := in.load()
 	if err != nil {
 		return Result{}, err
+	}
+	target := app
+	if version > 0 {
+		target = slices.DeleteFunc(slices.Clone(app), func(m migration) bool { return m.Version > version })
 	}
 	if err := createLedger(ctx, db, dialect); err != nil {
 		return Result{}, err
@@ -89,7 +100,7 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 		return Result{}, &OwnerMismatchError{Want: owner, Got: got}
 	}
 
-	upToDate := len(pending(applied, system)) == 0 && len(pending(applied, app)) == 0
+	upToDate := len(pending(applied, system)) == 0 && len(pending(applied, target)) == 0
 	var res Result
 	run := func(ms []migration) error {
 		for _, m := range pending(applied, ms) {
@@ -115,7 +126,7 @@ func (in *Initializer) Apply(ctx context.Context, db *sql.DB, dialect drivers.Di
 			return res, err
 		}
 	}
-	if err := run(app); err != nil {
+	if err := run(target); err != nil {
 		return res, err
 	}
 	if upToDate {
@@ -229,6 +240,23 @@ func (in *Initializer) Verify(ctx context.Context, db *sql.DB, dialect drivers.D
 		return &OwnerMismatchError{Want: want.Owner, Got: got}
 	}
 	return nil
+}
+
+// AppVersions returns the versions of the configured app migrations, in
+// order; none when the app has none. It fails when a file is malformed.
+func (in *Initializer) AppVersions() ([]int64, error) {
+	if in.App == nil {
+		return nil, nil
+	}
+	app, err := loadDir(in.App, NamespaceApp)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(app))
+	for i, m := range app {
+		out[i] = m.Version
+	}
+	return out, nil
 }
 
 func (in *Initializer) now() time.Time {

@@ -715,7 +715,7 @@ func (a *app) opListCommand() *cobra.Command {
 	page.add(cmd)
 	cmd.Flags().StringVar(&env, "env", "", "only this environment's (slug or id)")
 	cmd.Flags().StringVar(&status, "status", "", "only this status: pending, running, succeeded or failed")
-	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: provision, deprovision, rotate, clone, suspend or resume")
+	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: provision, deprovision, rotate, clone, suspend, resume or migrate")
 	return cmd
 }
 

@@ -134,6 +134,7 @@ Environment:
 		a.envMemberCommand(),
 		a.schemaCommand(),
 		a.opCommand(),
+		a.rolloutCommand(),
 		a.openAPICommand(),
 		a.loginCommand(),
 		a.logoutCommand(),

@@ -58,6 +58,16 @@ type Config struct {
 	// the mail server invitations go through (adr/0023).
 	People PeopleConfig `mapstructure:"people"`
 	SMTP   SMTPConfig   `mapstructure:"smtp"`
+	// Rollouts sets the defaults of fleet rollouts (adr/0022).
+	Rollouts RolloutsConfig `mapstructure:"rollouts"`
+}
+
+// RolloutsConfig sets what a rollout request leaves out (adr/0022): the
+// order of environment types, one list per wave, and how many
+// environments migrate at once.
+type RolloutsConfig struct {
+	Waves       [][]string `mapstructure:"waves"`
+	Parallelism int        `mapstructure:"parallelism"`
 }
 
 // EnvironmentsConfig sets when environments expire (adr/0018).
@@ -265,6 +275,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("provisioning.target_check", 15*time.Second)
 	v.SetDefault("usage.interval", 5*time.Minute)
 	v.SetDefault("usage.batch", 100)
+	v.SetDefault("rollouts.waves", [][]string{{"development", "sandbox", "preview", "trial", "default"}, {"test"}, {"staging"}, {"production"}})
+	v.SetDefault("rollouts.parallelism", 4)
 	v.SetDefault("reconcile_interval", 5*time.Second)
 	v.SetDefault("operations.lease", 5*time.Second)
 	v.SetDefault("operations.lease_renewal", time.Second)

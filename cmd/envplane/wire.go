@@ -281,6 +281,9 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		return nil, errors.New("usage.interval and usage.batch must be positive")
 	}
 	svc.UsageInterval, svc.UsageBatch = cfg.Usage.Interval, cfg.Usage.Batch
+	if err := configureRollouts(svc, cfg.Rollouts); err != nil {
+		return nil, err
+	}
 	svc.DefaultMaxEnvironments = cfg.MaxEnvironments
 	if err := configureExpiry(svc, cfg); err != nil {
 		return nil, err
@@ -376,5 +379,24 @@ func configureExpiry(svc *cp.Service, cfg *Config) error {
 		}
 		svc.EnvironmentTTL[t] = ttl
 	}
+	return nil
+}
+
+// configureRollouts sets the rollout defaults: known types, each in one
+// wave, and a parallelism from 1 to controlplane.MaxRolloutParallelism.
+func configureRollouts(svc *cp.Service, cfg RolloutsConfig) error {
+	waves := make([][]cp.EnvironmentType, len(cfg.Waves))
+	for i, w := range cfg.Waves {
+		for _, t := range w {
+			waves[i] = append(waves[i], cp.EnvironmentType(t))
+		}
+	}
+	if err := cp.CheckRolloutWaves(waves); err != nil {
+		return fmt.Errorf("rollouts.waves: %w", err)
+	}
+	if cfg.Parallelism <= 0 || cfg.Parallelism > cp.MaxRolloutParallelism {
+		return fmt.Errorf("rollouts.parallelism must be from 1 to %d", cp.MaxRolloutParallelism)
+	}
+	svc.RolloutWaves, svc.RolloutParallelism = waves, cfg.Parallelism
 	return nil
 }

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"slices"
@@ -25,6 +26,8 @@ type victim struct {
 	// pending invitation to A.
 	sessionID    string
 	invitationID string
+	// rolloutID is a finished rollout of A.
+	rolloutID string
 }
 
 // secrets lists what of A a body must not reveal.
@@ -44,7 +47,8 @@ func (h *harness) snapshotOf(tb testing.TB, v victim) snapshot {
 		return string(h.must(tb, http.StatusOK, h.admin, "GET", path, nil).body)
 	}
 	org := "/v1/organizations/" + v.org.ID
-	lastUsed := regexp.MustCompile(`,?"last_used_at":"[^"]*"`)
+	// As the last field it leaves a comma before it, elsewhere after it.
+	lastUsed := regexp.MustCompile(`,"last_used_at":"[^"]*"|"last_used_at":"[^"]*",?`)
 	return snapshot{
 		org:     get(org),
 		env:     get(org + "/environments/" + v.env.ID),
@@ -87,6 +91,13 @@ func setUpVictim(tb testing.TB, h *harness) victim {
 	var inv cp.InvitationResponse
 	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/alpha-secret-org/invitations", map[string]any{"email": "ivy@alpha-secret.example", "role": "member"}).decode(tb, &inv)
 	v.invitationID = inv.Invitation.ID
+	now := h.clock.Now()
+	ro := &cp.Rollout{ID: cp.NewID("ro"), OrgID: v.org.ID, Version: 1, Waves: cp.DefaultRolloutWaves(), Parallelism: 1,
+		OnError: cp.OnErrorHalt, Status: cp.RolloutSucceeded, CreatedBy: "operator", CreatedAt: now, UpdatedAt: now, NextAt: now, FinishedAt: &now}
+	if err := h.svc.Store.CreateRollout(context.Background(), ro, nil); err != nil {
+		tb.Fatal(err)
+	}
+	v.rolloutID = ro.ID
 	return v
 }
 
@@ -109,6 +120,8 @@ func attackBodies(orgRef string) map[string]any {
 		"createInvitation":                map[string]any{"email": "mallory@evil.example", "role": "owner"},
 		"setSessionContext":               map[string]any{"organization": orgRef},
 		"confirmTOTP":                     map[string]any{"code": "123456"},
+		"createRollout":                   map[string]any{},
+		"createPlatformRollout":           map[string]any{},
 	}
 }
 
@@ -138,6 +151,11 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 		if r.Public {
 			continue
 		}
+		if strings.HasPrefix(r.Path, "/v1/rollouts") {
+			// Platform-wide rollouts belong to no organization: the
+			// platform admin's alone (403 for everyone else).
+			continue
+		}
 		segs := strings.Split(r.Path, "/")
 		params := 0
 		for i, s := range segs {
@@ -159,6 +177,8 @@ func attacks(tb testing.TB, v victim, byID bool, ownOrg string) []attack {
 				segs[i] = v.sessionID
 			case s == ":id" && strings.Contains(r.Path, "/invitations/"):
 				segs[i] = v.invitationID
+			case s == ":id" && strings.Contains(r.Path, "/rollouts/"):
+				segs[i] = v.rolloutID
 			case strings.HasPrefix(s, ":"):
 				tb.Fatalf("route %s %s: no value of A for parameter %s", r.Method, r.Path, s)
 			default:

@@ -588,3 +588,37 @@ func (c *Client) WaitOperation(ctx context.Context, id string, poll time.Duratio
 		timer.Reset(poll)
 	}
 }
+
+// rolloutsPathOf is the rollouts of org, or the platform-wide ones when
+// org is empty.
+func rolloutsPathOf(org string) string {
+	if org == "" {
+		return "/v1/rollouts"
+	}
+	return orgPathOf(org) + "/rollouts"
+}
+
+// CreateRollout starts a rollout of the app migrations over org's
+// environments (org empty: every organization's, platform admin). Returns
+// EINVALID naming the field, or ECONFLICT while another rollout is unfinished.
+func (c *Client) CreateRollout(ctx context.Context, org string, req cp.CreateRolloutRequest, opts ...RequestOption) (*cp.RolloutView, error) {
+	return call[cp.RolloutView](ctx, c, http.MethodPost, rolloutsPathOf(org), nil, req, opts)
+}
+
+// ListRollouts returns one page of org's rollouts (org empty: platform-wide), newest first.
+func (c *Client) ListRollouts(ctx context.Context, org string, opts ListOptions) (*cp.List[*cp.Rollout], error) {
+	return call[cp.List[*cp.Rollout]](ctx, c, http.MethodGet, rolloutsPathOf(org), opts.query(), nil, nil)
+}
+
+// GetRollout returns a rollout with each environment's status. Returns
+// ENOTFOUND when absent or another organization's.
+func (c *Client) GetRollout(ctx context.Context, org, id string) (*cp.RolloutView, error) {
+	return call[cp.RolloutView](ctx, c, http.MethodGet, rolloutsPathOf(org)+"/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// ControlRollout pauses, resumes or cancels a rollout (control is
+// controlplane.RolloutPause, RolloutResume or RolloutCancel). Returns
+// ECONFLICT when the rollout's status does not allow it.
+func (c *Client) ControlRollout(ctx context.Context, org, id, control string, opts ...RequestOption) (*cp.RolloutView, error) {
+	return call[cp.RolloutView](ctx, c, http.MethodPost, rolloutsPathOf(org)+"/"+url.PathEscape(id)+"/"+url.PathEscape(control), nil, nil, opts)
+}

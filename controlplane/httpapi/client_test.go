@@ -118,7 +118,7 @@ func TestClientRequests(t *testing.T) {
 	env := &cp.EnvironmentView{Environment: &cp.Environment{ID: "env1", Slug: "dev", Status: cp.StatusActive, CreatedAt: now}, Database: &cp.DatabaseView{Driver: "sqlite", DatabaseName: "env_x"}}
 	op := &cp.Operation{ID: "op1", Kind: cp.OpProvision, Status: cp.OpRunning, Step: "create_database"}
 
-	tests := []struct {
+	type clientCase struct {
 		name      string
 		status    int
 		answer    any
@@ -130,7 +130,8 @@ func TestClientRequests(t *testing.T) {
 		idemKey   string
 		prefer    string
 		wantField string // a value the decoded answer must contain
-	}{
+	}
+	tests := []clientCase{
 		{name: "me", answer: cp.Me{KeyID: "k1", PlatformAdmin: true}, method: "GET", path: "/v1/me",
 			call: func(c *httpapi.Client) (any, error) { return c.Me(ctx) }, wantField: "k1"},
 		{name: "openapi", answer: map[string]string{"openapi": "3.0.3"}, method: "GET", path: "/v1/openapi.json",
@@ -317,6 +318,24 @@ func TestClientRequests(t *testing.T) {
 			call: func(c *httpapi.Client) (any, error) {
 				return c.AcceptInvitation(ctx, "epi_x", "pw-1234567890", "Bo")
 			}, wantField: "usr_5"},
+	}
+	rollout := cp.RolloutView{Rollout: &cp.Rollout{ID: "ro_1", Version: 4}, Environments: []*cp.RolloutItem{{Environment: "dev"}}}
+	for _, scope := range []struct{ org, base, suffix string }{{"acme", "/v1/organizations/acme/rollouts", ""}, {"", "/v1/rollouts", " (platform)"}} {
+		org, base := scope.org, scope.base
+		tests = append(tests, []clientCase{
+			{name: "create rollout" + scope.suffix, status: 201, answer: rollout, method: "POST", path: base, body: `{"version":4,"parallelism":2,"on_error":"continue"}`,
+				call: func(c *httpapi.Client) (any, error) {
+					return c.CreateRollout(ctx, org, cp.CreateRolloutRequest{Version: ptr(int64(4)), Parallelism: ptr(2), OnError: cp.OnErrorContinue})
+				}, wantField: "ro_1"},
+			{name: "list rollouts" + scope.suffix, answer: cp.List[*cp.Rollout]{Items: []*cp.Rollout{rollout.Rollout}}, method: "GET", path: base, query: "limit=2",
+				call: func(c *httpapi.Client) (any, error) { return c.ListRollouts(ctx, org, httpapi.ListOptions{Limit: 2}) }, wantField: "ro_1"},
+			{name: "get rollout" + scope.suffix, answer: rollout, method: "GET", path: base + "/ro_1",
+				call: func(c *httpapi.Client) (any, error) { return c.GetRollout(ctx, org, "ro_1") }, wantField: "dev"},
+		}...)
+		for _, control := range []string{cp.RolloutPause, cp.RolloutResume, cp.RolloutCancel} {
+			tests = append(tests, clientCase{name: control + " rollout" + scope.suffix, answer: rollout, method: "POST", path: base + "/ro_1/" + control,
+				call: func(c *httpapi.Client) (any, error) { return c.ControlRollout(ctx, org, "ro_1", control) }, wantField: "ro_1"})
+		}
 	}
 
 	srv := newCannedServer(t)

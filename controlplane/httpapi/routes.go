@@ -105,5 +105,18 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: orgPath + "/operations", OperationID: "listOperations", Summary: "Operations of the environments the caller can see, newest first", Response: cp.List[*cp.Operation]{}, Status: http.StatusOK,
 			Query: []string{"environment", "status", "kind", "limit", "cursor"}, QueryEnums: map[string]any{"status": cp.OpPending, "kind": cp.OpProvision}},
 		{Method: http.MethodGet, Path: "/v1/operations/:id", OperationID: "getOperation", Summary: "One operation", Response: cp.Operation{}, Status: http.StatusOK},
+
+		{Method: http.MethodPost, Path: orgPath + "/rollouts", OperationID: "createRollout", Summary: "Roll the app migrations up to a version across the organization's environments, in waves by type (owner, admin); 409 while another rollout is unfinished", Request: cp.CreateRolloutRequest{}, Response: cp.RolloutView{}, Status: http.StatusCreated},
+		{Method: http.MethodGet, Path: orgPath + "/rollouts", OperationID: "listRollouts", Summary: "The organization's rollouts, newest first", Response: cp.List[*cp.Rollout]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodGet, Path: orgPath + "/rollouts/:id", OperationID: "getRollout", Summary: "One rollout with each environment's status", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: orgPath + "/rollouts/:id/pause", OperationID: "pauseRollout", Summary: "Pause a rollout: migrations running finish, no more start", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: orgPath + "/rollouts/:id/resume", OperationID: "resumeRollout", Summary: "Resume a paused rollout", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: orgPath + "/rollouts/:id/cancel", OperationID: "cancelRollout", Summary: "Cancel a rollout: environments not started are skipped", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/rollouts", OperationID: "createPlatformRollout", Summary: "Roll the app migrations across every organization's environments (platform admin)", Request: cp.CreateRolloutRequest{}, Response: cp.RolloutView{}, Status: http.StatusCreated},
+		{Method: http.MethodGet, Path: "/v1/rollouts", OperationID: "listPlatformRollouts", Summary: "Platform-wide rollouts, newest first (platform admin)", Response: cp.List[*cp.Rollout]{}, Status: http.StatusOK, Query: list},
+		{Method: http.MethodGet, Path: "/v1/rollouts/:id", OperationID: "getPlatformRollout", Summary: "One platform-wide rollout (platform admin)", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/rollouts/:id/pause", OperationID: "pausePlatformRollout", Summary: "Pause a platform-wide rollout (platform admin)", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/rollouts/:id/resume", OperationID: "resumePlatformRollout", Summary: "Resume a platform-wide rollout (platform admin)", Response: cp.RolloutView{}, Status: http.StatusOK},
+		{Method: http.MethodPost, Path: "/v1/rollouts/:id/cancel", OperationID: "cancelPlatformRollout", Summary: "Cancel a platform-wide rollout (platform admin)", Response: cp.RolloutView{}, Status: http.StatusOK},
 	}, peopleRoutes()...)
 }

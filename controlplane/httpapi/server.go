@@ -83,6 +83,7 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 
 	handlers := s.handlers(reg)
 	maps.Copy(handlers, s.peopleHandlers())
+	maps.Copy(handlers, s.rolloutHandlers())
 	for _, r := range Routes() {
 		h, ok := handlers[r.OperationID]
 		if !ok {

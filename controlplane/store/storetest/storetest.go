@@ -62,6 +62,8 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"SignInFailures", testSignInFailures},
 		{"Sessions", testSessions},
 		{"Invitations", testInvitations},
+		{"Rollouts", testRollouts},
+		{"ClaimRolloutsConcurrently", testClaimRolloutsConcurrently},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
