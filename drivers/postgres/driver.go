@@ -43,6 +43,9 @@ type Config struct {
 	// the database exists, its grants are not applied yet (it is still open
 	// to PUBLIC). Only crash tests set it.
 	CrashPoint func(point string)
+	// BinDir is the directory of pg_dump and pg_restore, which backups
+	// and restores run (e.g. /usr/lib/postgresql/16/bin); empty means PATH.
+	BinDir string
 }
 
 // Driver is the PostgreSQL implementation of drivers.Driver. It is safe for
@@ -54,6 +57,7 @@ type Driver struct {
 	sslMode    string
 	iterations int
 	crash      func(point string)
+	binDir     string
 }
 
 var (
@@ -89,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.MaxAdminConns > 0 {
 		pc.MaxConns = cfg.MaxAdminConns
 	}
-	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations, crash: cfg.CrashPoint}
+	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations, crash: cfg.CrashPoint, binDir: cfg.BinDir}
 	if d.crash == nil {
 		d.crash = func(string) {}
 	}
