@@ -44,6 +44,9 @@ const (
 	ActUsageRead      Action = "usage.read"           // owner, admin, every env role: an environment's usage
 	ActOrgUsageRead   Action = "org.usage.read"       // owner, admin, member: the organization's usage, summed over the environments they see
 	ActEnvLimit       Action = "env.limit"            // owner, admin: set an environment's storage limit
+	ActBackupRead     Action = "backup.read"          // owner, admin, env_admin: list an environment's backups
+	ActBackupCreate   Action = "backup.create"        // owner, admin, env_admin: take a backup now
+	ActBackupRestore  Action = "backup.restore"       // owner, admin: restore a backup
 )
 
 // ConnectionAction returns the action that resolving a connection of scope
@@ -154,9 +157,9 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{who: gOrgAdmin | gKeyOwner}, true
 	case ActEnvRead, ActOperationRead:
 		return rule{env: true, who: gOrgAdmin | gAnyEnv, app: true}, true
-	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite:
+	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite, ActBackupRead, ActBackupCreate:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin}, true
-	case ActEnvDelete, ActEnvSuspend, ActEnvLimit:
+	case ActEnvDelete, ActEnvSuspend, ActEnvLimit, ActBackupRestore:
 		return rule{env: true, who: gOrgAdmin}, true
 	case ActConnAdmin:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin, app: true, scope: drivers.ScopeAdmin}, true

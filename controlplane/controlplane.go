@@ -263,6 +263,8 @@ const (
 	OpClone       OperationKind = "clone"
 	OpSuspend     OperationKind = "suspend"
 	OpResume      OperationKind = "resume"
+	OpBackup      OperationKind = "backup"
+	OpRestore     OperationKind = "restore"
 )
 
 // OperationStatus is where an operation is.

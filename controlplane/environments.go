@@ -20,6 +20,8 @@ type cloneSource struct {
 	env        *Environment
 	db         *Database
 	schemaOnly bool
+	// backup, when set, makes the new database a restore of it (OpRestore).
+	backup *Backup
 }
 
 // reservation is what reserving an environment wrote: the rows in status
@@ -157,7 +159,15 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		return nil, err
 	}
 	kind, params := OpProvision, []byte(nil)
-	if src != nil {
+	if src != nil && src.backup != nil {
+		if _, ok := t.Driver.(drivers.BackerUp); !ok {
+			return nil, Errorf(ECONFLICT, "target %s cannot restore backups", t.Name)
+		}
+		kind = OpRestore
+		if params, err = json.Marshal(restoreParams{BackupID: src.backup.ID}); err != nil {
+			return nil, err
+		}
+	} else if src != nil {
 		if _, ok := t.Driver.(drivers.Cloner); !ok {
 			return nil, Invalid(FieldError{Field: "clone", Message: "the source's target cannot clone databases"})
 		}
@@ -213,6 +223,9 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if src != nil {
 		details["from_environment"] = src.env.ID
 		details["schema_only"] = src.schemaOnly
+		if src.backup != nil {
+			details["from_backup"] = src.backup.ID
+		}
 	}
 	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, details); err != nil {
 		return nil, err

@@ -133,6 +133,12 @@ type Service struct {
 	// (default 100), so a pass costs what is due, not what exists.
 	UsageInterval time.Duration
 	UsageBatch    int
+	// Backups is where backups are kept; nil means backups are off (503).
+	// BackupSchedule gives, per environment type, how often Tick takes a
+	// backup (none for a type absent); BackupRetention what is kept.
+	Backups         BackupStore
+	BackupSchedule  map[EnvironmentType]time.Duration
+	BackupRetention map[EnvironmentType]BackupRetention
 
 	ops      runner
 	retry    retries

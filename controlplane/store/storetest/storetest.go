@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"PageLimits", testPageLimits},
 		{"WithTxCommits", testWithTxCommits},
 		{"WithTxRollsBack", testWithTxRollsBack},
+		{"Backups", testBackups},
+		{"BackupsDue", testBackupsDue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
