@@ -139,40 +139,34 @@ const (
 )
 
 // CreateBackup starts a backup of the environment's database now (owner,
-// admin, env_admin) and waits for it as long as ctx allows; done reports
-// whether it finished (the operation goes on without the request).
-// ECONFLICT unless the environment is active, while another operation
-// runs, or when its target cannot take backups; EUNAVAILABLE when no
-// backup store is configured.
-func (s *Service) CreateBackup(ctx context.Context, p *Principal, orgRef, envRef string) (*BackupResponse, bool, error) {
+// admin, env_admin). The returned channel closes when the backup finishes
+// here; the caller waits as long as it likes, then reads it with
+// SettleBackup. ECONFLICT unless the environment is active, while another
+// operation runs, or when its target cannot take backups; EUNAVAILABLE
+// when no backup store is configured.
+func (s *Service) CreateBackup(ctx context.Context, p *Principal, orgRef, envRef string) (*Backup, *Operation, <-chan struct{}, error) {
 	a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupCreate)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, nil, err
 	}
 	b, op, err := s.startBackup(ctx, p, a.env, BackupManual)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, nil, err
 	}
-	done := false
-	select {
-	case <-s.start(op):
-		done = true
-	case <-ctx.Done():
-	}
-	return s.backupState(context.WithoutCancel(ctx), b, op, done)
+	return b, op, s.start(op), nil
 }
 
-// backupState reads a backup and its operation as stored now.
-func (s *Service) backupState(ctx context.Context, b *Backup, op *Operation, done bool) (*BackupResponse, bool, error) {
+// SettleBackup returns a backup and its operation as stored now.
+func (s *Service) SettleBackup(ctx context.Context, b *Backup, op *Operation) (*BackupResponse, error) {
 	nb, err := s.Store.GetBackup(ctx, b.OrgID, b.ID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	nop, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return &BackupResponse{Backup: nb, Operation: nop}, done && nop.Status.Done(), nil
+	return &BackupResponse{Backup: nb, Operation: nop}, nil
 }
 
 // startBackup records a backup row and its operation, in one transaction,

@@ -1,0 +1,143 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/dataplane"
+	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
+	pgdriver "github.com/envplane/envplane/drivers/postgres"
+)
+
+// envSQL runs SQL on an environment's database through the router.
+type envSQL struct {
+	h         *harness
+	org       string
+	sqlDriver string
+}
+
+func (e envSQL) open(tb testing.TB, env, scope string) *sql.DB {
+	tb.Helper()
+	var conn cp.Connection
+	e.h.must(tb, http.StatusOK, e.h.admin, "GET", "/v1/organizations/"+e.org+"/environments/"+env+"/connection?scope="+scope, nil).decode(tb, &conn)
+	db, err := sql.Open(e.sqlDriver, conn.DSN.Reveal())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+func (e envSQL) exec(tb testing.TB, env, scope, q string) {
+	tb.Helper()
+	if _, err := e.open(tb, env, scope).ExecContext(context.Background(), q); err != nil {
+		tb.Fatalf("%s on %s: %v", q, env, err)
+	}
+}
+
+func (e envSQL) count(tb testing.TB, env string) int {
+	tb.Helper()
+	var n int
+	if err := e.open(tb, env, "readonly").QueryRowContext(context.Background(), "SELECT count(*) FROM notes").Scan(&n); err != nil {
+		tb.Fatalf("count notes of %s: %v", env, err)
+	}
+	return n
+}
+
+// backup takes a backup of env and returns it, completed.
+func (h *harness) backup(tb testing.TB, org, env string) *cp.Backup {
+	tb.Helper()
+	var resp cp.BackupResponse
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/environments/"+env+"/backups", nil).decode(tb, &resp)
+	if resp.Backup.Status != cp.BackupCompleted || resp.Operation.Status != cp.OpSucceeded {
+		tb.Fatalf("backup of %s: %s, operation %s (%s)", env, resp.Backup.Status, resp.Operation.Status, resp.Operation.Error)
+	}
+	return resp.Backup
+}
+
+func (h *harness) backupFile(id string) string {
+	return filepath.Join(h.dataDir, "backups", id+".backup")
+}
+
+// TestBackupAndRestore backs up an environment on the SQLite and the
+// PostgreSQL targets and restores the backup into a new environment: the
+// stored file is sealed (no plaintext of the database in it) and matches
+// its recorded checksum, and the restored environment holds the rows of the
+// moment of the backup, names itself, and works with its own credentials.
+func TestBackupAndRestore(t *testing.T) {
+	ctx := context.Background()
+	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
+	if err != nil {
+		t.Fatalf("postgres driver: %v", err)
+	}
+	t.Cleanup(pg.Close)
+	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	h.org(t, "acme")
+	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {
+		t.Run(c.target, func(t *testing.T) {
+			e := envSQL{h: h, org: "acme", sqlDriver: c.sqlDriver}
+			src := c.target + "-src"
+			h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": src, "type": "staging", "target": c.target})
+			e.exec(t, src, "admin", "CREATE TABLE notes (body TEXT)")
+			e.exec(t, src, "readwrite", "INSERT INTO notes VALUES ('plaintext-marker-one'), ('plaintext-marker-two')")
+
+			b := h.backup(t, "acme", src)
+			if b.SizeBytes == 0 || len(b.SHA256) != 64 || b.KeyID == "" || b.Tables["notes"] != 2 {
+				t.Fatalf("backup: size %d, sha256 %q, key %q, tables %v", b.SizeBytes, b.SHA256, b.KeyID, b.Tables)
+			}
+			stored, err := os.ReadFile(h.backupFile(b.ID))
+			if err != nil {
+				t.Fatalf("read backup file: %v", err)
+			}
+			sum := sha256.Sum256(stored)
+			if hex.EncodeToString(sum[:]) != b.SHA256 || int64(len(stored)) != b.SizeBytes {
+				t.Fatalf("the stored file's checksum or size is not the recorded one")
+			}
+			if bytes.Contains(stored, []byte("plaintext-marker")) {
+				t.Fatal("the backup file holds the database's rows in plaintext")
+			}
+
+			// A row written after the backup is not restored.
+			e.exec(t, src, "readwrite", "INSERT INTO notes VALUES ('three')")
+			var list cp.List[*cp.Backup]
+			h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+src+"/backups", nil).decode(t, &list)
+			if len(list.Items) != 1 || list.Items[0].ID != b.ID || list.Items[0].SHA256 != b.SHA256 || list.Items[0].SizeBytes != b.SizeBytes {
+				t.Fatalf("backup list: %+v", list.Items)
+			}
+
+			into := c.target + "-restored"
+			v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments/"+src+"/restore",
+				map[string]any{"backup_id": b.ID, "into": into}).environment(t)
+			if v.Status != cp.StatusActive || v.Target != c.target || v.Type != cp.TypeStaging {
+				t.Fatalf("restored environment: %s on %s (%s): %s", v.Status, v.Target, v.Type, v.Error)
+			}
+			if n := e.count(t, into); n != 2 {
+				t.Fatalf("restored environment holds %d notes, want the backup's 2", n)
+			}
+			if n := e.count(t, src); n != 3 {
+				t.Fatalf("the source holds %d notes after the restore, want its own 3", n)
+			}
+			e.exec(t, into, "readwrite", "INSERT INTO notes VALUES ('four')")
+			if n := e.count(t, src); n != 3 {
+				t.Fatalf("a write to the restored environment reached the source")
+			}
+			var owner string
+			if err := e.open(t, into, "readonly").QueryRowContext(ctx, "SELECT environment_id FROM "+dataplane.MetaTable).Scan(&owner); err != nil || owner != v.ID {
+				t.Fatalf("the restored database names %q as its owner (%v), not its environment %s", owner, err, v.ID)
+			}
+			ev := h.auditEvent(t, "acme", "backup.completed")
+			if ev == nil || ev.Details["sha256"] != b.SHA256 {
+				t.Fatalf("no backup.completed audit event with the checksum: %+v", ev)
+			}
+		})
+	}
+}
