@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	cp "github.com/envplane/envplane/controlplane"
@@ -139,5 +140,128 @@ func TestBackupAndRestore(t *testing.T) {
 				t.Fatalf("no backup.completed audit event with the checksum: %+v", ev)
 			}
 		})
+	}
+}
+
+// TestRestoreRefusesBadInput: bodies that name no backup, both, a bad slug
+// or a point in time SQLite cannot give are 422 with the field; an
+// in-place restore of a protected environment is 409; a backup of another
+// environment or organization is 404; a backup file altered or cut short,
+// or sealed under a retired key version, is refused with nothing made.
+func TestRestoreRefusesBadInput(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	h.org(t, "other")
+	h.env(t, h.admin, "acme", "dev", "development")
+	h.env(t, h.admin, "acme", "prod", "production")
+	h.env(t, h.admin, "acme", "test", "test")
+	h.env(t, h.admin, "other", "dev", "development")
+	e := envSQL{h: h, org: "acme", sqlDriver: "sqlite"}
+	e.exec(t, "dev", "admin", "CREATE TABLE notes (body TEXT)")
+	b := h.backup(t, "acme", "dev")
+	foreign := h.backup(t, "other", "dev")
+	sibling := h.backup(t, "acme", "test")
+	restore := func(env string, body map[string]any) response {
+		return h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", body)
+	}
+	envCount := func() int {
+		var l cp.List[*cp.EnvironmentView]
+		h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments", nil).decode(t, &l)
+		return len(l.Items)
+	}
+	before := envCount()
+
+	wantProblem(t, restore("dev", map[string]any{"into": "x"}), http.StatusUnprocessableEntity, cp.EINVALID, "backup_id")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID, "timestamp": "2026-01-01T00:00:00Z", "into": "x"}), http.StatusUnprocessableEntity, cp.EINVALID, "backup_id")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID, "into": "Not A Slug"}), http.StatusUnprocessableEntity, cp.EINVALID, "into")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID, "into": "x", "type": "galactic"}), http.StatusUnprocessableEntity, cp.EINVALID, "type")
+	r := restore("dev", map[string]any{"timestamp": "2026-01-01T00:00:00Z", "into": "x"})
+	wantProblem(t, r, http.StatusUnprocessableEntity, cp.EINVALID, "timestamp")
+	if !strings.Contains(r.problem(t).Errors[0].Message, "backup_id") {
+		t.Errorf("the timestamp refusal does not say what is possible: %s", r.shown())
+	}
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID}), http.StatusUnprocessableEntity, cp.EINVALID, "into")
+	wantProblem(t, restore("prod", map[string]any{"backup_id": b.ID}), http.StatusConflict, cp.ECONFLICT, "")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": foreign.ID, "into": "x"}), http.StatusNotFound, cp.ENOTFOUND, "")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": sibling.ID, "into": "x"}), http.StatusNotFound, cp.ENOTFOUND, "")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": "bk_nosuchbackup", "into": "x"}), http.StatusNotFound, cp.ENOTFOUND, "")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID, "into": "dev"}), http.StatusConflict, cp.ECONFLICT, "into")
+
+	// An owner of another organization sees neither its backups nor may take one.
+	outsider := h.member(t, "other", "owner@other.example", cp.OrgOwner)
+	wantProblem(t, h.do(t, outsider, "POST", "/v1/organizations/acme/environments/dev/backups", nil), http.StatusNotFound, cp.ENOTFOUND, "")
+	wantProblem(t, h.do(t, outsider, "GET", "/v1/organizations/acme/environments/dev/backups", nil), http.StatusNotFound, cp.ENOTFOUND, "")
+
+	// Damaged files: refused before anything is made.
+	path := h.backupFile(b.ID)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 0x40
+	for name, content := range map[string][]byte{"flipped": flipped, "truncated": good[:len(good)-100]} {
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := restore("dev", map[string]any{"backup_id": b.ID, "into": "from-" + name})
+		wantProblem(t, r, http.StatusConflict, cp.ECONFLICT, "")
+		if !strings.Contains(r.problem(t).Detail, "checksum") {
+			t.Errorf("%s file: the refusal does not name the checksum: %s", name, r.shown())
+		}
+	}
+	if n := envCount(); n != before {
+		t.Fatalf("refused restores left %d environments, want %d", n, before)
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A key version retired since the backup: the backup cannot be opened.
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/keyring/rotate", nil)
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/keyring/rewrap", nil)
+	h.must(t, http.StatusOK, h.admin, "POST", "/v1/keyring/retire", map[string]any{"below": 2})
+	r = restore("dev", map[string]any{"backup_id": b.ID, "into": "after-retire"})
+	wantProblem(t, r, http.StatusConflict, cp.ECONFLICT, "")
+	if !strings.Contains(r.problem(t).Detail, b.KeyID) {
+		t.Errorf("the refusal does not name the retired key version %s: %s", b.KeyID, r.shown())
+	}
+	if n := envCount(); n != before {
+		t.Fatalf("refused restores left %d environments, want %d", n, before)
+	}
+	// A backup taken now is sealed under the new version and restores.
+	nb := h.backup(t, "acme", "dev")
+	if nb.KeyID == b.KeyID {
+		t.Fatalf("a new backup is sealed under the retired version %s", nb.KeyID)
+	}
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments/dev/restore", map[string]any{"backup_id": nb.ID, "into": "after-retire"})
+}
+
+// TestRestoreIsVerified: a restored database whose rows do not match the
+// backup's count is never activated; the restore fails and its database
+// is dropped.
+func TestRestoreIsVerified(t *testing.T) {
+	h := newHarness(t)
+	h.org(t, "acme")
+	h.env(t, h.admin, "acme", "dev", "development")
+	e := envSQL{h: h, org: "acme", sqlDriver: "sqlite"}
+	e.exec(t, "dev", "admin", "CREATE TABLE notes (body TEXT)")
+	e.exec(t, "dev", "readwrite", "INSERT INTO notes VALUES ('a')")
+	b := h.backup(t, "acme", "dev")
+	stored, err := h.svc.Store.GetBackup(context.Background(), b.OrgID, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored.Tables["notes"] = 2
+	if err := h.svc.Store.UpdateBackup(context.Background(), stored); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/dev/restore", map[string]any{"backup_id": b.ID, "into": "restored"})
+	v := r.environment(t)
+	if v.Status != cp.StatusFailed || !strings.Contains(v.Error, "notes") {
+		t.Fatalf("a restore that does not verify: %d, environment %s (%s)", r.status, v.Status, v.Error)
+	}
+	if files := h.databaseFiles(t, v.Database.DatabaseName); len(files) != 0 {
+		t.Fatalf("the failed restore left %v", files)
 	}
 }
