@@ -132,6 +132,7 @@ Environment:
 		a.schemaCommand(),
 		a.opCommand(),
 		a.openAPICommand(),
+		a.backupCommand(),
 	)
 	return root
 }
