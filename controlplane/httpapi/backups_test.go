@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/dataplane"
@@ -264,4 +265,56 @@ func TestRestoreIsVerified(t *testing.T) {
 	if files := h.databaseFiles(t, v.Database.DatabaseName); len(files) != 0 {
 		t.Fatalf("the failed restore left %v", files)
 	}
+}
+
+// TestScheduledBackupsAndRetention: Tick takes a backup of each active
+// environment of a scheduled type once per interval, and keeps the
+// configured count, the newest ones, files and rows alike.
+func TestScheduledBackupsAndRetention(t *testing.T) {
+	h := newHarness(t)
+	h.svc.BackupSchedule = map[cp.EnvironmentType]time.Duration{cp.TypeProduction: time.Hour}
+	h.svc.BackupRetention = map[cp.EnvironmentType]cp.BackupRetention{cp.TypeProduction: {Count: 2}}
+	h.org(t, "acme")
+	h.env(t, h.admin, "acme", "prod", "production")
+	h.env(t, h.admin, "acme", "dev", "development")
+	ctx := context.Background()
+	backups := func(env string) []*cp.Backup {
+		var l cp.List[*cp.Backup]
+		h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+env+"/backups", nil).decode(t, &l)
+		return l.Items
+	}
+
+	var taken []string
+	for i := range 3 {
+		if r := h.svc.Tick(ctx); r.BackedUp != 1 {
+			t.Fatalf("tick %d took %d backups, want 1", i, r.BackedUp)
+		}
+		if r := h.svc.Tick(ctx); r.BackedUp != 0 {
+			t.Fatalf("a tick within the interval took %d backups", r.BackedUp)
+		}
+		bs := backups("prod")
+		if bs[0].Trigger != cp.BackupScheduled || bs[0].Status != cp.BackupCompleted {
+			t.Fatalf("scheduled backup: %s, %s", bs[0].Trigger, bs[0].Status)
+		}
+		taken = append(taken, bs[0].ID)
+		h.clock.Advance(time.Hour + time.Minute)
+	}
+	if n := len(backups("dev")); n != 0 {
+		t.Fatalf("an unscheduled type got %d backups", n)
+	}
+	bs := backups("prod")
+	if len(bs) != 2 || bs[0].ID != taken[2] || bs[1].ID != taken[1] {
+		t.Fatalf("retention kept %v, want the newest two of %v", ids(bs), taken)
+	}
+	if fileExists(h.backupFile(taken[0])) || !fileExists(h.backupFile(taken[1])) {
+		t.Fatal("the pruned backup's file is still there, or a kept one's is gone")
+	}
+}
+
+func ids(bs []*cp.Backup) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.ID
+	}
+	return out
 }
