@@ -128,9 +128,12 @@ type backupParams struct {
 	BackupID string `json:"backup_id"`
 }
 
-// restoreParams is a restore operation's input.
+// restoreParams is a restore operation's input: a backup, or a point in
+// time of the source database.
 type restoreParams struct {
-	BackupID string `json:"backup_id"`
+	BackupID         string     `json:"backup_id,omitempty"`
+	SourceDatabaseID string     `json:"source_database_id"`
+	At               *time.Time `json:"at,omitempty"`
 }
 
 // Backup and restore steps.
@@ -417,13 +420,14 @@ func (s *Service) BackupDue(ctx context.Context) (int, error) {
 	return started, errors.Join(errs...)
 }
 
-// RestoreEnvironment restores a backup of the environment into a new
-// environment named req.Into (owner, admin), on the backup's target. The
+// RestoreEnvironment restores a backup of the environment, or its database
+// as it was at req.Timestamp where the engine keeps history (Turso), into
+// a new environment named req.Into (owner, admin), on the same target. The
 // backup's stored bytes are checked against its checksum, and its data key
 // unwrapped, before anything is made: a corrupt or truncated file, or one
 // sealed under a retired key version, is refused (ECONFLICT) and nothing
-// changes. EINVALID naming the field for a bad body, for a timestamp
-// (point in time) on an engine that offers none, and for an in-place
+// changes. EINVALID naming the field for a bad body, for a timestamp on an
+// engine that offers none or outside its recovery window, and for an in-place
 // restore (not offered yet); ECONFLICT for a protected environment's
 // in-place restore; ENOTFOUND for a backup that is not this environment's.
 // Like CreateEnvironment it returns a channel closed when the restore
@@ -457,8 +461,7 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 		return nil, nil, nil, Invalid(FieldError{Field: "into", Message: "is required: restores are made into a new environment"})
 	}
 	if req.Timestamp != nil {
-		return nil, nil, nil, Invalid(FieldError{Field: "timestamp", Message: fmt.Sprintf(
-			"point-in-time restore is not offered on target %s (%s): restore a backup by backup_id", env.Target, s.driverName(env.Target))})
+		return s.restoreAt(ctx, p, a, req)
 	}
 	if s.Backups == nil {
 		return nil, nil, nil, Errorf(EUNAVAILABLE, "backups are not configured")
@@ -485,21 +488,60 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 		typ = env.Type
 	}
 	creq := CreateEnvironmentRequest{Slug: req.Into, Type: typ, Target: srcDB.Target, Description: "restored from backup " + b.ID}
+	if t, ok := s.Targets[srcDB.Target]; !ok {
+		return nil, nil, nil, Errorf(EUNAVAILABLE, "target %q is not configured", srcDB.Target)
+	} else if _, ok := t.Driver.(drivers.BackerUp); !ok {
+		return nil, nil, nil, Errorf(ECONFLICT, "target %s cannot restore backups", srcDB.Target)
+	}
+	return s.reserveRestore(ctx, p, a, creq, &cloneSource{env: env, db: srcDB, backup: b})
+}
+
+// restoreAt restores the environment's database as it was at
+// req.Timestamp into a new environment, where the target's engine keeps
+// history (drivers.PointInTimeRestorer); EINVALID naming timestamp, and
+// what is possible, elsewhere or outside the engine's recovery window.
+func (s *Service) restoreAt(ctx context.Context, p *Principal, a *access, req RestoreRequest) (*EnvironmentView, *Operation, <-chan struct{}, error) {
+	env := a.env
+	db, t, err := s.databaseOf(ctx, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pitr, ok := t.Driver.(drivers.PointInTimeRestorer)
+	if !ok {
+		return nil, nil, nil, Invalid(FieldError{Field: "timestamp", Message: fmt.Sprintf(
+			"point-in-time restore is offered on Turso targets only, not on target %s (%s): restore a backup by backup_id", t.Name, t.Driver.Name())})
+	}
+	at, now := req.Timestamp.UTC(), s.Now()
+	if w := pitr.RecoveryWindow(); at.After(now) || at.Before(now.Add(-w)) {
+		return nil, nil, nil, Invalid(FieldError{Field: "timestamp", Message: fmt.Sprintf(
+			"must be within the last %s (target %s's recovery window), or restore a backup by backup_id", w, t.Name)})
+	}
+	if env.Status != StatusActive {
+		return nil, nil, nil, Errorf(ECONFLICT, "the environment is %s", env.Status)
+	}
+	typ := req.Type
+	if typ == "" {
+		typ = env.Type
+	}
+	creq := CreateEnvironmentRequest{Slug: req.Into, Type: typ, Target: db.Target, Description: "restored from " + env.Slug + " as of " + at.Format(time.RFC3339)}
+	return s.reserveRestore(ctx, p, a, creq, &cloneSource{env: env, db: db, at: &at})
+}
+
+// reserveRestore reserves the new environment of a restore and starts its
+// operation; a taken slug is ECONFLICT naming into.
+func (s *Service) reserveRestore(ctx context.Context, p *Principal, a *access, creq CreateEnvironmentRequest, src *cloneSource) (*EnvironmentView, *Operation, <-chan struct{}, error) {
 	expires, expiryFields := s.creationExpiry(creq)
 	if len(expiryFields) > 0 {
 		return nil, nil, nil, Invalid(expiryFields...)
 	}
 	creq.ExpiresAt = expires
-	src := &cloneSource{env: env, db: srcDB, backup: b}
 	var res *reservation
-	err = s.tx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q Queries) error {
 		var err error
 		res, err = s.reserve(ctx, q, p, a.org, creq, false, src)
-		if IsCode(err, ECONFLICT) {
-			var e *Error
-			if errors.As(err, &e) && len(e.Fields) > 0 && e.Fields[0].Field == "slug" {
-				return Invalid(FieldError{Field: "into", Message: "is taken in this organization"}).withCode(ECONFLICT)
-			}
+		var e *Error
+		if IsCode(err, ECONFLICT) && errors.As(err, &e) && len(e.Fields) > 0 && e.Fields[0].Field == "slug" {
+			return Invalid(FieldError{Field: "into", Message: "is taken in this organization"}).withCode(ECONFLICT)
 		}
 		return err
 	})
@@ -507,14 +549,6 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 		return nil, nil, nil, err
 	}
 	return s.view(res.env, res.db), res.op, s.start(res.op), nil
-}
-
-// driverName names the driver of a configured target, for messages.
-func (s *Service) driverName(target string) string {
-	if t, ok := s.Targets[target]; ok {
-		return t.Driver.Name()
-	}
-	return "not configured"
 }
 
 // checkBackup reads a backup's stored bytes whole against its checksum
@@ -555,7 +589,26 @@ func (s *Service) checkBackup(ctx context.Context, b *Backup) error {
 // backup: the stored bytes, opened and checked chunk by chunk, streamed
 // into the target's RestoreDatabase.
 func (s *Service) restoreDatabase(ctx context.Context, op *Operation, db *Database, t *Target) (drivers.CreateDatabaseResponse, error) {
-	b, err := s.restoreBackup(ctx, op)
+	var params restoreParams
+	if err := json.Unmarshal(op.Params, &params); err != nil {
+		return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot read restore parameters: %w", err)
+	}
+	if params.At != nil {
+		src, err := s.Store.GetDatabase(ctx, params.SourceDatabaseID)
+		if err != nil {
+			return drivers.CreateDatabaseResponse{}, err
+		}
+		pitr, ok := t.Driver.(drivers.PointInTimeRestorer)
+		if !ok {
+			return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot restore to a point in time: %w", drivers.ErrUnsupported)
+		}
+		resp, err := pitr.RestoreDatabaseAt(ctx, drivers.RestoreAtRequest{Name: db.Name, Region: db.Region, Source: src.DriverDatabase(), At: *params.At})
+		if err != nil {
+			return resp, fmt.Errorf("cannot restore database: %w", err)
+		}
+		return resp, nil
+	}
+	b, err := s.Store.GetBackup(ctx, op.OrgID, params.BackupID)
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
@@ -579,15 +632,6 @@ func (s *Service) restoreDatabase(ctx context.Context, op *Operation, db *Databa
 	return resp, nil
 }
 
-// restoreBackup loads the restore operation's backup.
-func (s *Service) restoreBackup(ctx context.Context, op *Operation) (*Backup, error) {
-	var params restoreParams
-	if err := json.Unmarshal(op.Params, &params); err != nil {
-		return nil, fmt.Errorf("cannot read restore parameters: %w", err)
-	}
-	return s.Store.GetBackup(ctx, op.OrgID, params.BackupID)
-}
-
 // adoptRestore makes a restored database name its new environment and
 // verifies it against its backup before it is called done: the owner row
 // and the ledger (dataplane Verify: at least the backup's schema version,
@@ -595,9 +639,18 @@ func (s *Service) restoreBackup(ctx context.Context, op *Operation) (*Backup, er
 // the backup counted. A mismatch fails the step (and, after the retries,
 // the restore, which drops the database).
 func (s *Service) adoptRestore(ctx context.Context, op *Operation, env *Environment, db *Database, t *Target) error {
-	b, err := s.restoreBackup(ctx, op)
-	if err != nil {
-		return err
+	var params restoreParams
+	if err := json.Unmarshal(op.Params, &params); err != nil {
+		return fmt.Errorf("cannot read restore parameters: %w", err)
+	}
+	// A point in time has no backup row: its schema version and row
+	// counts are unknown, and only the owner row and ledger are verified.
+	b := &Backup{}
+	if params.BackupID != "" {
+		var err error
+		if b, err = s.Store.GetBackup(ctx, op.OrgID, params.BackupID); err != nil {
+			return err
+		}
 	}
 	conn, err := s.openAdmin(ctx, db, t)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/envplane/envplane/drivers"
 )
@@ -20,8 +21,10 @@ type cloneSource struct {
 	env        *Environment
 	db         *Database
 	schemaOnly bool
-	// backup, when set, makes the new database a restore of it (OpRestore).
+	// backup, when set, makes the new database a restore of it (OpRestore);
+	// at, a restore of the source database as it was then.
 	backup *Backup
+	at     *time.Time
 }
 
 // reservation is what reserving an environment wrote: the rows in status
@@ -159,12 +162,13 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		return nil, err
 	}
 	kind, params := OpProvision, []byte(nil)
-	if src != nil && src.backup != nil {
-		if _, ok := t.Driver.(drivers.BackerUp); !ok {
-			return nil, Errorf(ECONFLICT, "target %s cannot restore backups", t.Name)
-		}
+	if src != nil && (src.backup != nil || src.at != nil) {
 		kind = OpRestore
-		if params, err = json.Marshal(restoreParams{BackupID: src.backup.ID}); err != nil {
+		p := restoreParams{SourceDatabaseID: src.db.ID, At: src.at}
+		if src.backup != nil {
+			p.BackupID = src.backup.ID
+		}
+		if params, err = json.Marshal(p); err != nil {
 			return nil, err
 		}
 	} else if src != nil {
@@ -225,6 +229,9 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		details["schema_only"] = src.schemaOnly
 		if src.backup != nil {
 			details["from_backup"] = src.backup.ID
+		}
+		if src.at != nil {
+			details["point_in_time"] = src.at
 		}
 	}
 	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, details); err != nil {

@@ -428,3 +428,25 @@ type BackerUp interface {
 	// driver did not write.
 	RestoreDatabase(ctx context.Context, req RestoreRequest) (CreateDatabaseResponse, error)
 }
+
+// RestoreAtRequest asks for a new database made from another one as it was
+// at a point in time.
+type RestoreAtRequest struct {
+	Name   string
+	Region string
+	Source Database
+	At     time.Time
+}
+
+// PointInTimeRestorer is implemented by drivers whose engine keeps a
+// database's history (Turso: a seed with a timestamp).
+type PointInTimeRestorer interface {
+	// RestoreDatabaseAt creates req.Name from req.Source as it was at
+	// req.At, with its own credentials, like CloneDatabase. ErrNotFound if
+	// the source is absent; ErrUnsupported when req.At is outside the
+	// engine's recovery window (RecoveryWindow back from now). Idempotent
+	// like CreateDatabase.
+	RestoreDatabaseAt(ctx context.Context, req RestoreAtRequest) (CreateDatabaseResponse, error)
+	// RecoveryWindow is how far back RestoreDatabaseAt can go.
+	RecoveryWindow() time.Duration
+}

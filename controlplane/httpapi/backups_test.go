@@ -59,7 +59,7 @@ func (e envSQL) count(tb testing.TB, env string) int {
 func (h *harness) backup(tb testing.TB, org, env string) *cp.Backup {
 	tb.Helper()
 	var resp cp.BackupResponse
-	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/environments/"+env+"/backups", nil).decode(tb, &resp)
+	h.must(tb, http.StatusCreated, h.admin, "POST", "/v1/organizations/"+org+"/environments/"+env+"/backups", nil, "Prefer", "wait=120").decode(tb, &resp)
 	if resp.Backup.Status != cp.BackupCompleted || resp.Operation.Status != cp.OpSucceeded {
 		tb.Fatalf("backup of %s: %s, operation %s (%s)", env, resp.Backup.Status, resp.Operation.Status, resp.Operation.Error)
 	}
@@ -317,4 +317,59 @@ func ids(bs []*cp.Backup) []string {
 		out[i] = b.ID
 	}
 	return out
+}
+
+// TestTursoPointInTimeRestore restores a Turso environment as it was half
+// an hour ago into a new environment (a seed with that timestamp, which the
+// Platform double checks against the contract), and refuses a point
+// outside the recovery window, naming it. A Turso target takes no file
+// backups, and says so.
+func TestTursoPointInTimeRestore(t *testing.T) {
+	clk := newClock()
+	edge, platform := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(edge))
+	h.org(t, "acme")
+	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "edge", "type": "development", "target": "edge"})
+	e := envSQL{h: h, org: "acme", sqlDriver: "libsql"}
+	e.exec(t, "edge", "admin", "CREATE TABLE notes (body TEXT)")
+	e.exec(t, "edge", "readwrite", "INSERT INTO notes VALUES ('a')")
+	clk.Advance(time.Hour)
+	restore := func(body map[string]any) response {
+		return h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/edge/restore", body)
+	}
+
+	for name, at := range map[string]time.Time{"before the window": clk.Now().Add(-25 * time.Hour), "in the future": clk.Now().Add(time.Minute)} {
+		r := restore(map[string]any{"timestamp": at, "into": "too-far"})
+		wantProblem(t, r, http.StatusUnprocessableEntity, cp.EINVALID, "timestamp")
+		if !strings.Contains(r.problem(t).Errors[0].Message, "24h") {
+			t.Errorf("%s: the refusal does not name the window: %s", name, r.shown())
+		}
+	}
+	wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/edge/backups", nil), http.StatusConflict, cp.ECONFLICT, "")
+
+	at := clk.Now().Add(-30 * time.Minute).Truncate(time.Second)
+	v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments/edge/restore",
+		map[string]any{"timestamp": at, "into": "edge-then"}).environment(t)
+	if v.Status != cp.StatusActive || v.Target != "edge" {
+		t.Fatalf("point-in-time restore: %s on %s: %s", v.Status, v.Target, v.Error)
+	}
+	seeded := 0
+	for _, name := range platform.Databases() {
+		if _, branched, ok := platform.Parent(name); ok {
+			seeded++
+			if !branched.Equal(at) {
+				t.Errorf("database %s was branched at %s, want %s", name, branched, at)
+			}
+		}
+	}
+	if seeded != 1 {
+		t.Fatalf("%d seeded databases, want the restore's 1", seeded)
+	}
+	if n := e.count(t, "edge-then"); n != 1 {
+		t.Fatalf("restored environment holds %d notes, want 1", n)
+	}
+	var owner string
+	if err := e.open(t, "edge-then", "readonly").QueryRowContext(context.Background(), "SELECT environment_id FROM "+dataplane.MetaTable).Scan(&owner); err != nil || owner != v.ID {
+		t.Fatalf("the restored database names %q as its owner (%v), not %s", owner, err, v.ID)
+	}
 }
