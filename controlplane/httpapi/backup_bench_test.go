@@ -90,4 +90,3 @@ func databaseSize(tb testing.TB, h *harness, envID string) int64 {
 	}
 	return u.SizeBytes
 }
-
