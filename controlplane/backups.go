@@ -253,6 +253,27 @@ func (s *Service) backupStep(ctx context.Context, op *Operation) error {
 	if err != nil {
 		return err
 	}
+	if err := s.writeBackup(ctx, b, db, t); err != nil {
+		return err
+	}
+	err = s.complete(ctx, op, func(q Queries) error {
+		if err := q.UpdateBackup(ctx, b); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, nil, env.OrgID, env.ID, "backup.completed", b.ID,
+			map[string]any{"operation": op.ID, "size_bytes": b.SizeBytes, "sha256": b.SHA256, "key_id": b.KeyID})
+	})
+	if err != nil {
+		return err
+	}
+	s.pruneBackups(ctx, env)
+	return nil
+}
+
+// writeBackup copies the database, seals the copy and stores it under
+// b's id, and fills in b (completed, not saved). A retry writes the
+// object again.
+func (s *Service) writeBackup(ctx context.Context, b *Backup, db *Database, t *Target) error {
 	bu, ok := t.Driver.(drivers.BackerUp)
 	if !ok {
 		return fmt.Errorf("cannot back up: %w", drivers.ErrUnsupported)
@@ -280,17 +301,6 @@ func (s *Service) backupStep(ctx context.Context, op *Operation) error {
 	now := s.Now()
 	b.Status, b.Format, b.SizeBytes, b.SHA256, b.KeyID = BackupCompleted, resp.Format, size, hex.EncodeToString(sum.Sum(nil)), keyID
 	b.SchemaVersion, b.Tables, b.CompletedAt = db.SchemaVersion, resp.Tables, &now
-	err = s.complete(ctx, op, func(q Queries) error {
-		if err := q.UpdateBackup(ctx, b); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, nil, env.OrgID, env.ID, "backup.completed", b.ID,
-			map[string]any{"operation": op.ID, "size_bytes": size, "sha256": b.SHA256, "key_id": keyID})
-	})
-	if err != nil {
-		return err
-	}
-	s.pruneBackups(ctx, env)
 	return nil
 }
 
@@ -426,10 +436,12 @@ func (s *Service) BackupDue(ctx context.Context) (int, error) {
 // backup's stored bytes are checked against its checksum, and its data key
 // unwrapped, before anything is made: a corrupt or truncated file, or one
 // sealed under a retired key version, is refused (ECONFLICT) and nothing
-// changes. EINVALID naming the field for a bad body, for a timestamp on an
-// engine that offers none or outside its recovery window, and for an in-place
-// restore (not offered yet); ECONFLICT for a protected environment's
-// in-place restore; ENOTFOUND for a backup that is not this environment's.
+// changes. Without Into the backup is restored in place (see
+// restoreInPlace): the current state is kept as a pre_restore backup first.
+// EINVALID naming the field for a bad body and for a timestamp on an
+// engine that offers none or outside its recovery window; ECONFLICT for a
+// protected environment's in-place restore; ENOTFOUND for a backup that is
+// not this environment's.
 // Like CreateEnvironment it returns a channel closed when the restore
 // finishes here.
 func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, envRef string, req RestoreRequest) (*EnvironmentView, *Operation, <-chan struct{}, error) {
@@ -458,7 +470,12 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 		if env.IsProtected {
 			return nil, nil, nil, Errorf(ECONFLICT, "the environment is protected: restore into a new environment (into)")
 		}
-		return nil, nil, nil, Invalid(FieldError{Field: "into", Message: "is required: restores are made into a new environment"})
+		if req.Timestamp != nil {
+			return nil, nil, nil, Invalid(FieldError{Field: "into", Message: "is required with timestamp: a point in time is restored into a new environment"})
+		}
+		if req.Type != "" {
+			return nil, nil, nil, Invalid(FieldError{Field: "type", Message: "is for a new environment (into)"})
+		}
 	}
 	if req.Timestamp != nil {
 		return s.restoreAt(ctx, p, a, req)
@@ -482,6 +499,9 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 	}
 	if err := s.checkBackup(ctx, b); err != nil {
 		return nil, nil, nil, err
+	}
+	if req.Into == "" {
+		return s.restoreInPlace(ctx, p, a, b)
 	}
 	typ := req.Type
 	if typ == "" {
@@ -612,6 +632,12 @@ func (s *Service) restoreDatabase(ctx context.Context, op *Operation, db *Databa
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
+	return s.restoreFromBackup(ctx, b, db, t)
+}
+
+// restoreFromBackup creates db.Name on t from backup b: the stored bytes,
+// opened and checked chunk by chunk, streamed into RestoreDatabase.
+func (s *Service) restoreFromBackup(ctx context.Context, b *Backup, db *Database, t *Target) (drivers.CreateDatabaseResponse, error) {
 	bu, ok := t.Driver.(drivers.BackerUp)
 	if !ok {
 		return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot restore: %w", drivers.ErrUnsupported)
@@ -657,7 +683,14 @@ func (s *Service) adoptRestore(ctx context.Context, op *Operation, env *Environm
 		return err
 	}
 	defer conn.DB.Close()
-	owner := dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}
+	return s.verifyRestored(ctx, conn, dataplane.Owner{EnvironmentID: env.ID, OrgID: env.OrgID}, b)
+}
+
+// verifyRestored makes the restored database behind conn name owner, then
+// verifies it against b: dataplane Verify (owner row, envplane's
+// migrations, at least b's schema version) and the row count of every
+// table b counted. ECONFLICT naming what does not hold.
+func (s *Service) verifyRestored(ctx context.Context, conn drivers.OpenResponse, owner dataplane.Owner, b *Backup) error {
 	// The copy carries its ledger: Rebind reads no other source.
 	if err := s.Schema.Rebind(ctx, conn.DB, conn.Dialect, conn.DB, owner); err != nil {
 		return fmt.Errorf("cannot adopt the restored database: %w", err)

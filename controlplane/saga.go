@@ -339,7 +339,12 @@ func errorClass(err error) string {
 // step runs op's current step and advances op.Step (not yet saved).
 func (s *Service) step(ctx context.Context, op *Operation) error {
 	switch op.Kind {
-	case OpProvision, OpClone, OpRestore:
+	case OpRestore:
+		if inPlace(op) {
+			return s.inPlaceStep(ctx, op)
+		}
+		return s.provisionStep(ctx, op)
+	case OpProvision, OpClone:
 		return s.provisionStep(ctx, op)
 	case OpBackup:
 		return s.backupStep(ctx, op)
@@ -563,7 +568,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	if op.Step == stepCompensate {
 		prev := *op
 		err := s.tx(ctx, func(q Queries) error {
-			if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpRestore || op.Kind == OpDeprovision {
+			if op.Kind == OpProvision || op.Kind == OpClone || (op.Kind == OpRestore && !inPlace(op)) || op.Kind == OpDeprovision {
 				env.Status = StatusFailed
 				env.Error = op.Error
 				env.UpdatedAt = s.Now()
@@ -590,7 +595,11 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			return err
 		}
 	}
-	if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpRestore {
+	if inPlace(op) {
+		if err := s.compensateInPlace(ctx, op, env, db, t); err != nil {
+			return err
+		}
+	} else if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpRestore {
 		if err := s.revokeAll(ctx, env, db, t); err != nil {
 			return err
 		}

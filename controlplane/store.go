@@ -458,6 +458,10 @@ type Queries interface {
 	// before, answered or not, and returns how many it removed; for pruning.
 	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
 
+	// RenameDatabase saves d's database name, url and metadata: the
+	// environment's database is now another one (an in-place restore).
+	// ECONFLICT if the name is taken; ENOTFOUND if absent.
+	RenameDatabase(ctx context.Context, d *Database) error
 	// CreateBackup inserts b.
 	CreateBackup(ctx context.Context, b *Backup) error
 	// UpdateBackup saves status, format, size, checksum, key id, schema

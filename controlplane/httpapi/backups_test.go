@@ -181,7 +181,8 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 	if !strings.Contains(r.problem(t).Errors[0].Message, "backup_id") {
 		t.Errorf("the timestamp refusal does not say what is possible: %s", r.shown())
 	}
-	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID}), http.StatusUnprocessableEntity, cp.EINVALID, "into")
+	wantProblem(t, restore("dev", map[string]any{"timestamp": "2026-01-01T00:00:00Z"}), http.StatusUnprocessableEntity, cp.EINVALID, "into")
+	wantProblem(t, restore("dev", map[string]any{"backup_id": b.ID, "type": "test"}), http.StatusUnprocessableEntity, cp.EINVALID, "type")
 	wantProblem(t, restore("prod", map[string]any{"backup_id": b.ID}), http.StatusConflict, cp.ECONFLICT, "")
 	wantProblem(t, restore("dev", map[string]any{"backup_id": foreign.ID, "into": "x"}), http.StatusNotFound, cp.ENOTFOUND, "")
 	wantProblem(t, restore("dev", map[string]any{"backup_id": sibling.ID, "into": "x"}), http.StatusNotFound, cp.ENOTFOUND, "")
@@ -371,5 +372,95 @@ func TestTursoPointInTimeRestore(t *testing.T) {
 	var owner string
 	if err := e.open(t, "edge-then", "readonly").QueryRowContext(context.Background(), "SELECT environment_id FROM "+dataplane.MetaTable).Scan(&owner); err != nil || owner != v.ID {
 		t.Fatalf("the restored database names %q as its owner (%v), not %s", owner, err, v.ID)
+	}
+}
+
+// TestRestoreInPlace restores an environment's own backup over it, on the
+// SQLite and PostgreSQL targets: same environment, the backup's rows, the
+// state it had kept first as a pre_restore backup (which restores back),
+// its old database dropped and the old credentials refused. A restore
+// that fails before the swap leaves the environment on its old database.
+func TestRestoreInPlace(t *testing.T) {
+	ctx := context.Background()
+	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
+	if err != nil {
+		t.Fatalf("postgres driver: %v", err)
+	}
+	t.Cleanup(pg.Close)
+	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	h.org(t, "acme")
+	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {
+		t.Run(c.target, func(t *testing.T) {
+			e := envSQL{h: h, org: "acme", sqlDriver: c.sqlDriver}
+			env := c.target + "-app"
+			v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": env, "type": "staging", "target": c.target}).environment(t)
+			e.exec(t, env, "admin", "CREATE TABLE notes (body TEXT)")
+			e.exec(t, env, "readwrite", "INSERT INTO notes VALUES ('a'), ('b')")
+			b := h.backup(t, "acme", env)
+			e.exec(t, env, "readwrite", "INSERT INTO notes VALUES ('c')")
+			var before cp.Connection
+			h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+env+"/connection?scope=readonly", nil).decode(t, &before)
+			oldName := v.Database.DatabaseName
+
+			// A restore that does not verify fails before the swap.
+			stored, err := h.svc.Store.GetBackup(ctx, b.OrgID, b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored.Tables["notes"] = 5
+			if err := h.svc.Store.UpdateBackup(ctx, stored); err != nil {
+				t.Fatal(err)
+			}
+			r := h.must(t, http.StatusAccepted, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", map[string]any{"backup_id": b.ID})
+			h.svc.Wait()
+			var failed cp.EnvironmentOperationResponse
+			r.decode(t, &failed)
+			if op, err := h.svc.Store.GetOperation(ctx, failed.Operation.OrgID, failed.Operation.ID); err != nil || op.Status != cp.OpFailed {
+				t.Fatalf("a restore that does not verify: %+v %v", op, err)
+			}
+			if now := h.envView(t, "acme", env); now.Status != cp.StatusActive || now.Database.DatabaseName != oldName {
+				t.Fatalf("after a failed restore the environment is %s on %s, want active on %s", now.Status, now.Database.DatabaseName, oldName)
+			}
+			if n := e.count(t, env); n != 3 {
+				t.Fatalf("after a failed restore the environment holds %d notes, want its own 3", n)
+			}
+			stored.Tables["notes"] = 2
+			if err := h.svc.Store.UpdateBackup(ctx, stored); err != nil {
+				t.Fatal(err)
+			}
+
+			var done cp.EnvironmentOperationResponse
+			h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", map[string]any{"backup_id": b.ID}, "Prefer", "wait=120").decode(t, &done)
+			if done.Environment.ID != v.ID || done.Environment.Status != cp.StatusActive || done.Environment.Database.DatabaseName == oldName {
+				t.Fatalf("in-place restore: %s %s on %s", done.Environment.ID, done.Environment.Status, done.Environment.Database.DatabaseName)
+			}
+			if n := e.count(t, env); n != 2 {
+				t.Fatalf("restored in place, the environment holds %d notes, want the backup's 2", n)
+			}
+			if works(t, c.sqlDriver, before.DSN) {
+				t.Fatal("a credential of the old database still reads")
+			}
+			if c.target == "local" {
+				if files := h.databaseFiles(t, oldName); len(files) != 0 {
+					t.Fatalf("the old database is still there: %v", files)
+				}
+			}
+			var list cp.List[*cp.Backup]
+			h.must(t, http.StatusOK, h.admin, "GET", "/v1/organizations/acme/environments/"+env+"/backups", nil).decode(t, &list)
+			var pre *cp.Backup
+			for _, x := range list.Items {
+				if x.Trigger == cp.BackupPreRestore && x.Status == cp.BackupCompleted && x.Tables["notes"] == 3 {
+					pre = x
+				}
+			}
+			if pre == nil {
+				t.Fatalf("no completed pre_restore backup of the 3 notes: %+v", list.Items)
+			}
+			// The state before the restore comes back from its backup.
+			h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", map[string]any{"backup_id": pre.ID}, "Prefer", "wait=120")
+			if n := e.count(t, env); n != 3 {
+				t.Fatalf("restored from the pre_restore backup, the environment holds %d notes, want 3", n)
+			}
+		})
 	}
 }

@@ -378,7 +378,10 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 				return err
 			}
 			body := cp.EnvironmentOperationResponse{Environment: env, Operation: op}
-			if op.Status == cp.OpSucceeded {
+			switch {
+			case op.Status == cp.OpSucceeded && req.Into == "":
+				return c.JSON(http.StatusOK, body)
+			case op.Status == cp.OpSucceeded:
 				return c.JSON(http.StatusCreated, body)
 			}
 			return accepted(c, body)

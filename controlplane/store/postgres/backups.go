@@ -117,3 +117,17 @@ func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.Environment
 	}
 	return envs, nil
 }
+
+// RenameDatabase saves the database's name, url and metadata.
+func (q *queries) RenameDatabase(ctx context.Context, d *controlplane.Database) error {
+	metadata, err := encodeJSON(d.Metadata)
+	if err != nil {
+		return err
+	}
+	tag, err := q.db.Exec(ctx, `UPDATE environment_databases SET database_name = $1, url = $2, metadata = $3 WHERE id = $4`,
+		d.Name, d.URL, metadata, d.ID)
+	if err != nil {
+		return writeErr(err, "rename database", "database name taken", "database not found")
+	}
+	return mustAffect(tag, "database not found")
+}

@@ -121,3 +121,17 @@ func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.Environment
 	}
 	return envs, nil
 }
+
+// RenameDatabase saves the database's name, url and metadata.
+func (q *queries) RenameDatabase(ctx context.Context, d *controlplane.Database) error {
+	metadata, err := encodeJSON(d.Metadata)
+	if err != nil {
+		return err
+	}
+	res, err := q.db.ExecContext(ctx, `UPDATE environment_databases SET database_name = ?, url = ?, metadata = ? WHERE id = ?`,
+		d.Name, d.URL, metadata, d.ID)
+	if err != nil {
+		return writeErr(err, "rename database", "database name taken", "database not found")
+	}
+	return mustAffect(res, "rename database", "database not found")
+}

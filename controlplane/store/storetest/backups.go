@@ -62,6 +62,17 @@ func testBackups(t *testing.T, s controlplane.Store) {
 	_, _, err = s.ListBackups(ctx, controlplane.BackupFilter{}, controlplane.Page{})
 	wantCode(t, err, controlplane.EINVALID)
 
+	// An in-place restore points the environment at another database.
+	db.Name, db.URL, db.Metadata = "env_renamedrenamedrenamedrenam", "file:/x", map[string]string{"k": "v"}
+	must(t, s.RenameDatabase(ctx, db))
+	gotDB, err := s.GetEnvironmentDatabase(ctx, dev.ID)
+	must(t, err)
+	same(t, "renamed database", []string{db.Name, db.URL, "v"}, []string{gotDB.Name, gotDB.URL, gotDB.Metadata["k"]})
+	stagingDB, err := s.GetEnvironmentDatabase(ctx, staging.ID)
+	must(t, err)
+	stagingDB.Name = db.Name
+	wantCode(t, s.RenameDatabase(ctx, stagingDB), controlplane.ECONFLICT)
+
 	must(t, s.DeleteBackup(ctx, a.ID, b.ID))
 	must(t, s.DeleteBackup(ctx, a.ID, b.ID))
 	_, err = s.GetBackup(ctx, a.ID, b.ID)
