@@ -35,9 +35,26 @@ type inPlaceParams struct {
 	PreBackupID string `json:"pre_backup_id"`
 	OldName     string `json:"old_name"`
 	NewName     string `json:"new_name"`
-	// Restored is what the target answered for the new database (set by
-	// restore_database, kept in the operation's response).
-	Restored *drivers.Database `json:"restored,omitempty"`
+	// Restored is what the target answered for the new database: set by
+	// restore_database and kept in the operation's response (the one
+	// field a step saves besides its progress).
+	Restored *drivers.Database `json:"-"`
+}
+
+// readInPlace reads an in-place restore's parameters and, once
+// restore_database recorded it, the new database.
+func readInPlace(op *Operation) (inPlaceParams, error) {
+	var p inPlaceParams
+	if err := json.Unmarshal(op.Params, &p); err != nil {
+		return p, fmt.Errorf("cannot read restore parameters: %w", err)
+	}
+	if len(op.Response) > 0 {
+		p.Restored = &drivers.Database{}
+		if err := json.Unmarshal(op.Response, p.Restored); err != nil {
+			return p, fmt.Errorf("cannot read the restored database: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // restoreInPlace starts an in-place restore of the environment from b
@@ -103,9 +120,9 @@ func inPlace(op *Operation) bool {
 
 // inPlaceStep runs one step of an in-place restore.
 func (s *Service) inPlaceStep(ctx context.Context, op *Operation) error {
-	var params inPlaceParams
-	if err := json.Unmarshal(op.Params, &params); err != nil {
-		return fmt.Errorf("cannot read restore parameters: %w", err)
+	params, err := readInPlace(op)
+	if err != nil {
+		return err
 	}
 	env, db, t, err := s.envAndDatabase(ctx, op)
 	if err != nil {
@@ -136,12 +153,11 @@ func (s *Service) inPlaceStep(ctx context.Context, op *Operation) error {
 		if err != nil {
 			return err
 		}
-		params.Restored = &resp.Database
-		raw, err := json.Marshal(params)
+		raw, err := json.Marshal(resp.Database)
 		if err != nil {
 			return err
 		}
-		op.Params = raw
+		op.Response = raw
 		return s.advance(ctx, op, stepVerifyRestore, nil)
 	case stepVerifyRestore:
 		b, err := s.Store.GetBackup(ctx, op.OrgID, params.BackupID)
@@ -245,9 +261,9 @@ func (s *Service) dropOld(ctx context.Context, t *Target, params inPlaceParams) 
 // (credentials issued, old database dropped), retried by the reconciler
 // until the target lets it.
 func (s *Service) compensateInPlace(ctx context.Context, op *Operation, env *Environment, db *Database, t *Target) error {
-	var params inPlaceParams
-	if err := json.Unmarshal(op.Params, &params); err != nil {
-		return fmt.Errorf("cannot read restore parameters: %w", err)
+	params, err := readInPlace(op)
+	if err != nil {
+		return err
 	}
 	if db.Name == params.NewName {
 		if err := s.issueMissing(ctx, env, db, t); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -460,6 +461,72 @@ func TestRestoreInPlace(t *testing.T) {
 			h.must(t, http.StatusOK, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", map[string]any{"backup_id": pre.ID}, "Prefer", "wait=120")
 			if n := e.count(t, env); n != 3 {
 				t.Fatalf("restored from the pre_restore backup, the environment holds %d notes, want 3", n)
+			}
+		})
+	}
+}
+
+// TestInPlaceRestoreConvergesAfterACrash stops the replica running an
+// in-place restore at each point between its steps (its goroutine exits,
+// as a killed process would, leaving the lease), and lets another
+// replica's reconciler take the operation once the lease ran out: every
+// time the environment ends on the backup's state, with working
+// credentials, its old database dropped.
+func TestInPlaceRestoreConvergesAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	for _, point := range []string{
+		"restore.backup_current.after",
+		"restore.restore_database.after",
+		"restore.verify_restore.after",
+		"restore.swap_database.after",
+		"restore.issue_credentials_restored.before",
+		"restore.drop_old_database.before",
+	} {
+		t.Run(point, func(t *testing.T) {
+			h := newHarness(t)
+			h.svc.Lease, h.svc.LeaseRenewal = 2*time.Second, 500*time.Millisecond
+			h.org(t, "acme")
+			v := h.env(t, h.admin, "acme", "app", "staging")
+			e := envSQL{h: h, org: "acme", sqlDriver: "sqlite"}
+			e.exec(t, "app", "admin", "CREATE TABLE notes (body TEXT)")
+			e.exec(t, "app", "readwrite", "INSERT INTO notes VALUES ('a')")
+			b := h.backup(t, "acme", "app")
+			e.exec(t, "app", "readwrite", "INSERT INTO notes VALUES ('b')")
+
+			h.svc.CrashPoint = func(p string) {
+				if p == point {
+					runtime.Goexit()
+				}
+			}
+			h.must(t, http.StatusAccepted, h.admin, "POST", "/v1/organizations/acme/environments/app/restore", map[string]any{"backup_id": b.ID}, "Prefer", "wait=0")
+			h.svc.Wait()
+			h.svc.Shutdown()
+			h.clock.Advance(time.Minute)
+
+			targets := make([]*cp.Target, 0, len(h.svc.Targets))
+			for _, tg := range h.svc.Targets {
+				targets = append(targets, tg)
+			}
+			other := cp.New(h.svc.Store, h.svc.Keyring, targets, h.svc.DefaultTarget)
+			other.Now, other.Schema, other.Backups, other.LeaseOwner = h.clock.Now, h.svc.Schema, h.svc.Backups, "replica-2"
+			other.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+			if n, err := other.Reconcile(ctx); err != nil || n != 1 {
+				t.Fatalf("the other replica resumed %d operations (err %v), want the restore", n, err)
+			}
+			other.Wait()
+			now := h.envView(t, "acme", "app")
+			if now.Status != cp.StatusActive || now.Database.DatabaseName == v.Database.DatabaseName {
+				ops, _, _ := h.svc.Store.ListOperations(ctx, cp.OperationFilter{OrgID: v.OrgID, Kind: cp.OpRestore}, cp.Page{})
+				for _, op := range ops {
+					t.Logf("operation %s: %s at %s: %s", op.ID, op.Status, op.Step, op.Error)
+				}
+				t.Fatalf("after the crash the environment is %s on %s", now.Status, now.Database.DatabaseName)
+			}
+			if n := e.count(t, "app"); n != 1 {
+				t.Fatalf("after the crash the environment holds %d notes, want the backup's 1", n)
+			}
+			if files := h.databaseFiles(t, v.Database.DatabaseName); len(files) != 0 {
+				t.Fatalf("the old database is still there: %v", files)
 			}
 		})
 	}
