@@ -126,7 +126,7 @@ func (a *app) backupListCommand() *cobra.Command {
 func (a *app) envRestoreCommand() *cobra.Command {
 	var req cp.RestoreRequest
 	var envType, timestamp string
-	var noWait bool
+	var noWait, inPlace bool
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "restore ENV",
@@ -141,8 +141,8 @@ the engine offers one.`,
 			if err != nil {
 				return err
 			}
-			if err := required(cmd, "into"); err != nil {
-				return err
+			if (req.Into == "") == !inPlace {
+				return usageError{errors.New("give --into SLUG (a new environment) or --in-place")}
 			}
 			if timestamp != "" {
 				t, err := time.Parse(time.RFC3339, timestamp)
@@ -167,7 +167,11 @@ the engine offers one.`,
 				if _, err := a.follow(ctx, op); err != nil {
 					return err
 				}
-				if v, err = a.client.GetEnvironment(ctx, org, req.Into); err != nil {
+				target := req.Into
+				if inPlace {
+					target = env
+				}
+				if v, err = a.client.GetEnvironment(ctx, org, target); err != nil {
 					return err
 				}
 			}
@@ -177,6 +181,7 @@ the engine offers one.`,
 	cmd.Flags().StringVar(&req.BackupID, "backup", "", "the backup to restore (see backup list)")
 	cmd.Flags().StringVar(&timestamp, "timestamp", "", "restore the database as it was at this time (RFC 3339), where the engine offers it")
 	cmd.Flags().StringVar(&req.Into, "into", "", "slug of the new environment to restore into")
+	cmd.Flags().BoolVar(&inPlace, "in-place", false, "restore over ENV itself (its current state is backed up first)")
 	cmd.Flags().StringVar(&envType, "type", "", "type of the new environment (default: the backed-up environment's)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long the server may hold the answer (Prefer: wait)")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not follow the restore past --wait")

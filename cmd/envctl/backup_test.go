@@ -32,9 +32,17 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 		t.Fatalf("env restore: %s is %s (%s)", v.Slug, v.Status, v.Error)
 	}
 
-	// --into is required; a point in time on SQLite is refused by name.
-	if _, _, err := admin.run("env", "restore", "dev", "--backup", b.ID, "--org", "acme"); !errors.As(err, new(usageError)) {
-		t.Fatalf("restore without --into: %v, want a usage error", err)
+	// --into or --in-place, not neither nor both; a point in time on
+	// SQLite is refused by name.
+	for _, extra := range [][]string{nil, {"--into", "x", "--in-place"}} {
+		argv := append([]string{"env", "restore", "dev", "--backup", b.ID, "--org", "acme"}, extra...)
+		if _, _, err := admin.run(argv...); !errors.As(err, new(usageError)) {
+			t.Fatalf("restore %v: %v, want a usage error", extra, err)
+		}
+	}
+	admin.json(&v, "env", "restore", "dev", "--backup", b.ID, "--in-place", "--org", "acme")
+	if v.Slug != "dev" || v.Status != cp.StatusActive {
+		t.Fatalf("env restore --in-place: %s is %s (%s)", v.Slug, v.Status, v.Error)
 	}
 	_, stderr, err := admin.run("env", "restore", "dev", "--timestamp", "2026-01-02T15:04:05Z", "--into", "x", "--org", "acme")
 	if err == nil || !strings.Contains(stderr, "timestamp") {
