@@ -92,6 +92,7 @@ func attackBodies(orgRef string) map[string]any {
 		"rotateCredentials":               map[string]any{"scope": "all", "grace_seconds": 0},
 		"revokeCredentials":               map[string]any{"reason": "pwned"},
 		"putEnvironmentMember":            map[string]any{"role": "env_admin"},
+		"restoreEnvironment":              map[string]any{"backup_id": "bk_01jzzzzzzzzzzzzzzzzzzzzzzz"},
 	}
 }
 
