@@ -375,14 +375,23 @@ func (s *Service) pruneBackups(ctx context.Context, env *Environment) {
 // BackupDue starts the scheduled backups that are due: for each
 // environment type with an interval in BackupSchedule, up to 10 active
 // environments with no backup within the interval, on targets that can
-// take backups and are up. An environment whose last scheduled backup
-// failed waits RetryBackoff. It waits for the backups it started and
+// take backups and are up (chosen in the query, so environments elsewhere
+// never fill a pass). An environment whose last scheduled backup failed
+// waits RetryBackoff, and may hold its place in the next passes until then. It waits for the backups it started and
 // returns how many.
 func (s *Service) BackupDue(ctx context.Context) (int, error) {
 	if s.Backups == nil {
 		return 0, nil
 	}
 	now := s.Now()
+	// Only targets that can take a backup and are up: the others' due
+	// environments would fill every pass and starve the rest.
+	var targets []string
+	for _, name := range s.targetNames() {
+		if _, ok := s.Targets[name].Driver.(drivers.BackerUp); ok && !s.targetDown(name) {
+			targets = append(targets, name)
+		}
+	}
 	started := 0
 	var errs []error
 	for _, typ := range environmentTypes() {
@@ -390,19 +399,14 @@ func (s *Service) BackupDue(ctx context.Context) (int, error) {
 		if !ok || every <= 0 {
 			continue
 		}
-		envs, err := s.Store.ListBackupsDue(ctx, typ, now.Add(-every), 10)
+		envs, err := s.Store.ListBackupsDue(ctx, typ, targets, now.Add(-every), 10)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, env := range envs {
 			key := "backup:" + env.ID
-			if s.targetDown(env.Target) || !s.retry.due(key, now) {
-				continue
-			}
-			if t, ok := s.Targets[env.Target]; !ok {
-				continue
-			} else if _, ok := t.Driver.(drivers.BackerUp); !ok {
+			if !s.retry.due(key, now) {
 				continue
 			}
 			_, op, err := s.startBackup(ctx, nil, env, BackupScheduled)

@@ -473,7 +473,8 @@ type Queries interface {
 	ListBackups(ctx context.Context, f BackupFilter, p Page) (bs []*Backup, next string, err error)
 	// DeleteBackup removes a backup's row. Absent is success.
 	DeleteBackup(ctx context.Context, orgID, id string) error
-	// ListBackupsDue lists up to limit active environments of type t with
-	// no backup (running or completed) created after since, by id.
-	ListBackupsDue(ctx context.Context, t EnvironmentType, since time.Time, limit int) ([]*Environment, error)
+	// ListBackupsDue lists up to limit active environments of type t on
+	// the named targets with no backup (running or completed) created
+	// after since, by id.
+	ListBackupsDue(ctx context.Context, t EnvironmentType, targets []string, since time.Time, limit int) ([]*Environment, error)
 }

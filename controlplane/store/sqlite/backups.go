@@ -111,11 +111,15 @@ func (q *queries) DeleteBackup(ctx context.Context, orgID, id string) error {
 
 // ListBackupsDue lists active environments of type t with no running or
 // completed backup created after since.
-func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, since time.Time, limit int) ([]*controlplane.Environment, error) {
+func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, targets []string, since time.Time, limit int) ([]*controlplane.Environment, error) {
+	if len(targets) == 0 {
+		return []*controlplane.Environment{}, nil
+	}
+	list, arg := inList(targets)
 	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments e
-		WHERE e.status = 'active' AND e.type = ? AND NOT EXISTS (
+		WHERE e.status = 'active' AND e.type = ? AND e.target IN `+list+` AND NOT EXISTS (
 			SELECT 1 FROM backups b WHERE b.environment_id = e.id AND b.status <> 'failed' AND b.created_at > ?)
-		ORDER BY e.id LIMIT ?`, []any{string(t), micros(utc(since)), controlplane.PageLimit(limit)}, scanEnv)
+		ORDER BY e.id LIMIT ?`, []any{string(t), arg, micros(utc(since)), controlplane.PageLimit(limit)}, scanEnv)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list environments due for backup: %w", err)
 	}

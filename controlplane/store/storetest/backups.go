@@ -89,13 +89,20 @@ func testBackupsDue(t *testing.T, s controlplane.Store) {
 	newBackup(t, s, failedOnly, newDatabase(t, s, failedOnly, "local"), at(50*time.Minute), controlplane.BackupFailed)
 	deleteEnv(t, s, gone)
 
-	due, err := s.ListBackupsDue(ctx, controlplane.TypeDevelopment, at(30*time.Minute), 10)
+	local := []string{"local"}
+	due, err := s.ListBackupsDue(ctx, controlplane.TypeDevelopment, local, at(30*time.Minute), 10)
 	must(t, err)
 	same(t, "due", sortedIDs(old.ID, never.ID, failedOnly.ID), ids(due, envID))
-	due, err = s.ListBackupsDue(ctx, controlplane.TypeProduction, at(30*time.Minute), 10)
+	due, err = s.ListBackupsDue(ctx, controlplane.TypeProduction, local, at(30*time.Minute), 10)
 	must(t, err)
 	same(t, "due of another type", []string{}, ids(due, envID))
-	due, err = s.ListBackupsDue(ctx, controlplane.TypeDevelopment, at(30*time.Minute), 1)
+	due, err = s.ListBackupsDue(ctx, controlplane.TypeDevelopment, []string{"elsewhere"}, at(30*time.Minute), 10)
+	must(t, err)
+	same(t, "due on another target", []string{}, ids(due, envID))
+	due, err = s.ListBackupsDue(ctx, controlplane.TypeDevelopment, nil, at(30*time.Minute), 10)
+	must(t, err)
+	same(t, "due on no target", []string{}, ids(due, envID))
+	due, err = s.ListBackupsDue(ctx, controlplane.TypeDevelopment, local, at(30*time.Minute), 1)
 	must(t, err)
 	same(t, "due up to the limit", 1, len(due))
 }

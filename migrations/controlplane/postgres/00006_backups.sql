@@ -1,8 +1,8 @@
 -- Backups (adr/0021): one row per backup of an environment's database. The
 -- bytes live in the backup store under the row's id, sealed under a data
 -- key that the keyring wrapped (key_id); sha256 is of the stored bytes.
--- The row outlives its environment's deletion, so a deleted environment
--- can still be restored into a new one.
+-- The row outlives its environment's deletion (environments are
+-- tombstones); the organization's deletion removes it.
 
 -- +goose Up
 CREATE TABLE backups (
