@@ -50,6 +50,9 @@ const (
 	// ones (platform admin only).
 	ActRollout         Action = "rollout"
 	ActPlatformRollout Action = "rollout.platform"
+	ActBackupRead      Action = "backup.read"    // owner, admin, env_admin: list an environment's backups
+	ActBackupCreate    Action = "backup.create"  // owner, admin, env_admin: take a backup now
+	ActBackupRestore   Action = "backup.restore" // owner, admin: restore a backup
 )
 
 // ConnectionAction returns the action that resolving a connection of scope
@@ -164,9 +167,9 @@ func ruleFor(a Action) (r rule, ok bool) {
 		return rule{who: gOrgAdmin | gKeyOwner}, true
 	case ActEnvRead, ActOperationRead:
 		return rule{env: true, who: gOrgAdmin | gAnyEnv, app: true}, true
-	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite:
+	case ActEnvUpdate, ActCredRead, ActCredRotate, ActEnvMemberRead, ActEnvMemberWrite, ActBackupRead, ActBackupCreate:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin}, true
-	case ActEnvDelete, ActEnvSuspend, ActEnvLimit, ActEnvReset:
+	case ActEnvDelete, ActEnvSuspend, ActEnvLimit, ActEnvReset, ActBackupRestore:
 		return rule{env: true, who: gOrgAdmin}, true
 	case ActConnAdmin:
 		return rule{env: true, who: gOrgAdmin | gEnvAdmin, app: true, scope: drivers.ScopeAdmin}, true

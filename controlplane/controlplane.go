@@ -264,7 +264,9 @@ const (
 	OpSuspend     OperationKind = "suspend"
 	OpResume      OperationKind = "resume"
 	// OpReset replaces an environment's database contents (adr/0020).
-	OpReset OperationKind = "reset"
+	OpReset   OperationKind = "reset"
+	OpBackup  OperationKind = "backup"
+	OpRestore OperationKind = "restore"
 )
 
 // OperationStatus is where an operation is.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/envplane/envplane/drivers"
 )
@@ -20,6 +21,10 @@ type cloneSource struct {
 	env        *Environment
 	db         *Database
 	schemaOnly bool
+	// backup, when set, makes the new database a restore of it (OpRestore);
+	// at, a restore of the source database as it was then.
+	backup *Backup
+	at     *time.Time
 }
 
 // reservation is what reserving an environment wrote: the rows in status
@@ -157,7 +162,16 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 		return nil, err
 	}
 	kind, params := OpProvision, []byte(nil)
-	if src != nil {
+	if src != nil && (src.backup != nil || src.at != nil) {
+		kind = OpRestore
+		p := restoreParams{SourceDatabaseID: src.db.ID, At: src.at}
+		if src.backup != nil {
+			p.BackupID = src.backup.ID
+		}
+		if params, err = json.Marshal(p); err != nil {
+			return nil, err
+		}
+	} else if src != nil {
 		if _, ok := t.Driver.(drivers.Cloner); !ok {
 			return nil, Invalid(FieldError{Field: "clone", Message: "the source's target cannot clone databases"})
 		}
@@ -213,6 +227,12 @@ func (s *Service) reserve(ctx context.Context, q Queries, p *Principal, org *Org
 	if src != nil {
 		details["from_environment"] = src.env.ID
 		details["schema_only"] = src.schemaOnly
+		if src.backup != nil {
+			details["from_backup"] = src.backup.ID
+		}
+		if src.at != nil {
+			details["point_in_time"] = src.at
+		}
 	}
 	if err := s.audit(ctx, q, p, org.ID, env.ID, "environment.created", env.ID, details); err != nil {
 		return nil, err

@@ -85,7 +85,7 @@ func operationStatuses() []OperationStatus {
 
 // OperationKinds lists every kind of operation.
 func OperationKinds() []OperationKind {
-	return []OperationKind{OpProvision, OpDeprovision, OpRotate, OpClone, OpSuspend, OpResume, OpReset, OpMigrate}
+	return []OperationKind{OpProvision, OpDeprovision, OpRotate, OpClone, OpSuspend, OpResume, OpReset, OpMigrate, OpBackup, OpRestore}
 }
 
 // Valid reports whether s is a known environment status.

@@ -279,7 +279,7 @@ func (s *Service) execute(ctx context.Context, op *Operation) error {
 // rollout's migrations.
 func (s *Service) stepContext(ctx context.Context, op *Operation) (context.Context, func()) {
 	stepCtx, stop := s.heartbeat(ctx, op)
-	if (op.Kind == OpClone || op.Kind == OpReset || op.Kind == OpMigrate) && !compensating(op) {
+	if (op.Kind == OpClone || op.Kind == OpReset || op.Kind == OpMigrate || op.Kind == OpRestore || op.Kind == OpBackup) && !compensating(op) {
 		return stepCtx, stop
 	}
 	limit := s.StepTimeout
@@ -340,8 +340,15 @@ func errorClass(err error) string {
 // step runs op's current step and advances op.Step (not yet saved).
 func (s *Service) step(ctx context.Context, op *Operation) error {
 	switch op.Kind {
+	case OpRestore:
+		if inPlace(op) {
+			return s.inPlaceStep(ctx, op)
+		}
+		return s.provisionStep(ctx, op)
 	case OpProvision, OpClone:
 		return s.provisionStep(ctx, op)
+	case OpBackup:
+		return s.backupStep(ctx, op)
 	case OpDeprovision:
 		return s.deprovisionStep(ctx, op)
 	case OpRotate:
@@ -429,6 +436,11 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 				return err
 			}
 		}
+		if op.Kind == OpRestore {
+			if err := s.adoptRestore(ctx, op, env, db, t); err != nil {
+				return err
+			}
+		}
 		version, err := s.initializeSchema(ctx, env, db, t)
 		if err != nil {
 			return err
@@ -456,6 +468,9 @@ func (s *Service) provisionStep(ctx context.Context, op *Operation) error {
 
 // createDatabase creates the operation's database, as a copy of its source for a clone.
 func (s *Service) createDatabase(ctx context.Context, op *Operation, db *Database, t *Target) (drivers.CreateDatabaseResponse, error) {
+	if op.Kind == OpRestore {
+		return s.restoreDatabase(ctx, op, db, t)
+	}
 	if op.Kind != OpClone {
 		resp, err := t.Driver.CreateDatabase(ctx, drivers.CreateDatabaseRequest{Name: db.Name, Region: db.Region, StorageLimitMB: db.StorageLimitMB})
 		if err != nil {
@@ -558,7 +573,7 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 	if op.Step == stepCompensate {
 		prev := *op
 		err := s.tx(ctx, func(q Queries) error {
-			if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpDeprovision {
+			if op.Kind == OpProvision || op.Kind == OpClone || (op.Kind == OpRestore && !inPlace(op)) || op.Kind == OpDeprovision {
 				env.Status = StatusFailed
 				env.Error = op.Error
 				env.UpdatedAt = s.Now()
@@ -580,7 +595,16 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 			return err
 		}
 	}
-	if op.Kind == OpProvision || op.Kind == OpClone {
+	if op.Kind == OpBackup {
+		if err := s.failBackup(ctx, op); err != nil {
+			return err
+		}
+	}
+	if inPlace(op) {
+		if err := s.compensateInPlace(ctx, op, env, db, t); err != nil {
+			return err
+		}
+	} else if op.Kind == OpProvision || op.Kind == OpClone || op.Kind == OpRestore {
 		if err := s.revokeAll(ctx, env, db, t); err != nil {
 			return err
 		}
@@ -653,7 +677,7 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 
 // TickReport says what one Tick did.
 type TickReport struct {
-	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed, Expired int
+	Resumed, Revoked, Rotated, Forgotten, Pruned, Probed, Expired, BackedUp int
 	// Rollouts counts the rollouts taken up (AdvanceRollouts).
 	Rollouts int
 }
@@ -667,7 +691,9 @@ const changeRetention = time.Hour
 // ended, starts scheduled rotations, deprovisions expired environments
 // (ExpireDue), forgets idempotency keys older than
 // IdempotencyTTL, writes buffered receipts and prunes receipts past
-// ReceiptRetention, old changes, ended sessions and stale sign-in failures. A part that fails is logged and the
+// ReceiptRetention, old changes, ended sessions and stale sign-in
+// failures, and takes scheduled backups (BackupDue). A part that fails is
+// logged and the
 // others still run.
 func (s *Service) Tick(ctx context.Context) TickReport {
 	var r TickReport
@@ -684,6 +710,9 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	}
 	if r.Expired, err = s.ExpireDue(ctx); err != nil {
 		s.Logger.Error("environment expiry failed", "err", err)
+	}
+	if r.BackedUp, err = s.BackupDue(ctx); err != nil {
+		s.Logger.Error("scheduled backups failed", "err", err)
 	}
 	if r.Forgotten, err = s.Store.DeleteIdempotencyRecordsBefore(ctx, s.Now().Add(-s.IdempotencyTTL)); err != nil {
 		s.Logger.Error("pruning idempotency records failed", "err", err)

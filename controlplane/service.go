@@ -140,6 +140,12 @@ type Service struct {
 	// RolloutParallelism is how many migrate at once (default 4).
 	RolloutWaves       [][]EnvironmentType
 	RolloutParallelism int
+	// Backups is where backups are kept; nil means backups are off (503).
+	// BackupSchedule gives, per environment type, how often Tick takes a
+	// backup (none for a type absent); BackupRetention what is kept.
+	Backups         BackupStore
+	BackupSchedule  map[EnvironmentType]time.Duration
+	BackupRetention map[EnvironmentType]BackupRetention
 
 	ops      runner
 	rollouts rolloutRuns

@@ -460,6 +460,25 @@ type Queries interface {
 	// before, answered or not, and returns how many it removed; for pruning.
 	DeleteIdempotencyRecordsBefore(ctx context.Context, before time.Time) (int, error)
 
+	// RenameDatabase saves d's database name, url and metadata: the
+	// environment's database is now another one (an in-place restore).
+	// ECONFLICT if the name is taken; ENOTFOUND if absent.
+	RenameDatabase(ctx context.Context, d *Database) error
+	// CreateBackup inserts b.
+	CreateBackup(ctx context.Context, b *Backup) error
+	// UpdateBackup saves status, format, size, checksum, key id, schema
+	// version, tables, error and completed_at. ENOTFOUND if absent.
+	UpdateBackup(ctx context.Context, b *Backup) error
+	// GetBackup finds a backup of the organization. ENOTFOUND if absent.
+	GetBackup(ctx context.Context, orgID, id string) (*Backup, error)
+	// ListBackups lists the backups f selects, newest (highest id) first.
+	ListBackups(ctx context.Context, f BackupFilter, p Page) (bs []*Backup, next string, err error)
+	// DeleteBackup removes a backup's row. Absent is success.
+	DeleteBackup(ctx context.Context, orgID, id string) error
+	// ListBackupsDue lists up to limit active environments of type t on
+	// the named targets with no backup (running or completed) created
+	// after since, by id.
+	ListBackupsDue(ctx context.Context, t EnvironmentType, targets []string, since time.Time, limit int) ([]*Environment, error)
 	// RolloutQueries are the fleet rollouts' reads and writes (rollouts.go).
 	RolloutQueries
 }

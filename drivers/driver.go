@@ -5,7 +5,7 @@
 // Every operation takes a context and a request struct, so fields can be added
 // without breaking drivers, and every operation is idempotent: repeating it after
 // a crash finishes the job rather than failing. Optional capabilities (Cloner,
-// UsageReporter, HealthChecker, Suspender, WriteLimiter, Resetter) are small interfaces discovered by
+// UsageReporter, HealthChecker, Suspender, WriteLimiter, Resetter, BackerUp) are small interfaces discovered by
 // type assertion.
 //
 // Contract conditions are the sentinel errors below, checked with errors.Is. A
@@ -16,6 +16,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"strconv"
 	"time"
 )
@@ -424,4 +425,74 @@ type Resetter interface {
 	// through) and gives the database back its access if a swap stopped
 	// half-way took it. Absent is success.
 	DiscardReset(ctx context.Context, req ResetRequest) error
+}
+
+// BackupRequest asks for a consistent copy of a database, written to W.
+type BackupRequest struct {
+	Database Database
+	// W receives the copy as the engine's own format (a SQLite file,
+	// pg_dump's custom format); the driver neither buffers it whole nor
+	// closes W.
+	W io.Writer
+}
+
+// BackupResponse describes the copy written.
+type BackupResponse struct {
+	// Format names the copy's format ("sqlite3", "pg_dump-custom"), so a
+	// restore can refuse a copy that another driver made.
+	Format string
+	// Tables counts the rows of every table in the copy (the engine's
+	// catalogs excepted), read in the copy's own snapshot, so a restore
+	// can be checked against it.
+	Tables map[string]int64
+}
+
+// RestoreRequest asks for a new database made from a copy BackupDatabase wrote.
+type RestoreRequest struct {
+	// Name is the new database's generated name.
+	Name   string
+	Region string
+	// Format is what BackupDatabase answered for the copy.
+	Format string
+	// R is read to its end; an error from R fails the restore.
+	R io.Reader
+}
+
+// BackerUp is implemented by drivers that can copy a database out and make
+// a new database from such a copy.
+type BackerUp interface {
+	// BackupDatabase writes a consistent copy of the database to req.W
+	// while the database stays in use. ErrNotFound if it is absent. It
+	// changes nothing, so it may be repeated.
+	BackupDatabase(ctx context.Context, req BackupRequest) (BackupResponse, error)
+	// RestoreDatabase creates req.Name from the copy in req.R, with its own
+	// roles and no credential of the copied database, like CloneDatabase.
+	// The database appears complete or not at all: a restore that fails
+	// half-way leaves nothing that opens (DropDatabase removes any
+	// leftover). A database of that name that an earlier call completed is
+	// success (req.R is then not read); ErrUnsupported for a format the
+	// driver did not write.
+	RestoreDatabase(ctx context.Context, req RestoreRequest) (CreateDatabaseResponse, error)
+}
+
+// RestoreAtRequest asks for a new database made from another one as it was
+// at a point in time.
+type RestoreAtRequest struct {
+	Name   string
+	Region string
+	Source Database
+	At     time.Time
+}
+
+// PointInTimeRestorer is implemented by drivers whose engine keeps a
+// database's history (Turso: a seed with a timestamp).
+type PointInTimeRestorer interface {
+	// RestoreDatabaseAt creates req.Name from req.Source as it was at
+	// req.At, with its own credentials, like CloneDatabase. ErrNotFound if
+	// the source is absent; ErrUnsupported when req.At is outside the
+	// engine's recovery window (RecoveryWindow back from now). Idempotent
+	// like CreateDatabase.
+	RestoreDatabaseAt(ctx context.Context, req RestoreAtRequest) (CreateDatabaseResponse, error)
+	// RecoveryWindow is how far back RestoreDatabaseAt can go.
+	RecoveryWindow() time.Duration
 }

@@ -16,6 +16,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/backupstore"
 	"github.com/envplane/envplane/controlplane/httpapi"
 	"github.com/envplane/envplane/controlplane/keyring/local"
 	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
@@ -47,6 +48,9 @@ func realAPI(tb testing.TB) (url, admin string) {
 	svc := cp.New(store, kr, []*cp.Target{{Name: "local", Region: "local", Driver: d}}, "local")
 	svc.Logger = logger
 	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane()}
+	if svc.Backups, err = backupstore.NewDir(filepath.Join(dir, "backups")); err != nil {
+		tb.Fatalf("backup store: %v", err)
+	}
 	srv, err := httpapi.NewServer(svc, logger, prometheus.NewRegistry(), httpapi.Options{})
 	if err != nil {
 		tb.Fatalf("server: %v", err)

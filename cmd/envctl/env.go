@@ -105,6 +105,7 @@ func (a *app) envCommand() *cobra.Command {
 		a.envDeleteCommand(),
 		a.envResetCommand(),
 		a.envUsageCommand(),
+		a.envRestoreCommand(),
 		a.envStateCommand("suspend", "Suspend an environment: connection lookups answer 423 until resumed", (*httpapi.Client).SuspendEnvironment),
 		a.envStateCommand("resume", "Resume a suspended environment", (*httpapi.Client).ResumeEnvironment),
 	)

@@ -142,6 +142,7 @@ Environment:
 		a.sessionCommand(),
 		a.totpCommand(),
 		a.inviteCommand(),
+		a.backupCommand(),
 	)
 	return root
 }

@@ -60,6 +60,8 @@ type Config struct {
 	SMTP   SMTPConfig   `mapstructure:"smtp"`
 	// Rollouts sets the defaults of fleet rollouts (adr/0022).
 	Rollouts RolloutsConfig `mapstructure:"rollouts"`
+	// Backups sets where backups are kept, and when they are taken.
+	Backups BackupsConfig `mapstructure:"backups"`
 }
 
 // RolloutsConfig sets what a rollout request leaves out (adr/0022): the
@@ -68,6 +70,26 @@ type Config struct {
 type RolloutsConfig struct {
 	Waves       [][]string `mapstructure:"waves"`
 	Parallelism int        `mapstructure:"parallelism"`
+}
+
+// BackupsConfig sets where backups are kept and the background schedule
+// (adr/0021).
+type BackupsConfig struct {
+	// Dir is the backup store (default <data_dir>/backups), mode 0700.
+	Dir string `mapstructure:"dir"`
+	// Schedule maps an environment type to how often a backup of each of
+	// its active environments is taken; a type absent has none.
+	Schedule map[string]time.Duration `mapstructure:"schedule"`
+	// Retention maps an environment type to the completed backups kept per
+	// environment: at most Count, none older than MaxAge (0: no bound);
+	// the newest is always kept.
+	Retention map[string]BackupRetentionConfig `mapstructure:"retention"`
+}
+
+// BackupRetentionConfig is one environment type's retention.
+type BackupRetentionConfig struct {
+	Count  int           `mapstructure:"count"`
+	MaxAge time.Duration `mapstructure:"max_age"`
 }
 
 // EnvironmentsConfig sets when environments expire (adr/0018).
@@ -218,6 +240,9 @@ type PostgresTargetConfig struct {
 	// 256 random bits, so fewer iterations weaken nothing and make every
 	// password change and login cheaper.
 	SCRAMIterations int `mapstructure:"scram_iterations"`
+	// BinDir is the directory of pg_dump and pg_restore, which backups and
+	// restores run (for example /usr/lib/postgresql/16/bin); empty: PATH.
+	BinDir string `mapstructure:"bin_dir"`
 }
 
 // TursoTargetConfig configures a turso target; the API token comes from a
@@ -285,6 +310,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("environments.ttl", map[string]any{"preview": "168h", "trial": "720h"})
 	v.SetDefault("environments.max_ttl", 90*24*time.Hour)
 	setPeopleDefaults(v)
+	v.SetDefault("backups.dir", "")
+	v.SetDefault("backups.schedule", map[string]any{"production": "24h"})
+	v.SetDefault("backups.retention", map[string]any{"production": map[string]any{"count": 7, "max_age": "720h"}})
 }
 
 // loadConfig reads the configuration: the file named by --config or
@@ -326,6 +354,9 @@ func loadConfig(flags *pflag.FlagSet) (*Config, error) {
 	cfg.DataDir = abs
 	if cfg.Keyring.KeyFile == "" {
 		cfg.Keyring.KeyFile = filepath.Join(cfg.DataDir, "master.key")
+	}
+	if cfg.Backups.Dir == "" {
+		cfg.Backups.Dir = filepath.Join(cfg.DataDir, "backups")
 	}
 	return &cfg, nil
 }

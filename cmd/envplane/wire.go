@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/backupstore"
 	"github.com/envplane/envplane/controlplane/keyring/chain"
 	"github.com/envplane/envplane/controlplane/keyring/local"
 	"github.com/envplane/envplane/controlplane/keyring/vault"
@@ -196,7 +197,7 @@ func buildDriver(ctx context.Context, cfg *Config, tc TargetConfig, now func() t
 		if err != nil {
 			return nil, err
 		}
-		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations, CrashPoint: crash})
+		return pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(url), AppHost: pc.AppHost, AppPort: pc.AppPort, AppSSLMode: pc.AppSSLMode, SCRAMIterations: pc.SCRAMIterations, CrashPoint: crash, BinDir: pc.BinDir})
 	case "turso":
 		tc := tc.Turso
 		token, err := readSecret(tc.TokenFile, tc.TokenEnv, "turso.token")
@@ -289,6 +290,9 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		return nil, err
 	}
 	if err := configurePeople(svc, cfg, now); err != nil {
+		return nil, err
+	}
+	if err := configureBackups(svc, cfg.Backups); err != nil {
 		return nil, err
 	}
 	for typ, ttl := range cfg.Rotation.CredentialTTL {
@@ -398,5 +402,38 @@ func configureRollouts(svc *cp.Service, cfg RolloutsConfig) error {
 		return fmt.Errorf("rollouts.parallelism must be from 1 to %d", cp.MaxRolloutParallelism)
 	}
 	svc.RolloutWaves, svc.RolloutParallelism = waves, cfg.Parallelism
+	return nil
+}
+
+// configureBackups opens the backup store and applies the schedule and
+// retention; an unknown type or a bound that is not positive is an error.
+func configureBackups(svc *cp.Service, bc BackupsConfig) error {
+	st, err := backupstore.NewDir(bc.Dir)
+	if err != nil {
+		return fmt.Errorf("backups.dir: %w", err)
+	}
+	svc.Backups = st
+	svc.BackupSchedule = map[cp.EnvironmentType]time.Duration{}
+	for typ, every := range bc.Schedule {
+		t := cp.EnvironmentType(typ)
+		if !t.Valid() {
+			return fmt.Errorf("backups.schedule: unknown environment type %q", typ)
+		}
+		if every <= 0 {
+			return fmt.Errorf("backups.schedule.%s: must be positive", typ)
+		}
+		svc.BackupSchedule[t] = every
+	}
+	svc.BackupRetention = map[cp.EnvironmentType]cp.BackupRetention{}
+	for typ, r := range bc.Retention {
+		t := cp.EnvironmentType(typ)
+		if !t.Valid() {
+			return fmt.Errorf("backups.retention: unknown environment type %q", typ)
+		}
+		if r.Count < 0 || r.MaxAge < 0 {
+			return fmt.Errorf("backups.retention.%s: count and max_age must not be negative", typ)
+		}
+		svc.BackupRetention[t] = cp.BackupRetention{Count: r.Count, MaxAge: r.MaxAge}
+	}
 	return nil
 }

@@ -122,6 +122,7 @@ func attackBodies(orgRef string) map[string]any {
 		"confirmTOTP":                     map[string]any{"code": "123456"},
 		"createRollout":                   map[string]any{},
 		"createPlatformRollout":           map[string]any{},
+		"restoreEnvironment":              map[string]any{"backup_id": "bk_01jzzzzzzzzzzzzzzzzzzzzzzz"},
 	}
 }
 

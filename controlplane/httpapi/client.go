@@ -314,7 +314,7 @@ func (c *Client) CreateEnvironmentInOrganization(ctx context.Context, req cp.Cre
 	return c.createEnvironment(ctx, "/v1/environments", req, opts)
 }
 
-func (c *Client) createEnvironment(ctx context.Context, path string, req cp.CreateEnvironmentRequest, opts []RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
+func (c *Client) createEnvironment(ctx context.Context, path string, req any, opts []RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
 	// 201 and 202 share one body: the environment and its operation.
 	var out cp.EnvironmentOperationResponse
 	if _, err := c.do(ctx, http.MethodPost, path, nil, req, &out, opts); err != nil {
@@ -621,4 +621,29 @@ func (c *Client) GetRollout(ctx context.Context, org, id string) (*cp.RolloutVie
 // ECONFLICT when the rollout's status does not allow it.
 func (c *Client) ControlRollout(ctx context.Context, org, id, control string, opts ...RequestOption) (*cp.RolloutView, error) {
 	return call[cp.RolloutView](ctx, c, http.MethodPost, rolloutsPathOf(org)+"/"+url.PathEscape(id)+"/"+url.PathEscape(control), nil, nil, opts)
+}
+
+// CreateBackup takes a backup of an environment now and returns it with its
+// operation: completed (201) or, while it still runs, as it is (202).
+func (c *Client) CreateBackup(ctx context.Context, org, env string, opts ...RequestOption) (*cp.BackupResponse, error) {
+	out, err := call[cp.BackupResponse](ctx, c, http.MethodPost, envPathOf(org, env)+"/backups", nil, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	if out.Backup == nil || out.Operation == nil {
+		return nil, fmt.Errorf("cannot decode answer to POST backups: want {backup, operation}")
+	}
+	return out, nil
+}
+
+// ListBackups returns an environment's backups, newest first.
+func (c *Client) ListBackups(ctx context.Context, org, env string, opts ListOptions) (*cp.List[*cp.Backup], error) {
+	return call[cp.List[*cp.Backup]](ctx, c, http.MethodGet, envPathOf(org, env)+"/backups", opts.query(), nil, nil)
+}
+
+// RestoreEnvironment restores a backup of an environment into a new
+// environment (req.Into) and returns it with its operation, like
+// CreateEnvironment.
+func (c *Client) RestoreEnvironment(ctx context.Context, org, env string, req cp.RestoreRequest, opts ...RequestOption) (*cp.EnvironmentView, *cp.Operation, error) {
+	return c.createEnvironment(ctx, envPathOf(org, env)+"/restore", req, opts)
 }

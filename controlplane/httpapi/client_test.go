@@ -318,6 +318,20 @@ func TestClientRequests(t *testing.T) {
 			call: func(c *httpapi.Client) (any, error) {
 				return c.AcceptInvitation(ctx, "epi_x", "pw-1234567890", "Bo")
 			}, wantField: "usr_5"},
+		{name: "create backup", status: 201, answer: cp.BackupResponse{Backup: &cp.Backup{ID: "bk_1"}, Operation: &cp.Operation{ID: "op_1"}}, method: "POST", path: "/v1/organizations/acme/environments/dev/backups", prefer: "wait=5",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.CreateBackup(ctx, "acme", "dev", httpapi.WithWait(5*time.Second))
+			}, wantField: "bk_1"},
+		{name: "list backups", answer: cp.List[*cp.Backup]{Items: []*cp.Backup{{ID: "bk_1", SHA256: "abc123"}}, Next: "bk_0"}, method: "GET", path: "/v1/organizations/acme/environments/dev/backups", query: "limit=1",
+			call: func(c *httpapi.Client) (any, error) {
+				return c.ListBackups(ctx, "acme", "dev", httpapi.ListOptions{Limit: 1})
+			}, wantField: "abc123"},
+		{name: "restore", status: 201, answer: cp.EnvironmentOperationResponse{Environment: &cp.EnvironmentView{Environment: &cp.Environment{ID: "env2", Slug: "copy"}}, Operation: &cp.Operation{ID: "op2"}},
+			method: "POST", path: "/v1/organizations/acme/environments/dev/restore", body: `{"backup_id":"bk_1","into":"copy"}`,
+			call: func(c *httpapi.Client) (any, error) {
+				v, _, err := c.RestoreEnvironment(ctx, "acme", "dev", cp.RestoreRequest{BackupID: "bk_1", Into: "copy"})
+				return v, err
+			}, wantField: "copy"},
 	}
 	rollout := cp.RolloutView{Rollout: &cp.Rollout{ID: "ro_1", Version: 4}, Environments: []*cp.RolloutItem{{Environment: "dev"}}}
 	for _, scope := range []struct{ org, base, suffix string }{{"acme", "/v1/organizations/acme/rollouts", ""}, {"", "/v1/rollouts", " (platform)"}} {

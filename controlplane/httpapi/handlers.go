@@ -343,6 +343,65 @@ func (s *Server) handlers(reg prometheus.Registerer) map[string]echo.HandlerFunc
 			return c.NoContent(http.StatusNoContent)
 		},
 
+		"createBackup": func(c echo.Context) error {
+			wait, err := s.wait(c)
+			if err != nil {
+				return err
+			}
+			b, op, done, err := svc.CreateBackup(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
+			if err != nil {
+				return err
+			}
+			awaitDone(c, done, wait)
+			resp, err := svc.SettleBackup(requestContext(c), b, op)
+			if err != nil {
+				return err
+			}
+			if resp.Operation.Status == cp.OpSucceeded {
+				return c.JSON(http.StatusCreated, resp)
+			}
+			c.Response().Header().Set(echo.HeaderLocation, operationPath(op.ID))
+			return c.JSON(http.StatusAccepted, resp)
+		},
+		"listBackups": func(c echo.Context) error {
+			pg, err := page(c)
+			if err != nil {
+				return err
+			}
+			bs, next, err := svc.ListBackups(requestContext(c), principal(c), c.Param("org"), c.Param("env"), pg)
+			if err != nil {
+				return err
+			}
+			return list(c, bs, next)
+		},
+		"restoreEnvironment": func(c echo.Context) error {
+			var req cp.RestoreRequest
+			if err := bind(c, &req); err != nil {
+				return err
+			}
+			wait, err := s.wait(c)
+			if err != nil {
+				return err
+			}
+			_, op, done, err := svc.RestoreEnvironment(requestContext(c), principal(c), c.Param("org"), c.Param("env"), req)
+			if err != nil {
+				return err
+			}
+			awaitDone(c, done, wait)
+			env, op, err := svc.Settle(requestContext(c), op)
+			if err != nil {
+				return err
+			}
+			body := cp.EnvironmentOperationResponse{Environment: env, Operation: op}
+			switch {
+			case op.Status == cp.OpSucceeded && req.Into == "":
+				return c.JSON(http.StatusOK, body)
+			case op.Status == cp.OpSucceeded:
+				return c.JSON(http.StatusCreated, body)
+			}
+			return accepted(c, body)
+		},
+
 		"getEnvironmentUsage": func(c echo.Context) error {
 			u, err := svc.EnvironmentUsage(requestContext(c), principal(c), c.Param("org"), c.Param("env"))
 			if err != nil {

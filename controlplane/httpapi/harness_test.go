@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/backupstore"
 	"github.com/envplane/envplane/controlplane/httpapi"
 	"github.com/envplane/envplane/controlplane/keyring/local"
 	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
@@ -215,6 +216,9 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	}
 	svc.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	svc.Schema = &dataplane.Initializer{System: migrations.DataPlane(), Now: clk.Now}
+	if svc.Backups, err = backupstore.NewDir(filepath.Join(dir, "backups")); err != nil {
+		tb.Fatalf("backup store: %v", err)
+	}
 	reg := prometheus.NewRegistry()
 	ops, err := httpapi.NewOperationMetrics(reg)
 	if err != nil {

@@ -80,7 +80,7 @@ func enums() map[reflect.Type][]any {
 		reflect.TypeFor[cp.EnvironmentType]():   {cp.TypeDefault, cp.TypeDevelopment, cp.TypeTest, cp.TypeStaging, cp.TypeProduction, cp.TypeSandbox, cp.TypePreview, cp.TypeTrial},
 		reflect.TypeFor[cp.EnvironmentStatus](): {cp.StatusProvisioning, cp.StatusActive, cp.StatusSuspended, cp.StatusDeleting, cp.StatusDeleted, cp.StatusFailed},
 		reflect.TypeFor[cp.CredentialStatus]():  {cp.CredentialActive, cp.CredentialRotating, cp.CredentialRevoked},
-		reflect.TypeFor[cp.OperationKind]():     {cp.OpProvision, cp.OpDeprovision, cp.OpRotate, cp.OpClone, cp.OpSuspend, cp.OpResume, cp.OpReset, cp.OpMigrate},
+		reflect.TypeFor[cp.OperationKind]():     {cp.OpProvision, cp.OpDeprovision, cp.OpRotate, cp.OpClone, cp.OpSuspend, cp.OpResume, cp.OpReset, cp.OpMigrate, cp.OpBackup, cp.OpRestore},
 		reflect.TypeFor[cp.OperationStatus]():   {cp.OpPending, cp.OpRunning, cp.OpSucceeded, cp.OpFailed},
 	}
 }

@@ -75,6 +75,11 @@ type Harness struct {
 	// set: the suite still checks that the revoked slot stops working, but no
 	// longer that the other slot survives the revoke.
 	RevokeInvalidatesAllSlots bool
+
+	// BacksUp is true for a driver that implements drivers.BackerUp: the
+	// suite then checks that a copy restores to the rows it had, and that
+	// a torn copy restores nothing.
+	BacksUp bool
 }
 
 // Run runs every conformance property against h as subtests of t. It fails
@@ -116,6 +121,11 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ResetToEmpty", s.testResetToEmpty)
 	t.Run("ResetDiscarded", s.testResetDiscarded)
 	t.Run("ResetLeftoversGoWithDrop", s.testResetLeftoversGoWithDrop)
+	if h.BacksUp {
+		t.Run("BackupRestoresItsRows", s.testBackupRestores)
+		t.Run("TornBackupRestoresNothing", s.testTornBackup)
+		t.Run("BackupOfMissingDatabase", s.testBackupMissing)
+	}
 }
 
 // NewDatabaseName returns a fresh generated database name, "env_" and 26

@@ -31,5 +31,6 @@ func conformance(t *testing.T, adminURL string, checksSecrets bool) {
 		EnforcesOwnership:    true,
 		EnforcesExpiry:       checksSecrets,
 		EndsSessionsOnRevoke: true,
+		BacksUp:              true,
 	})
 }

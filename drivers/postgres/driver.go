@@ -46,6 +46,9 @@ type Config struct {
 	// a reset's swap closed the database to new sessions and has not
 	// renamed yet. Only crash tests set it.
 	CrashPoint func(point string)
+	// BinDir is the directory of pg_dump and pg_restore, which backups
+	// and restores run (e.g. /usr/lib/postgresql/16/bin); empty means PATH.
+	BinDir string
 }
 
 // Driver is the PostgreSQL implementation of drivers.Driver. It is safe for
@@ -57,6 +60,7 @@ type Driver struct {
 	sslMode    string
 	iterations int
 	crash      func(point string)
+	binDir     string
 }
 
 var (
@@ -92,7 +96,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.MaxAdminConns > 0 {
 		pc.MaxConns = cfg.MaxAdminConns
 	}
-	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations, crash: cfg.CrashPoint}
+	d := &Driver{appHost: cfg.AppHost, appPort: cfg.AppPort, sslMode: cfg.AppSSLMode, iterations: cfg.SCRAMIterations, crash: cfg.CrashPoint, binDir: cfg.BinDir}
 	if d.crash == nil {
 		d.crash = func(string) {}
 	}

@@ -35,6 +35,7 @@ func TestConformance(t *testing.T) {
 		OpenDSN:        func(dsn string) (*sql.DB, error) { return sql.Open("sqlite", dsn) },
 		ChecksSecrets:  true,
 		EnforcesExpiry: true,
+		BacksUp:        true,
 	})
 }
 

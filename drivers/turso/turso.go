@@ -155,6 +155,38 @@ func (d *Driver) CloneDatabase(ctx context.Context, req drivers.CloneDatabaseReq
 	return d.create(ctx, req.Name, in)
 }
 
+// recoveryWindow is how far back Turso's recovery points go outside the
+// scaler plan.
+const recoveryWindow = 24 * time.Hour
+
+// RecoveryWindow returns 24 hours, the Platform API's bound on a seed's
+// timestamp (outside the scaler plan).
+func (d *Driver) RecoveryWindow() time.Duration { return recoveryWindow }
+
+// RestoreDatabaseAt creates req.Name seeded from req.Source as it was at
+// req.At (a seed with a timestamp). ErrUnsupported when req.At is in the
+// future or older than the recovery window; ErrNotFound when the source is
+// absent. Idempotent like CreateDatabase.
+func (d *Driver) RestoreDatabaseAt(ctx context.Context, req drivers.RestoreAtRequest) (drivers.CreateDatabaseResponse, error) {
+	now := d.cfg.Now()
+	if req.At.After(now) || req.At.Before(now.Add(-recoveryWindow)) {
+		return drivers.CreateDatabaseResponse{}, fmt.Errorf("turso: %s is outside the %s recovery window: %w", req.At.UTC().Format(time.RFC3339), recoveryWindow, drivers.ErrUnsupported)
+	}
+	in, err := d.createInput(req.Name, req.Region)
+	if err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	}
+	source, err := tursoName(req.Source.Name)
+	if err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	}
+	if _, err := d.client.GetDatabase(ctx, source); err != nil {
+		return drivers.CreateDatabaseResponse{}, fmt.Errorf("turso: restore source: %w", err)
+	}
+	in.Seed = &platform.Seed{Type: platform.SeedDatabase, Name: source, Timestamp: req.At.UTC().Format(time.RFC3339)}
+	return d.create(ctx, req.Name, in)
+}
+
 func (d *Driver) createInput(name, region string) (platform.CreateDatabaseInput, error) {
 	tname, err := tursoName(name)
 	if err != nil {

@@ -64,6 +64,8 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Invitations", testInvitations},
 		{"Rollouts", testRollouts},
 		{"ClaimRolloutsConcurrently", testClaimRolloutsConcurrently},
+		{"Backups", testBackups},
+		{"BackupsDue", testBackupsDue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,9 @@ type Seed struct {
 	Type string `json:"type"`
 	// Name is the database copied when Type is SeedDatabase.
 	Name string `json:"name,omitempty"`
+	// Timestamp (RFC 3339) makes the copy the database as it was then, a
+	// recovery point within the last 24 hours (30 days on the scaler plan).
+	Timestamp string `json:"timestamp,omitempty"`
 }
 
 // SeedDatabase seeds a new database from an existing one.

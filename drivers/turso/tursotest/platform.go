@@ -89,6 +89,7 @@ type Platform struct {
 // it invalidates every token issued before.
 type database struct {
 	name, id, hostname, group string
+	created                   time.Time
 	parent                    *parent
 	key                       ed25519.PrivateKey
 	edge                      *edge
@@ -182,6 +183,19 @@ func (p *Platform) Databases() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Parent returns the (Turso) name of the database a seeded database was
+// copied from and the point it was branched at (the seed's timestamp, or
+// its creation); ok is false for a database that was not seeded.
+func (p *Platform) Parent(name string) (source string, branchedAt time.Time, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	db := p.databases[name]
+	if db == nil || db.parent == nil {
+		return "", time.Time{}, false
+	}
+	return db.parent.name, db.parent.at, true
 }
 
 // HasDatabase reports whether the double holds a database of that (Turso) name.
@@ -377,6 +391,10 @@ func (p *Platform) withDatabase(w http.ResponseWriter, name string, f func(*data
 }
 
 // databaseName is the rule the contract states for names.
+// recoveryWindow is how far back a seed's timestamp may go: the last 24
+// hours, the contract's bound outside the scaler plan.
+const recoveryWindow = 24 * time.Hour
+
 var databaseName = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 func (p *Platform) createDatabase(w http.ResponseWriter, body []byte) {
@@ -385,8 +403,9 @@ func (p *Platform) createDatabase(w http.ResponseWriter, body []byte) {
 		Group     string `json:"group"`
 		SizeLimit string `json:"size_limit"`
 		Seed      *struct {
-			Type string `json:"type"`
-			Name string `json:"name"`
+			Type      string `json:"type"`
+			Name      string `json:"name"`
+			Timestamp string `json:"timestamp"`
 		} `json:"seed"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
@@ -407,7 +426,7 @@ func (p *Platform) createDatabase(w http.ResponseWriter, body []byte) {
 		return
 	}
 	db := &database{
-		name: in.Name, id: newID(p.tb), group: in.Group,
+		name: in.Name, id: newID(p.tb), group: in.Group, created: p.now().UTC(),
 		hostname: in.Name + "-" + p.Organization + ".turso.io",
 		key:      newKey(p.tb),
 	}
@@ -421,7 +440,23 @@ func (p *Platform) createDatabase(w http.ResponseWriter, body []byte) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "seed database not found"})
 			return
 		}
-		db.parent = &parent{id: source.id, name: source.name, at: p.now().UTC()}
+		at := p.now().UTC()
+		if in.Seed.Timestamp != "" {
+			// A recovery point, which the contract bounds to the last 24
+			// hours. The double keeps no history: the copy is of the
+			// source as it is now, branched at the point asked for.
+			ts, err := time.Parse(time.RFC3339, in.Seed.Timestamp)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid timestamp"})
+				return
+			}
+			if ts.After(at) || ts.Before(at.Add(-recoveryWindow)) || ts.Before(source.created) {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "timestamp is outside the database's recovery window"})
+				return
+			}
+			at = ts.UTC()
+		}
+		db.parent = &parent{id: source.id, name: source.name, at: at}
 	}
 	if p.binary != "" {
 		e, err := p.startEdge(db, source)

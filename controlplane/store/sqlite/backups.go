@@ -1,0 +1,141 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const backupColumns = `id, org_id, environment_id, database_id, driver, format, trigger, status, size_bytes, sha256,
+	key_id, schema_version, tables, operation_id, error, created_at, completed_at`
+
+func scanBackup(s scanner) (*controlplane.Backup, error) {
+	var b controlplane.Backup
+	var tables sql.NullString
+	var created int64
+	var completed sql.NullInt64
+	if err := s.Scan(&b.ID, &b.OrgID, &b.EnvironmentID, &b.DatabaseID, &b.Driver, &b.Format, &b.Trigger, &b.Status,
+		&b.SizeBytes, &b.SHA256, &b.KeyID, &b.SchemaVersion, &tables, &b.OperationID, &b.Error, &created, &completed); err != nil {
+		return nil, err
+	}
+	t, err := decodeJSON[map[string]int64](tables)
+	if err != nil {
+		return nil, err
+	}
+	b.Tables, b.CreatedAt, b.CompletedAt = t, fromMicros(created), fromNullMicros(completed)
+	return &b, nil
+}
+
+// CreateBackup inserts b, truncating its times to microseconds. ECONFLICT
+// if the id exists; ENOTFOUND if the environment is not the organization's.
+func (q *queries) CreateBackup(ctx context.Context, b *controlplane.Backup) error {
+	b.CreatedAt, b.CompletedAt = utc(b.CreatedAt), utcPtr(b.CompletedAt)
+	tables, err := encodeJSON(b.Tables)
+	if err != nil {
+		return err
+	}
+	_, err = q.db.ExecContext(ctx, `INSERT INTO backups (`+backupColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.OrgID, b.EnvironmentID, b.DatabaseID, b.Driver, b.Format, string(b.Trigger), string(b.Status),
+		b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.OperationID, b.Error, micros(b.CreatedAt), nullMicros(b.CompletedAt))
+	if err != nil {
+		return writeErr(err, "create backup", "backup exists", "environment not found")
+	}
+	return nil
+}
+
+// UpdateBackup saves what a backup's operation learnt. ENOTFOUND if absent.
+func (q *queries) UpdateBackup(ctx context.Context, b *controlplane.Backup) error {
+	b.CompletedAt = utcPtr(b.CompletedAt)
+	tables, err := encodeJSON(b.Tables)
+	if err != nil {
+		return err
+	}
+	res, err := q.db.ExecContext(ctx, `UPDATE backups SET status = ?, format = ?, size_bytes = ?, sha256 = ?, key_id = ?,
+		schema_version = ?, tables = ?, error = ?, completed_at = ? WHERE org_id = ? AND id = ?`,
+		string(b.Status), b.Format, b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.Error, nullMicros(b.CompletedAt), b.OrgID, b.ID)
+	if err != nil {
+		return writeErr(err, "update backup", "backup conflict", "backup not found")
+	}
+	return mustAffect(res, "update backup", "backup not found")
+}
+
+// GetBackup finds a backup of the organization. ENOTFOUND if absent or another organization's.
+func (q *queries) GetBackup(ctx context.Context, orgID, id string) (*controlplane.Backup, error) {
+	b, err := scanBackup(q.db.QueryRowContext(ctx, `SELECT `+backupColumns+` FROM backups WHERE org_id = ? AND id = ?`, orgID, id))
+	if err != nil {
+		return nil, readErr(err, "get backup", "backup not found")
+	}
+	return b, nil
+}
+
+// ListBackups lists backups newest first; the cursor is the id below which
+// the page starts. EINVALID without an organization.
+func (q *queries) ListBackups(ctx context.Context, f controlplane.BackupFilter, p controlplane.Page) ([]*controlplane.Backup, string, error) {
+	if f.OrgID == "" {
+		return nil, "", controlplane.Errorf(controlplane.EINVALID, "backup filter needs an organization")
+	}
+	n := controlplane.PageLimit(p.Limit)
+	where, args := "org_id = ?", []any{f.OrgID}
+	if f.EnvironmentID != "" {
+		where += " AND environment_id = ?"
+		args = append(args, f.EnvironmentID)
+	}
+	if f.Status != "" {
+		where += " AND status = ?"
+		args = append(args, string(f.Status))
+	}
+	if p.Cursor != "" {
+		where += " AND id < ?"
+		args = append(args, p.Cursor)
+	}
+	args = append(args, n+1)
+	bs, err := queryAll(ctx, q.db, `SELECT `+backupColumns+` FROM backups WHERE `+where+` ORDER BY id DESC LIMIT ?`, args, scanBackup)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list backups: %w", err)
+	}
+	bs, next := cutPage(bs, n, func(b *controlplane.Backup) string { return b.ID })
+	return bs, next, nil
+}
+
+// DeleteBackup removes a backup's row; absent is success.
+func (q *queries) DeleteBackup(ctx context.Context, orgID, id string) error {
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM backups WHERE org_id = ? AND id = ?`, orgID, id); err != nil {
+		return fmt.Errorf("cannot delete backup: %w", err)
+	}
+	return nil
+}
+
+// ListBackupsDue lists active environments of type t with no running or
+// completed backup created after since.
+func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, targets []string, since time.Time, limit int) ([]*controlplane.Environment, error) {
+	if len(targets) == 0 {
+		return []*controlplane.Environment{}, nil
+	}
+	list, arg := inList(targets)
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments e
+		WHERE e.status = 'active' AND e.type = ? AND e.target IN `+list+` AND NOT EXISTS (
+			SELECT 1 FROM backups b WHERE b.environment_id = e.id AND b.status <> 'failed' AND b.created_at > ?)
+		ORDER BY e.id LIMIT ?`, []any{string(t), arg, micros(utc(since)), controlplane.PageLimit(limit)}, scanEnv)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list environments due for backup: %w", err)
+	}
+	return envs, nil
+}
+
+// RenameDatabase saves the database's name, url and metadata.
+func (q *queries) RenameDatabase(ctx context.Context, d *controlplane.Database) error {
+	metadata, err := encodeJSON(d.Metadata)
+	if err != nil {
+		return err
+	}
+	res, err := q.db.ExecContext(ctx, `UPDATE environment_databases SET database_name = ?, url = ?, metadata = ? WHERE id = ?`,
+		d.Name, d.URL, metadata, d.ID)
+	if err != nil {
+		return writeErr(err, "rename database", "database name taken", "database not found")
+	}
+	return mustAffect(res, "rename database", "database not found")
+}
