@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Databases", testDatabases},
 		{"Usage", testUsage},
 		{"ClaimUsageConcurrently", testClaimUsageConcurrently},
+		{"SumsFollowEveryChange", testSumsFollowEveryChange},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},
 		{"CountCredentials", testCountCredentials},
