@@ -90,7 +90,7 @@ func TestBackgroundPassesUseIndexes(t *testing.T) {
 			for _, st := range rec.stmts {
 				plan := explain(t, s, st)
 				for _, idx := range p.Indexes {
-					if !strings.Contains(plan, " using "+idx+" on ") {
+					if !strings.Contains(plan, " using "+idx+" on ") && !strings.Contains(plan, "Bitmap Index Scan on "+idx+" ") {
 						t.Errorf("the plan does not use %s:\n%s\n%s", idx, st.query, plan)
 					}
 				}

@@ -58,7 +58,7 @@ func Passes(now time.Time, target, orgID string) []Pass {
 			_, err := q.ListEnvironmentsExpiring(ctx, now.Add(24*time.Hour), true, 100)
 			return err
 		}},
-		{Name: "ClaimUsageDue", Indexes: []string{"environment_databases_usage_due"}, Call: func(ctx context.Context, q controlplane.Queries) error {
+		{Name: "ClaimUsageDue", Indexes: []string{"environment_databases_target_usage_due"}, Call: func(ctx context.Context, q controlplane.Queries) error {
 			_, err := q.ClaimUsageDue(ctx, now, now.Add(5*time.Minute), []string{target}, 100)
 			return err
 		}},

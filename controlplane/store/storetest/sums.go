@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -71,4 +72,27 @@ func testSumsFollowEveryChange(t *testing.T, s controlplane.Store) {
 	want("a deleted", nil, map[string]int{})
 	must(t, s.DeleteOrganization(ctx, b.ID))
 	want("all deleted", nil, map[string]int{})
+}
+
+// testUsageClaimsSkipDeletedEnvironments: a database whose environment is
+// deleted or failed is never claimed for measurement; once the environment
+// is live again, its database is due at once.
+func testUsageClaimsSkipDeletedEnvironments(t *testing.T, s controlplane.Store) {
+	ctx := t.Context()
+	a := newOrg(t, s, "a")
+	live, gone, failed := newEnv(t, s, a, "live"), newEnv(t, s, a, "gone"), newEnv(t, s, a, "failed")
+	dl, dg := newDatabase(t, s, live, "t1"), newDatabase(t, s, gone, "t1")
+	newDatabase(t, s, failed, "t1")
+	deleteEnv(t, s, gone)
+	failed.Status, failed.Error = controlplane.StatusFailed, "target refused"
+	must(t, s.SetEnvironmentStatus(ctx, failed))
+	claimed, err := s.ClaimUsageDue(ctx, at(0), at(time.Minute), []string{"t1"}, 10)
+	must(t, err)
+	same(t, "claimed", []string{dl.ID}, ids(claimed, dbID))
+
+	gone.Status, gone.DeletedAt = controlplane.StatusActive, nil
+	must(t, s.SetEnvironmentStatus(ctx, gone))
+	claimed, err = s.ClaimUsageDue(ctx, at(0), at(time.Minute), []string{"t1"}, 10)
+	must(t, err)
+	same(t, "claimed once restored", []string{dg.ID}, ids(claimed, dbID))
 }

@@ -96,7 +96,39 @@ CREATE TRIGGER org_target_usage_db AFTER INSERT OR DELETE OR UPDATE OF usage_byt
 CREATE TRIGGER org_target_usage_env AFTER UPDATE OF deleted_at ON environments
     FOR EACH ROW EXECUTE FUNCTION org_target_usage_env();
 
+-- The usage pass claims, per target, the databases due by now. Databases
+-- of environments that are deleted, being deleted or failed are never
+-- measured: they are parked far in the future (and made due again if the
+-- environment comes back), so the claim's index range holds only what the
+-- pass can measure, whatever the history of deleted environments.
+CREATE INDEX environment_databases_target_usage_due ON environment_databases (target, usage_due_at);
+DROP INDEX environment_databases_usage_due;
+UPDATE environment_databases SET usage_due_at = '9999-12-31 23:59:59.999999+00'
+WHERE environment_id IN (SELECT id FROM environments WHERE status NOT IN ('active', 'suspended', 'provisioning'));
+
+-- +goose StatementBegin
+CREATE FUNCTION environment_databases_usage_parked() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (OLD.status IN ('active', 'suspended', 'provisioning')) <> (NEW.status IN ('active', 'suspended', 'provisioning')) THEN
+        UPDATE environment_databases SET usage_due_at = CASE WHEN NEW.status IN ('active', 'suspended', 'provisioning')
+            THEN 'epoch'::timestamptz ELSE '9999-12-31 23:59:59.999999+00'::timestamptz END
+        WHERE environment_id = NEW.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+CREATE TRIGGER environment_databases_usage_parked AFTER UPDATE OF status ON environments
+    FOR EACH ROW EXECUTE FUNCTION environment_databases_usage_parked();
+
 -- +goose Down
+DROP TRIGGER environment_databases_usage_parked ON environments;
+DROP FUNCTION environment_databases_usage_parked();
+UPDATE environment_databases SET usage_due_at = 'epoch' WHERE usage_due_at = '9999-12-31 23:59:59.999999+00';
+CREATE INDEX environment_databases_usage_due ON environment_databases (usage_due_at);
+DROP INDEX environment_databases_target_usage_due;
 DROP TRIGGER org_target_usage_env ON environments;
 DROP TRIGGER org_target_usage_db ON environment_databases;
 DROP FUNCTION org_target_usage_env();

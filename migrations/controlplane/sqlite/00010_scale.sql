@@ -84,7 +84,31 @@ BEGIN
 END;
 -- +goose StatementEnd
 
+-- The usage pass claims, per target, the databases due by now. Databases
+-- of environments that are deleted, being deleted or failed are never
+-- measured: they are parked far in the future (and made due again if the
+-- environment comes back), so the claim's index range holds only what the
+-- pass can measure, whatever the history of deleted environments.
+CREATE INDEX environment_databases_target_usage_due ON environment_databases (target, usage_due_at);
+DROP INDEX environment_databases_usage_due;
+UPDATE environment_databases SET usage_due_at = 253402300799999999
+WHERE environment_id IN (SELECT id FROM environments WHERE status NOT IN ('active', 'suspended', 'provisioning'));
+
+-- +goose StatementBegin
+CREATE TRIGGER environment_databases_usage_parked AFTER UPDATE OF status ON environments
+WHEN (OLD.status IN ('active', 'suspended', 'provisioning')) <> (NEW.status IN ('active', 'suspended', 'provisioning'))
+BEGIN
+    UPDATE environment_databases SET usage_due_at = CASE WHEN NEW.status IN ('active', 'suspended', 'provisioning')
+        THEN 0 ELSE 253402300799999999 END
+    WHERE environment_id = NEW.id;
+END;
+-- +goose StatementEnd
+
 -- +goose Down
+DROP TRIGGER environment_databases_usage_parked;
+UPDATE environment_databases SET usage_due_at = 0 WHERE usage_due_at = 253402300799999999;
+CREATE INDEX environment_databases_usage_due ON environment_databases (usage_due_at);
+DROP INDEX environment_databases_target_usage_due;
 DROP TRIGGER org_target_usage_env_undeleted;
 DROP TRIGGER org_target_usage_env_deleted;
 DROP TRIGGER org_target_usage_db_delete;
