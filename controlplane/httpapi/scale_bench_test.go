@@ -79,6 +79,8 @@ func newScaleFixture(b *testing.B, postgres bool, n int) *scaleFixture {
 	if err := get(client, f.listURL, f.listToken); err != nil {
 		b.Fatalf("warm-up list: %v", err)
 	}
+	// Flush the warm-up's receipts, so a pass finds nothing due.
+	h.svc.Tick(context.Background())
 	return f
 }
 
