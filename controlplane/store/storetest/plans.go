@@ -94,5 +94,17 @@ func Passes(now time.Time, target, orgID string) []Pass {
 			_, _, err := q.ListEnvironments(ctx, controlplane.EnvironmentFilter{OrgID: orgID}, controlplane.Page{})
 			return err
 		}},
+		{Name: "ListEnvironmentDatabases", Call: func(ctx context.Context, q controlplane.Queries) error {
+			envs, _, err := q.ListEnvironments(ctx, controlplane.EnvironmentFilter{OrgID: orgID}, controlplane.Page{})
+			if err != nil {
+				return err
+			}
+			ids := make([]string, len(envs))
+			for i, e := range envs {
+				ids[i] = e.ID
+			}
+			_, err = q.ListEnvironmentDatabases(ctx, ids)
+			return err
+		}},
 	}
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Usage", testUsage},
 		{"ClaimUsageConcurrently", testClaimUsageConcurrently},
 		{"SumsFollowEveryChange", testSumsFollowEveryChange},
+		{"ListEnvironmentDatabases", testListEnvironmentDatabases},
 		{"UsageClaimsSkipDeletedEnvironments", testUsageClaimsSkipDeletedEnvironments},
 		{"Credentials", testCredentials},
 		{"CredentialsDueAndByKey", testCredentialsDueAndByKey},

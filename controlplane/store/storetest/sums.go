@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -95,4 +96,39 @@ func testUsageClaimsSkipDeletedEnvironments(t *testing.T, s controlplane.Store) 
 	claimed, err = s.ClaimUsageDue(ctx, at(0), at(time.Minute), []string{"t1"}, 10)
 	must(t, err)
 	same(t, "claimed once restored", []string{dg.ID}, ids(claimed, dbID))
+}
+
+// testListEnvironmentDatabases: the databases of the named environments,
+// each as GetEnvironmentDatabase reads it; environments without one, and
+// other environments, are left out.
+func testListEnvironmentDatabases(t *testing.T, s controlplane.Store) {
+	ctx := t.Context()
+	a := newOrg(t, s, "a")
+	e1, e2, e3, bare := newEnv(t, s, a, "one"), newEnv(t, s, a, "two"), newEnv(t, s, a, "three"), newEnv(t, s, a, "bare")
+	d1, d2 := newDatabase(t, s, e1, "t1"), newDatabase(t, s, e2, "t2")
+	newDatabase(t, s, e3, "t1")
+	must(t, s.RecordUsage(ctx, d2.ID, &controlplane.Usage{SizeBytes: 1 << 20, MeasuredAt: at(0)}))
+	got, err := s.ListEnvironmentDatabases(ctx, []string{e1.ID, e2.ID, bare.ID})
+	must(t, err)
+	want := []string{d1.ID, d2.ID}
+	slices.Sort(want)
+	same(t, "databases", want, sortedDatabaseIDs(got))
+	for _, d := range got {
+		one, err := s.GetEnvironmentDatabase(ctx, d.EnvironmentID)
+		must(t, err)
+		same(t, "listed database", one, d)
+	}
+	got, err = s.ListEnvironmentDatabases(ctx, nil)
+	must(t, err)
+	same(t, "databases of no environment", 0, len(got))
+}
+
+// sortedDatabaseIDs returns the databases' ids, sorted.
+func sortedDatabaseIDs(dbs []*controlplane.Database) []string {
+	out := make([]string, len(dbs))
+	for i, d := range dbs {
+		out[i] = d.ID
+	}
+	slices.Sort(out)
+	return out
 }
