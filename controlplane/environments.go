@@ -369,13 +369,21 @@ func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef str
 	if err != nil {
 		return nil, "", err
 	}
+	ids := make([]string, len(envs))
+	for i, e := range envs {
+		ids[i] = e.ID
+	}
+	dbs, err := s.Store.ListEnvironmentDatabases(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	byEnv := make(map[string]*Database, len(dbs))
+	for _, db := range dbs {
+		byEnv[db.EnvironmentID] = db
+	}
 	out := make([]*EnvironmentView, 0, len(envs))
 	for _, e := range envs {
-		db, err := s.Store.GetEnvironmentDatabase(ctx, e.ID)
-		if err != nil && !IsCode(err, ENOTFOUND) {
-			return nil, "", err
-		}
-		out = append(out, s.view(e, db))
+		out = append(out, s.view(e, byEnv[e.ID]))
 	}
 	return out, next, nil
 }

@@ -319,6 +319,11 @@ type Queries interface {
 	UpdateDatabase(ctx context.Context, d *Database) error
 	// CountDatabasesByTarget counts databases of live environments per target.
 	CountDatabasesByTarget(ctx context.Context) (map[string]int, error)
+	// ListEnvironmentDatabases returns the databases of the environments
+	// (with their last measurement), in any order, in one round trip;
+	// environments without a database are left out. For lists: a page of
+	// environments reads its databases at once, not one by one.
+	ListEnvironmentDatabases(ctx context.Context, environmentIDs []string) ([]*Database, error)
 
 	// ClaimUsageDue returns up to limit databases of active or suspended
 	// environments on the named targets whose usage measurement is due at

@@ -107,6 +107,9 @@ type harnessConfig struct {
 	noCache bool
 	// logLevel is the server log's level (default debug).
 	logLevel slog.Level
+	// keepDatabases skips dropping the server targets' databases at cleanup
+	// (scale benchmarks whose databases were never created).
+	keepDatabases bool
 	// replicaOf, when set, makes this harness a second replica of that one:
 	// the same PostgreSQL store, key file, SQLite target and admin token.
 	replicaOf *harness
@@ -154,6 +157,11 @@ func withKeyring(kr func(dir string) cp.Keyring) harnessOption {
 // store and unseals with the keyring.
 func withoutCache() harnessOption {
 	return func(c *harnessConfig) { c.noCache = true }
+}
+
+// withoutDroppingDatabases skips dropping the targets' databases at cleanup.
+func withoutDroppingDatabases() harnessOption {
+	return func(c *harnessConfig) { c.keepDatabases = true }
 }
 
 // withLogLevel sets the server log's level (benchmarks log as serve does by default: info).
@@ -254,7 +262,9 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 		h.admin = hc.replicaOf.admin
 		return h
 	}
-	tb.Cleanup(func() { dropServerDatabases(tb, svc) })
+	if !hc.keepDatabases {
+		tb.Cleanup(func() { dropServerDatabases(tb, svc) })
+	}
 	token, err := svc.Bootstrap(ctx, cp.BootstrapRequest{Email: "ops@example.com"})
 	if err != nil || token == "" {
 		tb.Fatalf("bootstrap: token issued=%v err=%v", token != "", err)

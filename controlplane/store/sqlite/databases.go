@@ -81,10 +81,11 @@ func (q *queries) UpdateDatabase(ctx context.Context, d *controlplane.Database) 
 	return mustAffect(res, "update database", "database not found")
 }
 
-// CountDatabasesByTarget counts the databases of live environments per target.
+// CountDatabasesByTarget counts the databases of live environments per target,
+// from org_target_usage (kept by triggers, migration 00009).
 func (q *queries) CountDatabasesByTarget(ctx context.Context) (map[string]int, error) {
-	rows, err := q.db.QueryContext(ctx, `SELECT d.target, count(*) FROM environment_databases d
-		JOIN environments e ON e.id = d.environment_id WHERE e.deleted_at IS NULL GROUP BY d.target`)
+	rows, err := q.db.QueryContext(ctx, `SELECT target, sum(databases) FROM org_target_usage
+		GROUP BY target HAVING sum(databases) > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot count databases: %w", err)
 	}

@@ -126,12 +126,13 @@ func (q *queries) SumUsage(ctx context.Context, orgID string, envIDs []string) (
 	return totals, nil
 }
 
-// SumUsageByOrg sums live environments' measurements per organization.
+// SumUsageByOrg sums live environments' measurements per organization, from
+// org_target_usage (kept by triggers, migration 00009): as many rows as
+// organizations and targets, not environments.
 func (q *queries) SumUsageByOrg(ctx context.Context) ([]*controlplane.OrgUsageTotal, error) {
-	totals, err := queryAll(ctx, q.db, `SELECT o.slug, coalesce(sum(d.usage_bytes), 0), coalesce(sum(d.over_limit), 0)
-		FROM organizations o JOIN environments e ON e.org_id = o.id AND e.deleted_at IS NULL
-		JOIN environment_databases d ON d.environment_id = e.id
-		GROUP BY o.slug ORDER BY o.slug`, nil, func(s scanner) (*controlplane.OrgUsageTotal, error) {
+	totals, err := queryAll(ctx, q.db, `SELECT o.slug, sum(u.usage_bytes), sum(u.over_limit)
+		FROM org_target_usage u JOIN organizations o ON o.id = u.org_id
+		GROUP BY o.slug HAVING sum(u.databases) > 0 ORDER BY o.slug`, nil, func(s scanner) (*controlplane.OrgUsageTotal, error) {
 		var t controlplane.OrgUsageTotal
 		return &t, s.Scan(&t.OrgSlug, &t.SizeBytes, &t.OverLimit)
 	})

@@ -1,0 +1,124 @@
+package scaletest_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/keyring/local"
+	"github.com/envplane/envplane/controlplane/scaletest"
+	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
+	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
+	"github.com/envplane/envplane/drivers/drivertest"
+)
+
+// stores opens a fresh store of each kind and a local keyring.
+func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring) {
+	tb.Helper()
+	dir := tb.TempDir()
+	kr, _, err := local.EnsureFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lite, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "controlplane.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { lite.Close() })
+	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresDatabase(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pg.Close() })
+	return map[string]cp.Store{"sqlite": lite, "postgres": pg}, kr
+}
+
+// TestSeed seeds 250 environments (three organizations, the last one
+// partial) and reads them back as the service would: counts, the app key,
+// and a credential that unseals.
+func TestSeed(t *testing.T) {
+	all, kr := stores(t)
+	for name, s := range all {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			reg, err := scaletest.Seed(ctx, s, kr, scaletest.Options{Environments: 250})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(reg.Orgs) != 3 {
+				t.Fatalf("%d organizations, want 3", len(reg.Orgs))
+			}
+			want := []int{100, 100, 50}
+			for i, o := range reg.Orgs {
+				n, err := s.CountEnvironments(ctx, o.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != want[i] || len(o.Envs) != want[i] {
+					t.Errorf("organization %d: %d environments stored, %d returned, want %d", i, n, len(o.Envs), want[i])
+				}
+				ms, _, err := s.ListOrgMemberships(ctx, o.ID, cp.Page{})
+				if err != nil || len(ms) != scaletest.MembersPerOrg {
+					t.Errorf("organization %d: %d memberships (%v), want %d", i, len(ms), err, scaletest.MembersPerOrg)
+				}
+				key, err := s.GetAPIKeyByHash(ctx, cp.HashToken(o.AppToken))
+				if err != nil || key.OrgID != o.ID || key.EnvironmentID == "" {
+					t.Errorf("organization %d: app key %+v, %v", i, key, err)
+				}
+			}
+			last := reg.Orgs[2]
+			route, err := s.ResolveRoute(ctx, cp.RouteQuery{OrgRef: last.Slug, EnvRef: last.Envs[49], Scope: "readonly"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := route.Credential
+			if c == nil {
+				t.Fatal("no readonly credential")
+			}
+			if _, err := cp.Unseal(ctx, kr, cp.Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID}, c.ID, c.DatabaseID); err != nil {
+				t.Errorf("the seeded credential does not unseal: %v", err)
+			}
+			creds, err := s.CountCredentials(ctx, cp.CredentialFilter{DatabaseID: route.Database.ID})
+			if err != nil || creds != scaletest.CredentialsPerEnv {
+				t.Errorf("%d credentials (%v), want %d", creds, err, scaletest.CredentialsPerEnv)
+			}
+			ops, _, err := s.ListOperations(ctx, cp.OperationFilter{OrgID: last.ID, EnvironmentIDs: []string{route.Environment.ID}}, cp.Page{})
+			if err != nil || len(ops) != 1 || ops[0].Status != cp.OpSucceeded {
+				t.Errorf("operations %v, %v: want one succeeded provision", ops, err)
+			}
+			events, _, err := s.ListAuditEvents(ctx, last.ID, cp.Page{Limit: 500})
+			if err != nil || len(events) != 50*scaletest.AuditPerEnv {
+				t.Errorf("%d audit events (%v), want %d", len(events), err, 50*scaletest.AuditPerEnv)
+			}
+		})
+	}
+}
+
+// BenchmarkSeed reports how long seeding SCALE_ENVS environments (default
+// 10,000) takes on each store, and environments per second.
+func BenchmarkSeed(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("SCALE_ENVS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			var took float64
+			for b.Loop() {
+				b.StopTimer()
+				all, kr := stores(b)
+				b.StartTimer()
+				reg, err := scaletest.Seed(context.Background(), all[name], kr, scaletest.Options{Environments: n})
+				if err != nil {
+					b.Fatal(err)
+				}
+				took += reg.Took.Seconds()
+			}
+			b.ReportMetric(took/float64(b.N), "seed-s")
+			b.ReportMetric(float64(n)*float64(b.N)/took, "envs/s")
+		})
+	}
+}
