@@ -11,7 +11,7 @@ run:
 
 ## test: the full suite; PostgreSQL at 127.0.0.1:5432, tursodb and vaultdev (installed into .tools) are used when present
 test: tools
-	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 ./...
+	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 -timeout 30m ./...
 
 ## fuzz: every fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME each; go test -fuzz takes one target per run, hence the loop. An input that fails is written to the package's testdata/fuzz/FuzzXxx: commit it with the fix, and make test replays it from then on
 fuzz:
