@@ -283,7 +283,9 @@ func additive(action string) bool {
 		// Sessions are never cached, and invitations grant nothing until accepted.
 		"session.created", "session.signin_failed", "session.revoked", "session.context_set", "member.sessions_revoked",
 		"invitation.created", "invitation.resent", "invitation.revoked", "invitation.accepted",
-		"user.totp_enrolled", "user.password_set":
+		"user.totp_enrolled", "user.password_set",
+		// Showing a secret to a person changes nothing.
+		"connection.revealed":
 		return true
 	}
 	return false
