@@ -428,6 +428,11 @@ type environmentData struct {
 	Operations  []*cp.Operation
 	Connection  *revealed
 	Scopes      []drivers.Scope
+	// Schema is the ledger and drift of an active environment; SchemaError
+	// says why it could not be read (a target down, a role without it).
+	Schema      *cp.SchemaStatus
+	SchemaError string
+	Members     []*cp.EnvironmentMember
 }
 
 // revealed is a connection shown on request, its secrets unwrapped for the page.
@@ -452,6 +457,17 @@ func (cn *console) environmentWith(c echo.Context, conn *revealed) error {
 		return cn.fail(c, err)
 	}
 	if d.Operations, _, err = cn.svc.ListOperations(ctx, p, c.Param("org"), cp.OperationListFilter{Environment: env.ID}, cp.Page{Limit: 20}); err != nil && !cp.IsCode(err, cp.EFORBIDDEN) {
+		return cn.fail(c, err)
+	}
+	if env.Status == cp.StatusActive {
+		if d.Schema, err = cn.svc.SchemaStatus(ctx, p, c.Param("org"), env.ID); err != nil {
+			if codeStatus(cp.ErrorCode(err)) == http.StatusInternalServerError {
+				return cn.fail(c, err)
+			}
+			d.SchemaError = ProblemFor(err).Detail
+		}
+	}
+	if d.Members, err = cn.svc.ListEnvironmentMembers(ctx, p, c.Param("org"), env.ID); err != nil && !cp.IsCode(err, cp.EFORBIDDEN) {
 		return cn.fail(c, err)
 	}
 	pg := consolePageData{Title: env.Name, CSRF: csrfToken(c), Me: p, Org: c.Param("org"), Data: d}

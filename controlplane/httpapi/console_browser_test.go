@@ -94,7 +94,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			var png []byte
 			var err error
 			for range 10 {
-				if png, err = chromedp.FullScreenshot(90)(ctx, tg); err == nil {
+				if png, err = chromedp.FullScreenshot(100)(ctx, tg); err == nil {
 					break
 				}
 				time.Sleep(300 * time.Millisecond)
@@ -272,5 +272,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Navigate(h.srv.URL+"/targets"), chromedp.WaitVisible(chromedp.CSS("#targets")), shot("targets"))
 	if got := text("#targets"); !strings.Contains(got, "local") {
 		t.Errorf("targets page: %q", got)
+	}
+	logs := h.logs.String()
+	for name, s := range map[string]string{"invitation token": linkToken(t, link), "password": password, "TOTP secret": secret} {
+		if strings.Contains(logs, s) {
+			t.Errorf("the server log holds the %s", name)
+		}
 	}
 }
