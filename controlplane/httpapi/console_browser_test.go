@@ -215,8 +215,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#reason"), "browser test"),
 		chromedp.Click(chromedp.CSS("#rotate-button")))
 	waitText("rotation", "#operations", "rotate")
+	// The newest operation (first row) is the rotation; the page refreshes until it ends.
+	waitText("rotation finished", "#operations tr:nth-child(2) td.status", "succeeded")
+	if got := text("#credentials"); !strings.Contains(got, "readwrite_b") || !strings.Contains(got, "rotating") {
+		t.Errorf("after a rotation the credentials table shows %q", got)
+	}
 	// The new readwrite credential is issued: revealing again shows another one.
-	waitText("rotation finished", "#operations", "succeeded")
 	run("after rotation", shot("rotation"),
 		chromedp.Click(chromedp.CSS("#reveal-button")), chromedp.WaitVisible(chromedp.CSS("#secret")))
 	if got := text("#credential-id"); got == credentialID {
