@@ -242,7 +242,8 @@ func (cn *console) fail(c echo.Context, err error) error {
 	} else {
 		cn.s.logger.Error("console request failed", "path", c.Path(), "err", err)
 	}
-	return cn.render(c, status, "error", http.StatusText(status), msg)
+	// No organization links on an error page: the organization may be one the caller cannot see.
+	return cn.renderPage(c, status, "error", consolePageData{Title: http.StatusText(status), CSRF: csrfToken(c), Me: principal(c), Data: msg})
 }
 
 // stylesheet serves the console's CSS.
