@@ -243,7 +243,15 @@ func (cn *console) fail(c echo.Context, err error) error {
 		cn.s.logger.Error("console request failed", "path", c.Path(), "err", err)
 	}
 	// No organization links on an error page: the organization may be one the caller cannot see.
-	return cn.renderPage(c, status, "error", consolePageData{Title: http.StatusText(status), CSRF: csrfToken(c), Me: principal(c), Data: msg})
+	data := consoleError{Message: msg, TwoFactor: cp.IsCode(err, cp.ETWOFACTOR)}
+	return cn.renderPage(c, status, "error", consolePageData{Title: http.StatusText(status), CSRF: csrfToken(c), Me: principal(c), Data: data})
+}
+
+// consoleError is an error page: what went wrong, and whether enrolling a
+// second factor (the account page) is the way on.
+type consoleError struct {
+	Message   string
+	TwoFactor bool
 }
 
 // stylesheet serves the console's CSS.

@@ -264,3 +264,20 @@ func TestConsoleCrossOrganization(t *testing.T) {
 		t.Error("revealing a connection left no connection.revealed audit event")
 	}
 }
+
+// TestConsoleTwoFactorRequired: in an organization that requires a second
+// factor, a member without one gets the API's 403 on its pages, with the way
+// to the enrolment page.
+func TestConsoleTwoFactorRequired(t *testing.T) {
+	h := newHarness(t)
+	withPeople(t, h)
+	h.org(t, "acme")
+	h.person(t, "acme", "lee@example.com", "lee-password-12345", cp.OrgMember)
+	h.must(t, http.StatusOK, h.admin, "PATCH", "/v1/organizations/acme", map[string]any{"require_2fa": true})
+	b := newBrowser(t, h)
+	b.signIn(t, "lee@example.com", "lee-password-12345")
+	p := b.get(t, "/orgs/acme")
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, `href="/account"`) {
+		t.Fatalf("a member without a second factor: %d, enrol link %v", p.status, strings.Contains(p.body, `href="/account"`))
+	}
+}
