@@ -63,29 +63,35 @@ func (s *Server) mountConsole() error {
 		return err
 	}
 	c := &console{svc: s.svc, s: s, pages: pages}
-	g := s.echo.Group("", c.headers, c.csrf)
-	g.GET("/", c.home)
-	g.GET("/console.css", c.stylesheet)
-	g.GET("/signin", c.signInPage)
-	g.POST("/signin", c.signIn)
-	g.GET("/invitations/:token", c.invitationPage)
-	g.POST("/invitations/:token", c.acceptInvitation)
-	a := g.Group("", c.signedIn)
-	a.POST("/signout", c.signOut)
-	a.GET("/account", c.account)
-	a.POST("/account/totp", c.enrolTOTP)
-	a.POST("/account/totp/confirm", c.confirmTOTP)
-	a.GET("/orgs", c.organizations)
-	a.GET("/orgs/:org", c.environments)
-	a.POST("/orgs/:org/environments", c.createEnvironment)
-	a.GET("/orgs/:org/envs/:env", c.environment)
-	a.POST("/orgs/:org/envs/:env/reveal", c.reveal)
-	a.POST("/orgs/:org/envs/:env/rotate", c.rotate)
-	a.GET("/orgs/:org/operations", c.operations)
-	a.GET("/orgs/:org/audit", c.auditLog)
-	a.GET("/orgs/:org/members", c.members)
-	a.POST("/orgs/:org/invitations", c.invite)
-	a.GET("/targets", c.targets)
+	// Each route gets its middleware itself: an echo group with middleware
+	// would also catch every other path, the API's included.
+	open := func(method, path string, h echo.HandlerFunc) {
+		s.echo.Add(method, path, h, c.headers, c.csrf)
+	}
+	signed := func(method, path string, h echo.HandlerFunc) {
+		s.echo.Add(method, path, h, c.headers, c.csrf, c.signedIn)
+	}
+	open(http.MethodGet, "/", c.home)
+	open(http.MethodGet, "/console.css", c.stylesheet)
+	open(http.MethodGet, "/signin", c.signInPage)
+	open(http.MethodPost, "/signin", c.signIn)
+	open(http.MethodGet, "/invitations/:token", c.invitationPage)
+	open(http.MethodPost, "/invitations/:token", c.acceptInvitation)
+	signed(http.MethodPost, "/signout", c.signOut)
+	signed(http.MethodGet, "/account", c.account)
+	signed(http.MethodPost, "/account/totp", c.enrolTOTP)
+	signed(http.MethodPost, "/account/totp/confirm", c.confirmTOTP)
+	signed(http.MethodGet, "/orgs", c.organizations)
+	signed(http.MethodGet, "/orgs/:org", c.environments)
+	signed(http.MethodPost, "/orgs/:org/environments", c.createEnvironment)
+	signed(http.MethodGet, "/orgs/:org/envs/:env", c.environment)
+	signed(http.MethodPost, "/orgs/:org/envs/:env/reveal", c.reveal)
+	signed(http.MethodPost, "/orgs/:org/envs/:env/rotate", c.rotate)
+	signed(http.MethodGet, "/orgs/:org/operations", c.operations)
+	signed(http.MethodGet, "/orgs/:org/audit", c.auditLog)
+	signed(http.MethodGet, "/orgs/:org/members", c.members)
+	signed(http.MethodPost, "/orgs/:org/invitations", c.invite)
+	signed(http.MethodGet, "/targets", c.targets)
 	return nil
 }
 
