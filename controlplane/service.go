@@ -299,7 +299,9 @@ func additive(action string) bool {
 		"invitation.created", "invitation.resent", "invitation.revoked", "invitation.accepted",
 		"user.totp_enrolled", "user.password_set",
 		// A rollout's own events; the migrations it runs change no answer.
-		"rollout.created", "rollout.pause", "rollout.resume", "rollout.cancel", "rollout.finished":
+		"rollout.created", "rollout.pause", "rollout.resume", "rollout.cancel", "rollout.finished",
+		// Showing a secret to a person changes nothing.
+		"connection.revealed":
 		return true
 	}
 	return false

@@ -105,6 +105,9 @@ func NewServer(svc *cp.Service, logger *slog.Logger, reg prometheus.Registerer, 
 	for id := range handlers {
 		return nil, fmt.Errorf("handler %s has no route", id)
 	}
+	if err := s.mountConsole(); err != nil {
+		return nil, fmt.Errorf("cannot build the console: %w", err)
+	}
 	return s, nil
 }
 
