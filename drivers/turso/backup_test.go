@@ -1,0 +1,108 @@
+package turso_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envplane/envplane/drivers"
+	"github.com/envplane/envplane/drivers/drivertest"
+	"github.com/envplane/envplane/drivers/turso"
+	"github.com/envplane/envplane/drivers/turso/tursotest"
+)
+
+// TestBackupKeepsValuesAndObjects: a backup moves rows as SQL literals
+// through a libsql-dump, so each storage class comes back as itself, the
+// indexes, views and triggers come with their tables (the triggers not
+// firing on the restored rows), the counts are the copy's, and a dump
+// missing its end (cut at a statement boundary) makes nothing.
+func TestBackupKeepsValuesAndObjects(t *testing.T) {
+	d, p := newDriver(t, tursotest.PlatformOptions{DataPlane: true})
+	ctx := context.Background()
+	src := create(t, d)
+	s := open(t, d, src, issue(t, d, src, drivers.ScopeAdmin, time.Time{}))
+	for _, q := range []string{
+		`CREATE TABLE v (id INTEGER PRIMARY KEY AUTOINCREMENT, i INTEGER, r REAL, t TEXT, b BLOB, n)`,
+		`CREATE TABLE log (id INTEGER)`,
+		`INSERT INTO v (i, r, t, b, n) VALUES (-9007199254740993, 3.0, 'it''s "quoted";
+two lines', x'00ff10', NULL)`,
+		`INSERT INTO v (i, r, t, b, n) VALUES (0, 1.5e-300, '', x'', 42)`,
+		`CREATE INDEX v_t ON v (t)`,
+		`CREATE VIEW v_view AS SELECT id, t FROM v`,
+		`CREATE TRIGGER v_log AFTER INSERT ON v BEGIN INSERT INTO log VALUES (new.id); END`,
+	} {
+		if _, err := s.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var dump bytes.Buffer
+	resp, err := d.BackupDatabase(ctx, drivers.BackupRequest{Database: src, W: &dump})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if resp.Format != turso.BackupFormat || resp.Tables["v"] != 2 || resp.Tables["log"] != 0 || len(resp.Tables) != 2 {
+		t.Fatalf("backup: format %q, tables %v", resp.Format, resp.Tables)
+	}
+
+	// Cut before its trailer, the dump is whole SQL but not a whole copy.
+	cut := strings.TrimSuffix(dump.String(), "-- end of libsql-dump\n")
+	if cut == dump.String() {
+		t.Fatalf("the dump does not end with its trailer: %q", dump.String()[max(0, dump.Len()-80):])
+	}
+	torn := drivertest.NewDatabaseName(t)
+	if _, err := d.RestoreDatabase(ctx, drivers.RestoreRequest{Name: torn, Format: resp.Format, R: strings.NewReader(cut)}); !errors.Is(err, drivers.ErrUnsupported) {
+		t.Fatalf("restore of a dump without its trailer: %v, want ErrUnsupported", err)
+	}
+	before := len(p.Databases())
+
+	dst := drivertest.NewDatabaseName(t)
+	made, err := d.RestoreDatabase(ctx, drivers.RestoreRequest{Name: dst, Format: resp.Format, R: &dump})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	t.Cleanup(func() { d.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: made.Database}) })
+	if after := len(p.Databases()); after != before+1 {
+		t.Errorf("a restore left %d databases more, want its own 1 (the staged one deleted): %v", after-before, p.Databases())
+	}
+	k := open(t, d, made.Database, issue(t, d, made.Database, drivers.ScopeAdmin, time.Time{}))
+	read := func(q string) string {
+		t.Helper()
+		rows, err := k.Query(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+		return strings.Join(out, "|")
+	}
+	if got, want := read(`SELECT typeof(i)||','||typeof(r)||','||typeof(t)||','||typeof(b)||','||typeof(n) FROM v ORDER BY id`),
+		"integer,real,text,blob,null|integer,real,text,blob,integer"; got != want {
+		t.Errorf("storage classes after the restore: %s, want %s", got, want)
+	}
+	if got, want := read(`SELECT i||','||r||','||t||','||hex(b) FROM v WHERE id = 1`), "-9007199254740993,3.0,it's \"quoted\";\ntwo lines,00FF10"; got != want {
+		t.Errorf("values after the restore: %q, want %q", got, want)
+	}
+	if got := read(`SELECT count(*) FROM log`); got != "0" {
+		t.Errorf("restoring the rows fired the trigger: %s log rows", got)
+	}
+	if got, want := read(`SELECT type||':'||name FROM sqlite_schema WHERE name NOT LIKE 'sqlite%' AND name NOT LIKE '\_\_turso%' ESCAPE '\' ORDER BY name`),
+		"table:log|table:v|trigger:v_log|index:v_t|view:v_view"; got != want {
+		t.Errorf("objects after the restore: %s, want %s", got, want)
+	}
+	if _, err := k.Exec(`INSERT INTO v (i) VALUES (7)`); err != nil {
+		t.Fatalf("insert after the restore: %v", err)
+	}
+	if got := read(`SELECT group_concat(id) FROM log`); got != "3" {
+		t.Errorf("the trigger after the restore logged %s, want 3", got)
+	}
+}
