@@ -157,16 +157,20 @@ func (d *Driver) RestoreDatabase(ctx context.Context, req drivers.RestoreRequest
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
-	if _, found, err := d.ours(ctx, in.Name); err != nil {
-		return drivers.CreateDatabaseResponse{}, err
-	} else if found {
-		return d.create(ctx, req.Name, in)
-	}
-	body, err := readDump(req.R)
+	staged, err := stagedName(req.Name)
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
-	staged, err := stagedName(req.Name)
+	if _, found, err := d.ours(ctx, in.Name); err != nil {
+		return drivers.CreateDatabaseResponse{}, err
+	} else if found {
+		// Done before: a crash may have left the staged database.
+		if err := d.deleteStaged(ctx, staged); err != nil {
+			return drivers.CreateDatabaseResponse{}, err
+		}
+		return d.create(ctx, req.Name, in)
+	}
+	body, err := readDump(req.R)
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}

@@ -105,4 +105,24 @@ two lines', x'00ff10', NULL)`,
 	if got := read(`SELECT group_concat(id) FROM log`); got != "3" {
 		t.Errorf("the trigger after the restore logged %s, want 3", got)
 	}
+
+	// A crash between creating the database and deleting the staged one
+	// (a reset stages under the same name): the retried restore reads
+	// nothing and deletes the staged database.
+	if err := d.StageReset(ctx, drivers.ResetRequest{Database: made.Database}); err != nil {
+		t.Fatalf("stage: %v", err)
+	}
+	if _, err := d.RestoreDatabase(ctx, drivers.RestoreRequest{Name: dst, Format: resp.Format, R: failingReader{}}); err != nil {
+		t.Fatalf("retried restore: %v", err)
+	}
+	for _, name := range p.Databases() {
+		if strings.HasSuffix(name, "-next") {
+			t.Errorf("the retried restore left the staged database %s", name)
+		}
+	}
 }
+
+// failingReader fails every read: a restore that must not read its copy.
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("the copy was read") }
