@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -126,3 +127,47 @@ two lines', x'00ff10', NULL)`,
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("the copy was read") }
+
+// TestBackupIsOneSnapshot backs up while a writer adds a row to each of
+// two tables in one transaction at a time: every backup counts as many
+// rows in one as in the other, which tables read one after the other,
+// between the writer's transactions, would not.
+func TestBackupIsOneSnapshot(t *testing.T) {
+	d, _ := newDriver(t, tursotest.PlatformOptions{DataPlane: true})
+	ctx := context.Background()
+	src := create(t, d)
+	db := open(t, d, src, issue(t, d, src, drivers.ScopeAdmin, time.Time{}))
+	if _, err := db.Exec(`CREATE TABLE a (x INTEGER); CREATE TABLE b (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := db.Exec(`BEGIN; INSERT INTO a VALUES (1); INSERT INTO b VALUES (1); COMMIT`); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for i := range 8 {
+		resp, err := d.BackupDatabase(ctx, drivers.BackupRequest{Database: src, W: io.Discard})
+		if err != nil {
+			close(stop)
+			t.Fatalf("backup %d: %v", i, err)
+		}
+		if resp.Tables["a"] != resp.Tables["b"] {
+			t.Errorf("backup %d counted %d rows in a and %d in b: not one snapshot", i, resp.Tables["a"], resp.Tables["b"])
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+}
