@@ -431,15 +431,17 @@ type Resetter interface {
 type BackupRequest struct {
 	Database Database
 	// W receives the copy as the engine's own format (a SQLite file,
-	// pg_dump's custom format); the driver neither buffers it whole nor
-	// closes W.
+	// pg_dump's custom format, Turso's libsql-dump SQL text); the driver
+	// neither buffers it whole nor closes W (Turso's libSQL client holds
+	// the one batch's answer it is written from, adr/0021).
 	W io.Writer
 }
 
 // BackupResponse describes the copy written.
 type BackupResponse struct {
-	// Format names the copy's format ("sqlite3", "pg_dump-custom"), so a
-	// restore can refuse a copy that another driver made.
+	// Format names the copy's format ("sqlite3", "pg_dump-custom",
+	// "libsql-dump"), so a restore can refuse a copy that another driver
+	// made.
 	Format string
 	// Tables counts the rows of every table in the copy (the engine's
 	// catalogs excepted), read in the copy's own snapshot, so a restore

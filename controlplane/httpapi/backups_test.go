@@ -71,8 +71,8 @@ func (h *harness) backupFile(id string) string {
 	return filepath.Join(h.dataDir, "backups", id+".backup")
 }
 
-// TestBackupAndRestore backs up an environment on the SQLite and the
-// PostgreSQL targets and restores the backup into a new environment: the
+// TestBackupAndRestore backs up an environment on the SQLite, the
+// PostgreSQL and the Turso targets and restores the backup into a new environment: the
 // stored file is sealed (no plaintext of the database in it) and matches
 // its recorded checksum, and the restored environment holds the rows of the
 // moment of the backup, names itself, and works with its own credentials.
@@ -83,9 +83,11 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("postgres driver: %v", err)
 	}
 	t.Cleanup(pg.Close)
-	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	clk := newClock()
+	edge, _ := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
 	h.org(t, "acme")
-	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {
+	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}, {"edge", "libsql"}} {
 		t.Run(c.target, func(t *testing.T) {
 			e := envSQL{h: h, org: "acme", sqlDriver: c.sqlDriver}
 			src := c.target + "-src"
@@ -324,8 +326,7 @@ func ids(bs []*cp.Backup) []string {
 // TestTursoPointInTimeRestore restores a Turso environment as it was half
 // an hour ago into a new environment (a seed with that timestamp, which the
 // Platform double checks against the contract), and refuses a point
-// outside the recovery window, naming it. A Turso target takes no file
-// backups, and says so.
+// outside the recovery window, naming it.
 func TestTursoPointInTimeRestore(t *testing.T) {
 	clk := newClock()
 	edge, platform := tursoTarget(t, clk)
@@ -347,7 +348,6 @@ func TestTursoPointInTimeRestore(t *testing.T) {
 			t.Errorf("%s: the refusal does not name the window: %s", name, r.shown())
 		}
 	}
-	wantProblem(t, h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/edge/backups", nil), http.StatusConflict, cp.ECONFLICT, "")
 
 	at := clk.Now().Add(-30 * time.Minute).Truncate(time.Second)
 	v := h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments/edge/restore",
@@ -377,7 +377,8 @@ func TestTursoPointInTimeRestore(t *testing.T) {
 }
 
 // TestRestoreInPlace restores an environment's own backup over it, on the
-// SQLite and PostgreSQL targets: same environment, the backup's rows, the
+// SQLite, PostgreSQL and Turso targets (where the database, so its
+// hostname, changes as on the others): same environment, the backup's rows, the
 // state it had kept first as a pre_restore backup (which restores back),
 // its old database dropped and the old credentials refused. A restore
 // that fails before the swap leaves the environment on its old database.
@@ -388,9 +389,11 @@ func TestRestoreInPlace(t *testing.T) {
 		t.Fatalf("postgres driver: %v", err)
 	}
 	t.Cleanup(pg.Close)
-	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
+	clk := newClock()
+	edge, platform := tursoTarget(t, clk)
+	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
 	h.org(t, "acme")
-	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {
+	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}, {"edge", "libsql"}} {
 		t.Run(c.target, func(t *testing.T) {
 			e := envSQL{h: h, org: "acme", sqlDriver: c.sqlDriver}
 			env := c.target + "-app"
@@ -444,6 +447,15 @@ func TestRestoreInPlace(t *testing.T) {
 			if c.target == "local" {
 				if files := h.databaseFiles(t, oldName); len(files) != 0 {
 					t.Fatalf("the old database is still there: %v", files)
+				}
+			}
+			if c.target == "edge" {
+				// Turso names are the generated names with a dash; a restore's
+				// staged database is the new name's "-next".
+				for _, name := range platform.Databases() {
+					if name == strings.ReplaceAll(oldName, "_", "-") || strings.HasSuffix(name, "-next") {
+						t.Fatalf("the old or a staged database is still there: %s of %v", name, platform.Databases())
+					}
 				}
 			}
 			var list cp.List[*cp.Backup]

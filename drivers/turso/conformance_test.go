@@ -57,5 +57,6 @@ func TestConformance(t *testing.T) {
 		EndsSessionsOnRevoke: true,
 
 		RevokeInvalidatesAllSlots: true,
+		BacksUp:                   true,
 	})
 }

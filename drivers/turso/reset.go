@@ -3,12 +3,8 @@ package turso
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -147,21 +143,31 @@ func (d *Driver) openStaged(ctx context.Context, name string, authz platform.Aut
 	if !found || db.Hostname == "" {
 		return drivers.OpenResponse{}, fmt.Errorf("turso: staged reset %s: %w", staged, drivers.ErrNotFound)
 	}
-	token, err := d.client.CreateDatabaseToken(ctx, staged, platform.TokenOptions{Authorization: authz, Expiration: expiration(stagedTTL)})
+	pool, err := d.connectMinted(ctx, db, authz)
 	if err != nil {
-		return drivers.OpenResponse{}, fmt.Errorf("turso: %w", err)
+		return drivers.OpenResponse{}, err
+	}
+	return drivers.OpenResponse{DB: pool, Dialect: drivers.DialectLibSQL}, nil
+}
+
+// connectMinted opens db (a database of the group) over libSQL with a
+// token the driver mints for it, which expires within an hour.
+func (d *Driver) connectMinted(ctx context.Context, db platform.Database, authz platform.Authorization) (*sql.DB, error) {
+	token, err := d.client.CreateDatabaseToken(ctx, db.Name, platform.TokenOptions{Authorization: authz, Expiration: expiration(stagedTTL)})
+	if err != nil {
+		return nil, fmt.Errorf("turso: %w", err)
 	}
 	base := d.cfg.DatabaseURL(db.Hostname)
 	inner, err := libsql.NewConnector(base, libsql.WithAuthToken(token.Reveal()))
 	if err != nil {
-		return drivers.OpenResponse{}, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
+		return nil, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
 	}
 	pool := sql.OpenDB(tokenConnector{connect: inner.Connect})
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
-		return drivers.OpenResponse{}, fmt.Errorf("turso: cannot open staged reset %s: %w", staged, drivers.ErrUnavailable)
+		return nil, fmt.Errorf("turso: cannot open %s: %w", db.Name, drivers.ErrUnavailable)
 	}
-	return drivers.OpenResponse{DB: pool, Dialect: drivers.DialectLibSQL}, nil
+	return pool, nil
 }
 
 // SwapReset replaces the database's objects and rows with name-next's in
@@ -186,19 +192,8 @@ func (d *Driver) SwapReset(ctx context.Context, req drivers.ResetRequest) error 
 	}
 	var b strings.Builder
 	b.WriteString("BEGIN;\n")
-	for _, o := range want {
-		if o.kind != "table" {
-			continue
-		}
-		b.WriteString(o.sql + ";\n")
-		if err := writeRows(ctx, &b, from.DB, o.name); err != nil {
-			return fmt.Errorf("turso: staged reset %s: %w", staged, err)
-		}
-	}
-	for _, o := range want {
-		if o.kind != "table" {
-			b.WriteString(o.sql + ";\n")
-		}
+	if _, err := writeObjects(ctx, &b, from.DB, want); err != nil {
+		return fmt.Errorf("turso: staged reset %s: %w", staged, err)
 	}
 	b.WriteString("COMMIT;\n")
 
@@ -236,146 +231,4 @@ func (d *Driver) DiscardReset(ctx context.Context, req drivers.ResetRequest) err
 		return err
 	}
 	return d.deleteStaged(ctx, staged)
-}
-
-// object is one entry of sqlite_schema.
-type object struct{ kind, name, sql string }
-
-// readObjects lists the database's tables, indexes, views and triggers in
-// creation order (every object's dependencies first), the engine's own
-// objects (SQLite's, libSQL's, tursodb's __turso_internal_ ones, which it
-// makes itself for AUTOINCREMENT) and automatic indexes excepted.
-func readObjects(ctx context.Context, db *sql.DB) ([]object, error) {
-	rows, err := db.QueryContext(ctx, `
-		SELECT type, name, sql FROM sqlite_schema
-		WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'libsql\_%' ESCAPE '\'
-		  AND name NOT LIKE '\_\_turso\_internal\_%' ESCAPE '\'
-		ORDER BY rowid`)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the schema: %w", err)
-	}
-	defer rows.Close()
-	var out []object
-	for rows.Next() {
-		var o object
-		if err := rows.Scan(&o.kind, &o.name, &o.sql); err != nil {
-			return nil, fmt.Errorf("cannot read the schema: %w", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot read the schema: %w", err)
-	}
-	return out, nil
-}
-
-// writeRows appends an INSERT of every row of table, values as literals
-// (a batch's statements cannot share bind parameters).
-func writeRows(ctx context.Context, b *strings.Builder, db *sql.DB, table string) error {
-	rows, err := db.QueryContext(ctx, "SELECT * FROM "+quoteIdent(table))
-	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", table, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", table, err)
-	}
-	names := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = quoteIdent(c)
-	}
-	values := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range values {
-		ptrs[i] = &values[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("cannot read %s: %w", table, err)
-		}
-		fmt.Fprintf(b, "INSERT INTO %s (%s) VALUES (", quoteIdent(table), strings.Join(names, ", "))
-		for i, v := range values {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(literal(v))
-		}
-		b.WriteString(");\n")
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot read %s: %w", table, err)
-	}
-	return nil
-}
-
-// literal writes v, as the libSQL client scanned it, as an SQL literal of
-// the same storage class.
-func literal(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "NULL"
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		switch {
-		case math.IsNaN(x):
-			return "NULL"
-		case math.IsInf(x, 1):
-			return "9e999"
-		case math.IsInf(x, -1):
-			return "-9e999"
-		}
-		s := strconv.FormatFloat(x, 'g', -1, 64)
-		if !strings.ContainsAny(s, ".e") {
-			s += ".0"
-		}
-		return s
-	case bool:
-		if x {
-			return "1"
-		}
-		return "0"
-	case []byte:
-		return "X'" + hex.EncodeToString(x) + "'"
-	case string:
-		return "'" + strings.ReplaceAll(x, "'", "''") + "'"
-	case time.Time:
-		return "'" + x.UTC().Format(time.RFC3339Nano) + "'"
-	}
-	return "'" + strings.ReplaceAll(fmt.Sprint(v), "'", "''") + "'"
-}
-
-// quoteIdent quotes an identifier for SQLite.
-func quoteIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
-
-// staleConnections bounds how many pooled connections runBatch discards:
-// libsql-client-go reports a connection whose Hrana stream the server
-// closed as driver.ErrBadConn before sending anything, and database/sql
-// does not retry a pinned connection by itself.
-const staleConnections = 4
-
-// runBatch sends batch ("BEGIN; ...; COMMIT;") on one pinned connection,
-// which libsql-client-go sends as one Hrana batch: each step runs only if
-// the previous one succeeded, and a batch whose COMMIT did not run is
-// rolled back. A ROLLBACK follows a failure on the same session anyway.
-func runBatch(ctx context.Context, db *sql.DB, batch string) error {
-	for attempt := 1; ; attempt++ {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			return fmt.Errorf("cannot connect: %w", drivers.ErrUnavailable)
-		}
-		_, err = conn.ExecContext(ctx, batch)
-		stale := errors.Is(err, driver.ErrBadConn)
-		if err != nil && !stale {
-			// "No transaction is active" is the expected answer; ignore it.
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-		// Closing after ErrBadConn discards the connection instead of pooling it.
-		conn.Close()
-		if stale && attempt < staleConnections {
-			continue
-		}
-		return err
-	}
 }
