@@ -61,3 +61,30 @@ func TestKeyRotationCoversTOTPSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestTOTPSecretUnderRetiredKey: a TOTP secret the keyring can no longer
+// open (its version retired behind envplane's back) answers sign-in 503,
+// the keyring's problem, never a 500.
+func TestTOTPSecretUnderRetiredKey(t *testing.T) {
+	h := newHarness(t)
+	withPeople(t, h)
+	h.org(t, "acme")
+	h.person(t, "acme", "kim@example.com", "kim-password-1234", cp.OrgAdmin)
+	kim, _ := h.session(t, "kim@example.com", "kim-password-1234")
+	var e cp.TOTPEnrolment
+	h.must(t, http.StatusCreated, kim, "POST", "/v1/users/me/totp", nil).decode(t, &e)
+	h.must(t, http.StatusNoContent, kim, "POST", "/v1/users/me/totp/confirm", map[string]string{"code": code(t, e.Secret, h.clock.Now())})
+	km, ok := h.svc.Keyring.(cp.KeyManager)
+	if !ok {
+		t.Fatal("the harness's keyring does not rotate")
+	}
+	if _, err := km.Rotate(t.Context()); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if err := km.Retire(t.Context(), 2); err != nil {
+		t.Fatalf("retire: %v", err)
+	}
+	h.clock.Advance(30 * time.Second)
+	r := h.do(t, "", "POST", "/v1/sessions", map[string]string{"email": "kim@example.com", "password": "kim-password-1234", "totp": code(t, e.Secret, h.clock.Now())})
+	wantProblem(t, r, http.StatusServiceUnavailable, cp.EUNAVAILABLE, "")
+}
