@@ -13,14 +13,19 @@ import (
 // still pending, are sealed secrets like credentials. After a key rotation
 // the coverage counts them under the old version, retiring it is refused
 // (naming them) until a rewrap moves them, and after the retirement the
-// users still sign in, or confirm, with a TOTP code.
+// users still sign in, or confirm, with a TOTP code: on both stores, and
+// with the Vault keyring (whose rewrap is one transit/rewrap per batch).
 func TestKeyRotationCoversTOTPSecrets(t *testing.T) {
-	for _, store := range []struct {
+	for _, tc := range []struct {
 		name string
-		opts []harnessOption
-	}{{"sqlite", nil}, {"postgres", []harnessOption{withPostgresStore()}}} {
-		t.Run(store.name, func(t *testing.T) {
-			h := newHarness(t, store.opts...)
+		opts func(t *testing.T) []harnessOption
+	}{
+		{"sqlite", func(*testing.T) []harnessOption { return nil }},
+		{"postgres", func(*testing.T) []harnessOption { return []harnessOption{withPostgresStore()} }},
+		{"vault", func(t *testing.T) []harnessOption { opt, _ := withVault(t); return []harnessOption{opt} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts(t)...)
 			withPeople(t, h)
 			h.org(t, "acme")
 			h.person(t, "acme", "kim@example.com", "kim-password-1234", cp.OrgAdmin)
