@@ -13,21 +13,31 @@ import (
 // (adr/0012). Each is a command (envplane keys ...) and a platform-admin API
 // call with an audit event.
 
-// KeyCoverage reports how many stored credentials (revoked ones aside) have
-// their data key wrapped under the keyring's current key version, and how
-// many under each key version.
+// KeyCoverage reports how many stored sealed secrets (credentials, revoked
+// ones aside, and users' TOTP secrets) have their data key wrapped under the
+// keyring's current key version, and how many under each key version. TOTP
+// is the users' TOTP secrets' share of these counts.
 type KeyCoverage struct {
 	CurrentKeyID string         `json:"current_key_id"`
 	Total        int            `json:"total"`
 	Current      int            `json:"current"`
 	ByKey        map[string]int `json:"by_key"`
+	TOTP         KeyCount       `json:"totp"`
 }
 
-// Complete reports whether every credential is under the current key, so
+// KeyCount counts the sealed secrets of one kind: in all, under the current
+// key version, and under each key version.
+type KeyCount struct {
+	Total   int            `json:"total"`
+	Current int            `json:"current"`
+	ByKey   map[string]int `json:"by_key"`
+}
+
+// Complete reports whether every sealed secret is under the current key, so
 // older versions may be retired.
 func (c KeyCoverage) Complete() bool { return c.Current == c.Total }
 
-// rewrapBatch is how many credentials one round of Rewrap reads and re-wraps.
+// rewrapBatch is how many sealed secrets one round of Rewrap reads and re-wraps.
 const rewrapBatch = 100
 
 // Coverage returns the current key coverage. EUNAVAILABLE if the keyring
@@ -37,39 +47,77 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)
 	}
-	by, err := s.Store.CountCredentialsByKey(ctx)
+	creds, err := s.Store.CountCredentialsByKey(ctx)
 	if err != nil {
 		return KeyCoverage{}, err
 	}
-	c := KeyCoverage{CurrentKeyID: cur, ByKey: by}
-	for k, n := range by {
-		c.Total += n
+	totp, err := s.Store.CountUserTOTPByKey(ctx)
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	c := KeyCoverage{CurrentKeyID: cur, ByKey: map[string]int{}, TOTP: KeyCount{ByKey: totp}}
+	for _, by := range []map[string]int{creds, totp} {
+		for k, n := range by {
+			c.ByKey[k] += n
+			c.Total += n
+			if k == cur {
+				c.Current += n
+			}
+		}
+	}
+	for k, n := range totp {
+		c.TOTP.Total += n
 		if k == cur {
-			c.Current += n
+			c.TOTP.Current += n
 		}
 	}
 	return c, nil
 }
 
-// Rewrap re-wraps the data key of every credential not under the current key
-// version, in batches of rewrapBatch (the secrets themselves are never
-// decrypted; on Vault the data key never leaves it, and a batch is one
-// transit/rewrap request), and returns the coverage afterwards. It is
-// idempotent and resumable after a crash: each credential is updated on its
-// own, only while its key id is still the one it read. progress, when not
-// nil, hears the coverage after each batch.
+// Rewrap re-wraps the data key of every credential and every user's TOTP
+// secret not under the current key version, in batches of rewrapBatch (the
+// secrets themselves are never decrypted; on Vault the data key never
+// leaves it, and a batch is one transit/rewrap request), and returns the
+// coverage afterwards. It is idempotent and resumable after a crash: each
+// credential or TOTP secret is updated on its own, only while its key id is
+// still the one it read. progress, when not nil, hears the coverage after
+// each batch.
 func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCoverage, error) {
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)
 	}
+	report := func() {
+		if progress != nil {
+			if cov, err := s.Coverage(ctx); err == nil {
+				progress(cov)
+			}
+		}
+	}
+	if cur, err = s.rewrapCredentials(ctx, cur, report); err != nil {
+		return KeyCoverage{}, err
+	}
+	if err := s.rewrapTOTP(ctx, cur, report); err != nil {
+		return KeyCoverage{}, err
+	}
+	// Cached answers name the key version their credential was sealed
+	// under (receipts record it): drop them everywhere.
+	if err := s.changed(ctx, s.Store, ""); err != nil {
+		return KeyCoverage{}, err
+	}
+	return s.Coverage(ctx)
+}
+
+// rewrapCredentials is Rewrap's part for credentials, from key version cur;
+// it returns the current version it ended under.
+func (s *Service) rewrapCredentials(ctx context.Context, cur string, report func()) (string, error) {
 	for {
 		cs, err := s.Store.ListCredentialsByKey(ctx, cur, rewrapBatch)
 		if err != nil {
-			return KeyCoverage{}, err
+			return "", err
 		}
 		if len(cs) == 0 {
-			break
+			return cur, nil
 		}
 		sealed := make([]Sealed, len(cs))
 		for i, c := range cs {
@@ -77,7 +125,7 @@ func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCo
 		}
 		moved, err := RewrapAll(ctx, s.Keyring, sealed)
 		if err != nil {
-			return KeyCoverage{}, keyringUnavailable(fmt.Errorf("cannot rewrap credentials %s to %s: %w", cs[0].ID, cs[len(cs)-1].ID, err))
+			return "", keyringUnavailable(fmt.Errorf("cannot rewrap credentials %s to %s: %w", cs[0].ID, cs[len(cs)-1].ID, err))
 		}
 		for i, c := range cs {
 			if moved[i].KeyID != cur {
@@ -90,21 +138,44 @@ func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCo
 			// Only the wrapped key changes: a revocation landing meanwhile
 			// is kept, and a concurrent rewrap wins (ECONFLICT) harmlessly.
 			if err := s.Store.RewrapCredential(ctx, c, from); err != nil && !IsCode(err, ECONFLICT) {
-				return KeyCoverage{}, err
+				return "", err
 			}
 		}
-		if progress != nil {
-			if cov, err := s.Coverage(ctx); err == nil {
-				progress(cov)
+		report()
+	}
+}
+
+// rewrapTOTP is Rewrap's part for users' TOTP secrets, from key version
+// cur. Only the wrapped data key changes (the secret's cipher, and so its
+// last accepted step, stay); a re-enrolment landing meanwhile wins
+// (ECONFLICT) harmlessly, its secret already sealed under a current key.
+func (s *Service) rewrapTOTP(ctx context.Context, cur string, report func()) error {
+	for {
+		as, err := s.Store.ListUserTOTPByKey(ctx, cur, rewrapBatch)
+		if err != nil {
+			return err
+		}
+		if len(as) == 0 {
+			return nil
+		}
+		sealed := make([]Sealed, len(as))
+		for i, a := range as {
+			sealed[i] = a.TOTP
+		}
+		moved, err := RewrapAll(ctx, s.Keyring, sealed)
+		if err != nil {
+			return keyringUnavailable(fmt.Errorf("cannot rewrap the TOTP secrets of users %s to %s: %w", as[0].UserID, as[len(as)-1].UserID, err))
+		}
+		for i, a := range as {
+			if moved[i].KeyID != cur {
+				cur = moved[i].KeyID
+			}
+			if err := s.Store.RewrapUserTOTP(ctx, a.UserID, a.TOTP, moved[i]); err != nil && !IsCode(err, ECONFLICT) && !IsCode(err, ENOTFOUND) {
+				return err
 			}
 		}
+		report()
 	}
-	// Cached answers name the key version their credential was sealed
-	// under (receipts record it): drop them everywhere.
-	if err := s.changed(ctx, s.Store, ""); err != nil {
-		return KeyCoverage{}, err
-	}
-	return s.Coverage(ctx)
 }
 
 // RotateKeys adds a key version to the keyring and makes it current, and
@@ -144,9 +215,9 @@ func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 }
 
 // RetireKeys makes every key version below below stop unwrapping. It is
-// ECONFLICT while any credential (revoked ones aside) is still wrapped under
-// such a version of the keyring, naming how many; EINVALID for a version
-// that is not below the current one.
+// ECONFLICT while any credential (revoked ones aside) or user's TOTP secret
+// is still wrapped under such a version of the keyring, naming how many;
+// EINVALID for a version that is not below the current one.
 func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyCoverage, error) {
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
@@ -163,14 +234,16 @@ func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyC
 	if below < 2 || below > current {
 		return KeyCoverage{}, Invalid(FieldError{Field: "below", Message: fmt.Sprintf("must be from 2 to the current version, %d", current)})
 	}
-	left := 0
+	left, totp := 0, 0
 	for keyID, n := range cov.ByKey {
 		if v, ok := km.Version(keyID); ok && v < below {
 			left += n
+			totp += cov.TOTP.ByKey[keyID]
 		}
 	}
 	if left > 0 {
-		return KeyCoverage{}, Errorf(ECONFLICT, "%d credentials are still wrapped below version %d: run keys rewrap first", left, below)
+		return KeyCoverage{}, Errorf(ECONFLICT, "%d sealed secrets (%d credentials, %d TOTP secrets) are still wrapped below version %d: run keys rewrap first",
+			left, left-totp, totp, below)
 	}
 	if err := km.Retire(ctx, below); err != nil {
 		return KeyCoverage{}, keyManagerError("retire key versions", err)

@@ -502,6 +502,17 @@ type PeopleQueries interface {
 	// code, exactly one succeeds. ECONFLICT if the step was already used
 	// (or a later one); ENOTFOUND if the user has no record.
 	AdvanceTOTPStep(ctx context.Context, userID string, step int64) error
+	// ListUserTOTPByKey lists up to limit sign-in records with a sealed
+	// TOTP secret (confirmed or not) whose data key is wrapped under a key
+	// other than notKeyID, by user id.
+	ListUserTOTPByKey(ctx context.Context, notKeyID string, limit int) ([]*UserAuth, error)
+	// CountUserTOTPByKey counts the sealed TOTP secrets per key id.
+	CountUserTOTPByKey(ctx context.Context) (map[string]int, error)
+	// RewrapUserTOTP replaces the user's wrapped TOTP data key and key id
+	// with to's, only while the stored ones are still from's (the secret's
+	// cipher and last step are kept): ECONFLICT if they changed meanwhile
+	// (a re-enrolment wins), ENOTFOUND if the user has no record.
+	RewrapUserTOTP(ctx context.Context, userID string, from, to Sealed) error
 	// ReplaceRecoveryCodes drops the user's recovery codes and stores hashes
 	// as the new, unused ones.
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes []string) error

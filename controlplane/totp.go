@@ -81,7 +81,7 @@ func (s *Service) EnrolTOTP(ctx context.Context, p *Principal) (*TOTPEnrolment, 
 	}
 	sealed, err := Seal(ctx, s.Keyring, drivers.Secret(key.Secret()), totpAAD, p.UserID)
 	if err != nil {
-		return nil, err
+		return nil, keyringUnavailable(fmt.Errorf("cannot seal a TOTP secret: %w", err))
 	}
 	codes, hashes, err := newRecoveryCodes()
 	if err != nil {
@@ -145,7 +145,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, req ConfirmTOTP
 func (s *Service) useTOTP(ctx context.Context, a *UserAuth, code drivers.Secret, now time.Time) error {
 	secret, err := Unseal(ctx, s.Keyring, a.TOTP, totpAAD, a.UserID)
 	if err != nil {
-		return err
+		return keyringUnavailable(fmt.Errorf("cannot open the TOTP secret of user %s: %w", a.UserID, err))
 	}
 	c := strings.TrimSpace(code.Reveal())
 	step := now.Unix() / totpPeriod

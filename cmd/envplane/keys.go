@@ -58,7 +58,7 @@ func keysRotateCommand(stdout, stderr io.Writer) *cobra.Command {
 func keysRewrapCommand(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rewrap",
-		Short: "Re-wrap every credential's data key under the current version, in batches; safe to run again after a crash",
+		Short: "Re-wrap every credential's and TOTP secret's data key under the current version, in batches; safe to run again after a crash",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, stderr, func(a *app) error {
@@ -106,7 +106,7 @@ func printCoverage(stdout, stderr io.Writer, cov cp.KeyCoverage) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	fmt.Fprintf(stderr, "current %s: %d of %d credentials\n", cov.CurrentKeyID, cov.Current, cov.Total)
+	fmt.Fprintf(stderr, "current %s: %d of %d sealed secrets (TOTP secrets: %d of %d)\n", cov.CurrentKeyID, cov.Current, cov.Total, cov.TOTP.Current, cov.TOTP.Total)
 	for _, id := range ids {
 		fmt.Fprintf(stderr, "  %s: %d\n", id, cov.ByKey[id])
 	}

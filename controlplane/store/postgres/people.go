@@ -35,15 +35,11 @@ func (q *queries) PutUserAuth(ctx context.Context, a *controlplane.UserAuth) err
 
 // GetUserAuth finds the user's sign-in record. ENOTFOUND if none.
 func (q *queries) GetUserAuth(ctx context.Context, userID string) (*controlplane.UserAuth, error) {
-	var a controlplane.UserAuth
-	err := q.db.QueryRow(ctx, `SELECT user_id, password_hash, totp_secret_cipher, totp_dek_cipher, totp_key_id,
-		totp_confirmed_at, totp_last_step, updated_at FROM user_auth WHERE user_id = $1`, userID).
-		Scan(&a.UserID, &a.PasswordHash, &a.TOTP.SecretCipher, &a.TOTP.DEKCipher, &a.TOTP.KeyID, &a.TOTPConfirmedAt, &a.TOTPLastStep, &a.UpdatedAt)
+	a, err := scanUserAuth(q.db.QueryRow(ctx, `SELECT `+userAuthColumns+` FROM user_auth WHERE user_id = $1`, userID))
 	if err != nil {
 		return nil, readErr(err, "get user auth", "user has no sign-in record")
 	}
-	a.TOTPConfirmedAt, a.UpdatedAt = fromDBPtr(a.TOTPConfirmedAt), a.UpdatedAt.UTC()
-	return &a, nil
+	return a, nil
 }
 
 // AdvanceTOTPStep raises the last accepted step to step, only upwards.

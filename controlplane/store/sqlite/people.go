@@ -34,17 +34,11 @@ func (q *queries) PutUserAuth(ctx context.Context, a *controlplane.UserAuth) err
 
 // GetUserAuth finds the user's sign-in record. ENOTFOUND if none.
 func (q *queries) GetUserAuth(ctx context.Context, userID string) (*controlplane.UserAuth, error) {
-	var a controlplane.UserAuth
-	var confirmed sql.NullInt64
-	var updated int64
-	err := q.db.QueryRowContext(ctx, `SELECT user_id, password_hash, totp_secret_cipher, totp_dek_cipher, totp_key_id,
-		totp_confirmed_at, totp_last_step, updated_at FROM user_auth WHERE user_id = ?`, userID).
-		Scan(&a.UserID, &a.PasswordHash, &a.TOTP.SecretCipher, &a.TOTP.DEKCipher, &a.TOTP.KeyID, &confirmed, &a.TOTPLastStep, &updated)
+	a, err := scanUserAuth(q.db.QueryRowContext(ctx, `SELECT `+userAuthColumns+` FROM user_auth WHERE user_id = ?`, userID))
 	if err != nil {
 		return nil, readErr(err, "get user auth", "user has no sign-in record")
 	}
-	a.TOTPConfirmedAt, a.UpdatedAt = fromNullMicros(confirmed), fromMicros(updated)
-	return &a, nil
+	return a, nil
 }
 
 // AdvanceTOTPStep raises the last accepted step to step, only upwards.

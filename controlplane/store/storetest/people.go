@@ -264,3 +264,51 @@ func sessionIDOf(s controlplane.Store, tb testing.TB, hash string) string {
 	must(tb, err)
 	return x.ID
 }
+
+func testUserTOTPByKey(t *testing.T, s controlplane.Store) {
+	ctx := t.Context()
+	enrol := func(email, keyID string, confirmed bool) *controlplane.UserAuth {
+		u := newUser(t, s, email)
+		a := &controlplane.UserAuth{UserID: u.ID, PasswordHash: "$argon2id$pw", UpdatedAt: at(0)}
+		if keyID != "" {
+			a.TOTP = controlplane.Sealed{SecretCipher: []byte("secret-" + email), DEKCipher: []byte("dek-" + email), KeyID: keyID}
+		}
+		if confirmed {
+			a.TOTPConfirmedAt = ptr(at(time.Minute))
+		}
+		must(t, s.PutUserAuth(ctx, a))
+		return a
+	}
+	old := enrol("old@example.com", "local:1", true)
+	enrol("new@example.com", "local:2", true)
+	enrol("password@example.com", "", false)
+	pending := enrol("pending@example.com", "local:1", false)
+
+	counts, err := s.CountUserTOTPByKey(ctx)
+	must(t, err)
+	same(t, "totp secrets per key", map[string]int{"local:1": 2, "local:2": 1}, counts)
+	stale, err := s.ListUserTOTPByKey(ctx, "local:2", 10)
+	must(t, err)
+	same(t, "totp secrets not under local:2", []*controlplane.UserAuth{old, pending}, stale)
+	stale, err = s.ListUserTOTPByKey(ctx, "local:2", 1)
+	must(t, err)
+	same(t, "first totp secret not under local:2", []*controlplane.UserAuth{old}, stale)
+
+	// The rewrap changes the wrapped key only while it is the one read,
+	// and keeps the secret and its last step.
+	must(t, s.AdvanceTOTPStep(ctx, old.UserID, 42))
+	moved := controlplane.Sealed{SecretCipher: old.TOTP.SecretCipher, DEKCipher: []byte("dek-rewrapped"), KeyID: "local:2"}
+	wantCode(t, s.RewrapUserTOTP(ctx, old.UserID, controlplane.Sealed{DEKCipher: old.TOTP.DEKCipher, KeyID: "local:9"}, moved), controlplane.ECONFLICT)
+	wantCode(t, s.RewrapUserTOTP(ctx, old.UserID, controlplane.Sealed{DEKCipher: []byte("dek-other"), KeyID: "local:1"}, moved), controlplane.ECONFLICT)
+	wantCode(t, s.RewrapUserTOTP(ctx, newID("usr_"), old.TOTP, moved), controlplane.ENOTFOUND)
+	must(t, s.RewrapUserTOTP(ctx, old.UserID, old.TOTP, moved))
+	wantCode(t, s.RewrapUserTOTP(ctx, old.UserID, old.TOTP, moved), controlplane.ECONFLICT)
+	got, err := s.GetUserAuth(ctx, old.UserID)
+	must(t, err)
+	old.TOTP, old.TOTPLastStep = moved, 42
+	same(t, "rewrapped auth", old, got)
+
+	counts, err = s.CountUserTOTPByKey(ctx)
+	must(t, err)
+	same(t, "totp secrets per key after a rewrap", map[string]int{"local:1": 1, "local:2": 2}, counts)
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"WithTxCommits", testWithTxCommits},
 		{"WithTxRollsBack", testWithTxRollsBack},
 		{"UserAuth", testUserAuth},
+		{"UserTOTPByKey", testUserTOTPByKey},
 		{"SignInFailures", testSignInFailures},
 		{"Sessions", testSessions},
 		{"Invitations", testInvitations},
