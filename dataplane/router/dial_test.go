@@ -96,27 +96,52 @@ func concurrently(db *sql.DB, n int, query string) []error {
 	return failed
 }
 
+// refusalFixture is a pool opened with cred_1 on a SQLite database behind
+// a refusingOpener. old is that first pool with no idle connection, so
+// every query on it dials (a connection kept from before a revocation
+// would work: a database ends sessions on its own terms), and it holds an
+// empty table hits.
+type refusalFixture struct {
+	s     *routerServer
+	clk   *fakeClock
+	path  string
+	first wireConnection
+	o     *refusingOpener
+	p     *router.Pool
+	old   *sql.DB
+}
+
+// newRefusalFixture opens the fixture's pool with the fake clock's options,
+// changed by tune when it is not nil.
+func newRefusalFixture(t *testing.T, tune func(*router.Options)) *refusalFixture {
+	t.Helper()
+	f := &refusalFixture{s: newRouterServer(t), clk: newFakeClock(), o: &refusingOpener{}}
+	f.path = filepath.Join(t.TempDir(), "env.db")
+	f.first = credentialConnection(f.path, "cred_1", f.clk.Now().Add(time.Hour))
+	f.s.answerWith(t, f.first)
+	opts := f.clk.options()
+	if tune != nil {
+		tune(&opts)
+	}
+	p, err := router.Open(context.Background(), f.s.client(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, f.o.open, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	f.p = p
+	f.old = current(t, p)
+	f.old.SetMaxIdleConns(0)
+	exec(t, f.old, "CREATE TABLE hits (at INTEGER)")
+	return f
+}
+
 // TestPoolRefusedDialMovesOnce: when the database refuses the credential
 // of many dials at once, the pool resolves once, swaps, and every dial is
 // made again with the new credential, so no query fails; a later refusal
 // on the credential the pool left makes no resolve.
 func TestPoolRefusedDialMovesOnce(t *testing.T) {
-	s := newRouterServer(t)
-	clk := newFakeClock()
-	path := filepath.Join(t.TempDir(), "env.db")
-	first := credentialConnection(path, "cred_1", clk.Now().Add(time.Hour))
-	s.answerWith(t, first)
-	o := &refusingOpener{}
-	p, err := router.Open(context.Background(), s.client(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, o.open, clk.options())
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	old := current(t, p)
-	// Every query dials: a connection kept from before the revocation
-	// would work (a database ends sessions on its own terms).
-	old.SetMaxIdleConns(0)
-	exec(t, old, "CREATE TABLE hits (at INTEGER)")
+	f := newRefusalFixture(t, nil)
+	s, clk, path, first, o, p, old := f.s, f.clk, f.path, f.first, f.o, f.p, f.old
 
 	o.revoke(first.DSN)
 	s.answerWith(t, credentialConnection(path, "cred_2", clk.Now().Add(time.Hour)))
@@ -151,20 +176,8 @@ func TestPoolRefusedDialMovesOnce(t *testing.T) {
 // time a connection of the oldest pool dials. The dial moves on again, to
 // the credential the router answers now, and the query does not fail.
 func TestPoolRefusedDialFollowsBackToBackRotations(t *testing.T) {
-	s := newRouterServer(t)
-	clk := newFakeClock()
-	path := filepath.Join(t.TempDir(), "env.db")
-	first := credentialConnection(path, "cred_1", clk.Now().Add(time.Hour))
-	s.answerWith(t, first)
-	o := &refusingOpener{}
-	p, err := router.Open(context.Background(), s.client(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, o.open, clk.options())
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	old := current(t, p)
-	old.SetMaxIdleConns(0)
-	exec(t, old, "CREATE TABLE hits (at INTEGER)")
+	f := newRefusalFixture(t, nil)
+	s, clk, path, first, o, p, old := f.s, f.clk, f.path, f.first, f.o, f.p, f.old
 
 	second := credentialConnection(path, "cred_2", clk.Now().Add(time.Hour))
 	s.answerWith(t, second)
@@ -192,21 +205,8 @@ func TestPoolRefusedDialFollowsBackToBackRotations(t *testing.T) {
 // credential, the next refused dial after the backoff moves to it. A new
 // credential that is refused as well fails its check and is not swapped in.
 func TestPoolRefusedDialBacksOff(t *testing.T) {
-	s := newRouterServer(t)
-	clk := newFakeClock()
-	path := filepath.Join(t.TempDir(), "env.db")
-	first := credentialConnection(path, "cred_1", clk.Now().Add(time.Hour))
-	s.answerWith(t, first)
-	o := &refusingOpener{}
-	opts := clk.options()
-	opts.MinBackoff = time.Second
-	p, err := router.Open(context.Background(), s.client(), router.Target{Org: "acme", Env: "dev"}, drivers.ScopeReadWrite, o.open, opts)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	db := current(t, p)
-	db.SetMaxIdleConns(0)
+	f := newRefusalFixture(t, func(o *router.Options) { o.MinBackoff = time.Second })
+	s, clk, path, first, o, p, db := f.s, f.clk, f.path, f.first, f.o, f.p, f.old
 	ctx := context.Background()
 	resolves := func() int { n, _ := s.counts(); return n }
 	refused := func(what string) {
