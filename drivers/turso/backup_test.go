@@ -69,23 +69,7 @@ two lines', x'00ff10', NULL)`,
 		t.Errorf("a restore left %d databases more, want its own 1 (the staged one deleted): %v", after-before, p.Databases())
 	}
 	k := open(t, d, made.Database, issue(t, d, made.Database, drivers.ScopeAdmin, time.Time{}))
-	read := func(q string) string {
-		t.Helper()
-		rows, err := k.Query(q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var v string
-			if err := rows.Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		}
-		return strings.Join(out, "|")
-	}
+	read := func(q string) string { t.Helper(); return joined(t, k, q) }
 	if got, want := read(`SELECT typeof(i)||','||typeof(r)||','||typeof(t)||','||typeof(b)||','||typeof(n) FROM v ORDER BY id`),
 		"integer,real,text,blob,null|integer,real,text,blob,integer"; got != want {
 		t.Errorf("storage classes after the restore: %s, want %s", got, want)

@@ -52,23 +52,7 @@ func TestResetKeepsValuesAndObjects(t *testing.T) {
 			t.Fatalf("swap: %v", err)
 		}
 	}
-	read := func(q string) string {
-		t.Helper()
-		rows, err := k.Query(q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var v string
-			if err := rows.Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		}
-		return strings.Join(out, "|")
-	}
+	read := func(q string) string { t.Helper(); return joined(t, k, q) }
 	if got, want := read(`SELECT typeof(i)||','||typeof(r)||','||typeof(t)||','||typeof(b)||','||typeof(n) FROM v ORDER BY id`),
 		"integer,real,text,blob,null|integer,real,text,blob,integer"; got != want {
 		t.Errorf("storage classes after the reset: %s, want %s", got, want)
@@ -100,4 +84,24 @@ func open(t *testing.T, d *turso.Driver, db drivers.Database, c drivers.Credenti
 	}
 	t.Cleanup(func() { resp.DB.Close() })
 	return resp.DB
+}
+
+// joined runs q, whose rows are one text column each, and returns them
+// joined by "|".
+func joined(tb testing.TB, db *sql.DB, q string) string {
+	tb.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		tb.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return strings.Join(out, "|")
 }
