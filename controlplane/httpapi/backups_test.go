@@ -16,9 +16,6 @@ import (
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/dataplane"
-	"github.com/envplane/envplane/drivers"
-	"github.com/envplane/envplane/drivers/drivertest"
-	pgdriver "github.com/envplane/envplane/drivers/postgres"
 )
 
 // envSQL runs SQL on an environment's database through the router.
@@ -78,11 +75,7 @@ func (h *harness) backupFile(id string) string {
 // moment of the backup, names itself, and works with its own credentials.
 func TestBackupAndRestore(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	clk := newClock()
 	edge, _ := tursoTarget(t, clk)
 	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
@@ -384,11 +377,7 @@ func TestTursoPointInTimeRestore(t *testing.T) {
 // that fails before the swap leaves the environment on its old database.
 func TestRestoreInPlace(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	clk := newClock()
 	edge, platform := tursoTarget(t, clk)
 	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))

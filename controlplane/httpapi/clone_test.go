@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	cp "github.com/envplane/envplane/controlplane"
-	"github.com/envplane/envplane/drivers"
-	"github.com/envplane/envplane/drivers/drivertest"
-	pgdriver "github.com/envplane/envplane/drivers/postgres"
 )
 
 // TestClone copies an environment's database, fully and schema-only, on the
@@ -17,11 +14,7 @@ import (
 // for a full clone), names its own environment, and is independent.
 func TestClone(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
 	h.org(t, "acme")
 	for _, c := range []struct{ target, sqlDriver string }{{"local", "sqlite"}, {"pg", "pgx"}} {

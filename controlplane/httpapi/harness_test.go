@@ -25,6 +25,7 @@ import (
 	"github.com/envplane/envplane/dataplane"
 	"github.com/envplane/envplane/drivers"
 	"github.com/envplane/envplane/drivers/drivertest"
+	pgdriver "github.com/envplane/envplane/drivers/postgres"
 	sqlitedriver "github.com/envplane/envplane/drivers/sqlite"
 	"github.com/envplane/envplane/migrations"
 )
@@ -417,4 +418,17 @@ func dropServerDatabases(tb testing.TB, svc *cp.Service) {
 			}
 		}
 	}
+}
+
+// sharedPostgres is a PostgreSQL driver on the shared server (trust
+// authentication: for tests where passwords do not matter), closed at the
+// end of the test.
+func sharedPostgres(tb testing.TB) *pgdriver.Driver {
+	tb.Helper()
+	pg, err := pgdriver.New(context.Background(), pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(tb)), AppSSLMode: "disable"})
+	if err != nil {
+		tb.Fatalf("postgres driver: %v", err)
+	}
+	tb.Cleanup(pg.Close)
+	return pg
 }

@@ -15,8 +15,6 @@ import (
 	"github.com/envplane/envplane/dataplane/router"
 	"github.com/envplane/envplane/dataplane/router/sqlopen"
 	"github.com/envplane/envplane/drivers"
-	"github.com/envplane/envplane/drivers/drivertest"
-	pgdriver "github.com/envplane/envplane/drivers/postgres"
 )
 
 // resetEnv is an environment of the reset tests and how to reach it.
@@ -94,11 +92,7 @@ func (e resetEnv) reset(tb testing.TB, body map[string]any) cp.EnvironmentOperat
 // initializer finds the database whole (owner row, ledger, no drift).
 func TestReset(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	clk := newClock()
 	edge, _ := tursoTarget(t, clk)
 	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
@@ -379,11 +373,7 @@ func TestResetConverges(t *testing.T) {
 // being reset (the replacement is granted like a new database).
 func TestResetKeepsWriteLimit(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	h := newHarness(t, withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
 	h.org(t, "acme")
 	dev := resetEnv{h, "acme", "dev", "pgx"}

@@ -12,8 +12,6 @@ import (
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/drivers"
-	"github.com/envplane/envplane/drivers/drivertest"
-	pgdriver "github.com/envplane/envplane/drivers/postgres"
 )
 
 // usageOf reads an environment's usage through the API.
@@ -43,11 +41,7 @@ func (h *harness) sqlConn(tb testing.TB, sqlDriver, org, env string, scope drive
 // the environments per type.
 func TestUsageMeasuredInBackground(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	clk := newClock()
 	edge, _ := tursoTarget(t, clk)
 	h := newHarness(t, withClock(clk), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}, edge))
@@ -215,11 +209,7 @@ func TestStorageLimitSQLite(t *testing.T) {
 // raising the limit gives writes back at the next pass.
 func TestStorageLimitPostgres(t *testing.T) {
 	ctx := context.Background()
-	pg, err := pgdriver.New(ctx, pgdriver.Config{AdminURL: drivers.Secret(drivertest.PostgresAdminURL(t)), AppSSLMode: "disable"})
-	if err != nil {
-		t.Fatalf("postgres driver: %v", err)
-	}
-	t.Cleanup(pg.Close)
+	pg := sharedPostgres(t)
 	h := newHarness(t, withPostgresStore(), withTargets(&cp.Target{Name: "pg", Region: "local", Driver: pg}))
 	h.org(t, "acme")
 	h.must(t, http.StatusCreated, h.admin, "POST", "/v1/organizations/acme/environments", map[string]any{"slug": "dev", "type": "development", "target": "pg"})
