@@ -2,9 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"strings"
 	"time"
@@ -22,15 +20,6 @@ const keyPrefixLen = len(TokenPrefix) + 8
 // touchEvery limits last_used_at writes to one per key per interval: the
 // router is a hot path and must not write on every call.
 const touchEvery = time.Minute
-
-// newToken returns a random 256-bit token with the envplane prefix.
-func newToken() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
 
 // HashToken returns the stored form of a token: its SHA-256, hex-encoded.
 func HashToken(token string) string {
@@ -195,7 +184,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 		k.UserID = owner
 		resp.User = owner
 	}
-	token, err := newToken()
+	token, err := newSecretToken(TokenPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +293,7 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (string, 
 	if err := checkText(req); err != nil {
 		return "", err
 	}
-	email := strings.ToLower(strings.TrimSpace(req.Email))
+	email := normalizeEmail(req.Email)
 	if email == "" {
 		email = "admin@envplane.local"
 	}
@@ -314,7 +303,7 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (string, 
 	if req.Org != "" && !ValidSlug(req.Org) {
 		return "", Invalid(FieldError{Field: "org", Message: "must match ^[a-z0-9][a-z0-9-]{0,62}$"})
 	}
-	token, err := newToken()
+	token, err := newSecretToken(TokenPrefix)
 	if err != nil {
 		return "", err
 	}

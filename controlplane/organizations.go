@@ -313,7 +313,7 @@ func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req A
 	if err != nil {
 		return nil, err
 	}
-	email := strings.ToLower(strings.TrimSpace(req.Email))
+	email := normalizeEmail(req.Email)
 	var fields []FieldError
 	if !validEmail(email) {
 		fields = append(fields, FieldError{Field: "email", Message: "must be an email address"})
