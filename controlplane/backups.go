@@ -377,10 +377,10 @@ func (s *Service) pruneBackups(ctx context.Context, env *Environment) {
 // environments with no backup within the interval, on targets that can
 // take backups and are up (chosen in the query, so environments elsewhere
 // never fill a pass). An environment whose last scheduled backup failed
-// waits RetryBackoff, and may hold its place in the next passes until then. It waits for the backups it started and
-// returns how many.
+// waits RetryBackoff, and may hold its place in the next passes until
+// then. It waits for the backups it started and returns how many.
 func (s *Service) BackupDue(ctx context.Context) (int, error) {
-	if s.Backups == nil {
+	if s.Backups == nil || len(s.BackupSchedule) == 0 {
 		return 0, nil
 	}
 	now := s.Now()

@@ -711,9 +711,6 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	if r.Expired, err = s.ExpireDue(ctx); err != nil {
 		s.Logger.Error("environment expiry failed", "err", err)
 	}
-	if r.BackedUp, err = s.BackupDue(ctx); err != nil {
-		s.Logger.Error("scheduled backups failed", "err", err)
-	}
 	if r.Forgotten, err = s.Store.DeleteIdempotencyRecordsBefore(ctx, s.Now().Add(-s.IdempotencyTTL)); err != nil {
 		s.Logger.Error("pruning idempotency records failed", "err", err)
 	}
@@ -728,6 +725,11 @@ func (s *Service) Tick(ctx context.Context) TickReport {
 	s.RefreshUsage(ctx)
 	if r.Rollouts, err = s.AdvanceRollouts(ctx); err != nil {
 		s.Logger.Error("advancing rollouts failed", "err", err)
+	}
+	// Last: it waits for the copies it starts, which must not hold up
+	// the rest of the pass.
+	if r.BackedUp, err = s.BackupDue(ctx); err != nil {
+		s.Logger.Error("scheduled backups failed", "err", err)
 	}
 	return r
 }
