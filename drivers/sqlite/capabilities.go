@@ -45,15 +45,7 @@ func copyFull(ctx context.Context, source paths, tmp string) error {
 	if err := createEmpty(tmp); err != nil {
 		return err
 	}
-	src, err := sql.Open("sqlite", dsn(source.db, drivers.ScopeReadOnly))
-	if err != nil {
-		return fmt.Errorf("cannot open clone source %s: %w", source.name, err)
-	}
-	defer src.Close()
-	if _, err := src.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
-		return fmt.Errorf("cannot copy %s: %w", source.name, err)
-	}
-	return nil
+	return copyFullTo(ctx, source, tmp)
 }
 
 func copySchema(ctx context.Context, source paths, tmp string) error {
