@@ -262,9 +262,6 @@ func (s *Service) CreateRollout(ctx context.Context, p *Principal, orgRef string
 			}
 			return err
 		}
-		if orgID == "" {
-			return s.audit(ctx, q, p, "", "", "rollout.created", r.ID, map[string]any{"version": r.Version, "environments": len(items)})
-		}
 		return s.audit(ctx, q, p, orgID, "", "rollout.created", r.ID, map[string]any{"version": r.Version, "environments": len(items)})
 	})
 	if err != nil {

@@ -203,7 +203,7 @@ func (cn *console) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 func (cn *console) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		tok := cookie(c, sessionCookie)
-		if !strings.HasPrefix(tok, "eps_") {
+		if !strings.HasPrefix(tok, cp.SessionPrefix) {
 			return c.Redirect(http.StatusSeeOther, "/signin")
 		}
 		p, err := cn.svc.Authenticate(requestContext(c), tok)
@@ -334,7 +334,7 @@ func (cn *console) invitationPage(c echo.Context) error {
 func (cn *console) acceptInvitation(c echo.Context) error {
 	token := c.Param("token")
 	var caller *cp.Principal
-	if tok := cookie(c, sessionCookie); strings.HasPrefix(tok, "eps_") {
+	if tok := cookie(c, sessionCookie); strings.HasPrefix(tok, cp.SessionPrefix) {
 		if p, err := cn.svc.Authenticate(requestContext(c), tok); err == nil {
 			caller = p
 		}
