@@ -649,34 +649,10 @@ func (s *Service) startRollout(r *Rollout) {
 // rolloutHeartbeat renews r's lease while its runner works; the returned
 // context ends when the lease is lost.
 func (s *Service) rolloutHeartbeat(ctx context.Context, r *Rollout) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	hb := Rollout{ID: r.ID, LeaseOwner: r.LeaseOwner}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(max(s.LeaseRenewal, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			err := s.Store.RenewRolloutLease(ctx, hb.ID, hb.LeaseOwner, s.Now().Add(s.Lease))
-			if IsCode(err, ECONFLICT) {
-				s.Logger.Warn("rollout lease lost; stopping its runner", "rollout", hb.ID)
-				cancel()
-				return
-			}
-			if err != nil && ctx.Err() == nil {
-				s.Logger.Warn("cannot renew rollout lease", "rollout", hb.ID, "err", err)
-			}
-		}
-	}()
-	return ctx, func() {
-		cancel()
-		<-done
-	}
+	id, owner := r.ID, r.LeaseOwner
+	return s.renewWhile(ctx, "rollout", id, func(ctx context.Context, until time.Time) error {
+		return s.Store.RenewRolloutLease(ctx, id, owner, until)
+	})
 }
 
 // driveRollout advances r phase by phase until it finishes, is paused or

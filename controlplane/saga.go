@@ -108,8 +108,19 @@ func (s *Service) newOperation(orgID, envID string, kind OperationKind, step str
 // claimed by another replica meanwhile. If the lease was lost anyway, the
 // returned context is cancelled and the step stops. stop ends the heartbeat.
 func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context.Context, stop func()) {
-	stepCtx, cancel := context.WithCancel(ctx)
 	orgID, id, owner := op.OrgID, op.ID, op.LeaseOwner
+	return s.renewWhile(ctx, "operation", id, func(ctx context.Context, until time.Time) error {
+		return s.Store.RenewLease(ctx, orgID, id, owner, until)
+	})
+}
+
+// renewWhile calls renew every LeaseRenewal with a lease ending Lease from
+// now, until stop, for the lease of what (a kind, "operation" or
+// "rollout") id. When renew answers ECONFLICT the lease was lost: the
+// returned context is cancelled, so the work under it stops. Other errors
+// are logged and the next tick tries again.
+func (s *Service) renewWhile(ctx context.Context, what, id string, renew func(ctx context.Context, until time.Time) error) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -117,22 +128,22 @@ func (s *Service) heartbeat(ctx context.Context, op *Operation) (stepCtx context
 		defer t.Stop()
 		for {
 			select {
-			case <-stepCtx.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			err := s.Store.RenewLease(stepCtx, orgID, id, owner, s.Now().Add(s.Lease))
+			err := renew(ctx, s.Now().Add(s.Lease))
 			if IsCode(err, ECONFLICT) {
-				s.Logger.Warn("operation lease lost; stopping its step", "operation", id)
+				s.Logger.Warn(what+" lease lost; stopping its work", what, id)
 				cancel()
 				return
 			}
-			if err != nil && stepCtx.Err() == nil {
-				s.Logger.Warn("cannot renew operation lease", "operation", id, "err", err)
+			if err != nil && ctx.Err() == nil {
+				s.Logger.Warn("cannot renew "+what+" lease", what, id, "err", err)
 			}
 		}
 	}()
-	return stepCtx, func() {
+	return ctx, func() {
 		cancel()
 		<-done
 	}
