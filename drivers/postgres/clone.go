@@ -61,15 +61,22 @@ func (d *Driver) CloneDatabase(ctx context.Context, req drivers.CloneDatabaseReq
 // copyDatabase creates name from the template src, terminating the source's
 // sessions first, and retries while new ones keep it busy (55006).
 func copyDatabase(ctx context.Context, q querier, name, src string) error {
+	return whileBusy(ctx, q, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(src)+" STRATEGY WAL_LOG", src)
+}
+
+// whileBusy ends the sessions on the databases named, then runs stmt,
+// again up to copyAttempts times while a session that slipped in keeps one
+// of them busy (55006). It returns stmt's last error.
+func whileBusy(ctx context.Context, q querier, stmt string, databases ...string) error {
 	var err error
 	for range copyAttempts {
 		_, err = q.Exec(ctx, `
 			SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-			WHERE datname = $1 AND pid <> pg_backend_pid()`, src)
+			WHERE datname = ANY($1) AND pid <> pg_backend_pid()`, databases)
 		if err != nil {
 			return err
 		}
-		_, err = q.Exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(src)+" STRATEGY WAL_LOG")
+		_, err = q.Exec(ctx, stmt)
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "55006" {
 			return err

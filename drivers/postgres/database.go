@@ -222,17 +222,14 @@ func drop(ctx context.Context, q querier, name string) error {
 		return fmt.Errorf("postgres: database %s: %w", name, drivers.ErrExists)
 	}
 	if s.database {
-		// FORCE terminates the database's sessions first.
-		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
-			return wrap("cannot drop database "+name, err)
+		if err := dropDatabases(ctx, q, name); err != nil {
+			return err
 		}
 	}
 	// A reset left half-way keeps databases of the environment's roles
 	// beside it; they go before the roles can.
-	for _, leftover := range []string{stagedName(name), retiredName(name)} {
-		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(leftover)+" WITH (FORCE)"); err != nil {
-			return wrap("cannot drop database "+leftover, err)
-		}
+	if err := dropDatabases(ctx, q, stagedName(name), retiredName(name)); err != nil {
+		return err
 	}
 	if len(s.roles) == 0 {
 		return nil
@@ -244,6 +241,17 @@ func drop(ctx context.Context, q querier, name string) error {
 	}
 	if _, err := q.Exec(ctx, "DROP ROLE IF EXISTS "+idents(allRoles(name)...)); err != nil {
 		return wrap("cannot drop roles of "+name, err)
+	}
+	return nil
+}
+
+// dropDatabases drops each named database that exists, ending its sessions
+// first (FORCE).
+func dropDatabases(ctx context.Context, q querier, names ...string) error {
+	for _, name := range names {
+		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)"); err != nil {
+			return wrap("cannot drop database "+name, err)
+		}
 	}
 	return nil
 }

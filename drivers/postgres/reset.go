@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/envplane/envplane/drivers"
 )
@@ -66,8 +65,8 @@ func (d *Driver) StageReset(ctx context.Context, req drivers.ResetRequest) error
 				return fmt.Errorf("postgres: reset source %s: %w", src, drivers.ErrNotFound)
 			}
 		}
-		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(staged)+" WITH (FORCE)"); err != nil {
-			return wrap("cannot drop database "+staged, err)
+		if err := dropDatabases(ctx, q, staged); err != nil {
+			return err
 		}
 		var prepare []string
 		if src == "" {
@@ -122,8 +121,8 @@ func (d *Driver) SwapReset(ctx context.Context, req drivers.ResetRequest) error 
 		if !next {
 			return nil
 		}
-		if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(retired)+" WITH (FORCE)"); err != nil {
-			return wrap("cannot drop database "+retired, err)
+		if err := dropDatabases(ctx, q, retired); err != nil {
+			return err
 		}
 		swap := "ALTER DATABASE " + ident(staged) + " RENAME TO " + ident(name)
 		if live {
@@ -137,21 +136,8 @@ func (d *Driver) SwapReset(ctx context.Context, req drivers.ResetRequest) error 
 			d.crash("postgres.reset.closed")
 			swap = "ALTER DATABASE " + ident(name) + " RENAME TO " + ident(retired) + ";\n" + swap
 		}
-		for attempt := 1; ; attempt++ {
-			_, err = q.Exec(ctx, `
-				SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-				WHERE datname = ANY($1) AND pid <> pg_backend_pid()`, []string{name, staged})
-			if err != nil {
-				return wrap("cannot terminate sessions", err)
-			}
-			// One simple query: both renames commit together.
-			_, err = q.Exec(ctx, swap)
-			var pe *pgconn.PgError
-			if err == nil || !errors.As(err, &pe) || pe.Code != "55006" || attempt == copyAttempts {
-				break
-			}
-		}
-		if err != nil {
+		// One simple query: both renames commit together.
+		if err := whileBusy(ctx, q, swap, name, staged); err != nil {
 			return wrap("cannot swap "+staged+" in", err)
 		}
 		return nil
@@ -166,10 +152,8 @@ func (d *Driver) DiscardReset(ctx context.Context, req drivers.ResetRequest) err
 		return err
 	}
 	return d.exclusive(ctx, name, func(q querier) error {
-		for _, leftover := range []string{stagedName(name), retiredName(name)} {
-			if _, err := q.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(leftover)+" WITH (FORCE)"); err != nil {
-				return wrap("cannot drop database "+leftover, err)
-			}
+		if err := dropDatabases(ctx, q, stagedName(name), retiredName(name)); err != nil {
+			return err
 		}
 		s, err := readState(ctx, q, name)
 		if err != nil {
