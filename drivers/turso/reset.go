@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tursodatabase/libsql-client-go/libsql"
-
 	"github.com/envplane/envplane/drivers"
 	"github.com/envplane/envplane/drivers/turso/platform"
 )
@@ -158,11 +156,10 @@ func (d *Driver) connectMinted(ctx context.Context, db platform.Database, authz 
 		return nil, fmt.Errorf("turso: %w", err)
 	}
 	base := d.cfg.DatabaseURL(db.Hostname)
-	inner, err := libsql.NewConnector(base, libsql.WithAuthToken(token.Reveal()))
+	pool, err := libsqlPool(base, token)
 	if err != nil {
-		return nil, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
+		return nil, err
 	}
-	pool := sql.OpenDB(tokenConnector{connect: inner.Connect})
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("turso: cannot open %s: %w", db.Name, drivers.ErrUnavailable)

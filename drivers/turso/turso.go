@@ -245,15 +245,8 @@ func (d *Driver) DropDatabase(ctx context.Context, req drivers.DropDatabaseReque
 	if err := d.DiscardReset(ctx, drivers.ResetRequest{Database: req.Database}); err != nil {
 		return drivers.DropDatabaseResponse{}, err
 	}
-	db, err := d.client.GetDatabase(ctx, name)
-	if errors.Is(err, drivers.ErrNotFound) {
-		return drivers.DropDatabaseResponse{}, nil
-	}
-	if err != nil {
-		return drivers.DropDatabaseResponse{}, fmt.Errorf("turso: %w", err)
-	}
-	if db.Group != d.cfg.Group {
-		return drivers.DropDatabaseResponse{}, fmt.Errorf("turso: database %s is in group %q, not envplane's %q: %w", name, db.Group, d.cfg.Group, drivers.ErrExists)
+	if _, found, err := d.ours(ctx, name); err != nil || !found {
+		return drivers.DropDatabaseResponse{}, err
 	}
 	if err := d.client.DeleteDatabase(ctx, name); err != nil {
 		return drivers.DropDatabaseResponse{}, fmt.Errorf("turso: %w", err)
@@ -388,11 +381,21 @@ func (d *Driver) Open(ctx context.Context, req drivers.OpenRequest) (drivers.Ope
 	if err := d.check(ctx, base, req.Credential.Secret); err != nil {
 		return drivers.OpenResponse{}, err
 	}
-	inner, err := libsql.NewConnector(base, libsql.WithAuthToken(req.Credential.Secret.Reveal()))
+	pool, err := libsqlPool(base, req.Credential.Secret)
 	if err != nil {
-		return drivers.OpenResponse{}, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
+		return drivers.OpenResponse{}, err
 	}
-	return drivers.OpenResponse{DB: sql.OpenDB(tokenConnector{connect: inner.Connect}), Dialect: drivers.DialectLibSQL}, nil
+	return drivers.OpenResponse{DB: pool, Dialect: drivers.DialectLibSQL}, nil
+}
+
+// libsqlPool is a pool of libSQL connections to base that present token.
+// It dials nothing yet.
+func libsqlPool(base string, token drivers.Secret) (*sql.DB, error) {
+	inner, err := libsql.NewConnector(base, libsql.WithAuthToken(token.Reveal()))
+	if err != nil {
+		return nil, fmt.Errorf("turso: cannot configure the libsql client for %s", base)
+	}
+	return sql.OpenDB(tokenConnector{connect: inner.Connect}), nil
 }
 
 // tokenConnector makes libsql connections through a connector it holds only
