@@ -109,40 +109,26 @@ func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCo
 }
 
 // rewrapCredentials is Rewrap's part for credentials, from key version cur;
-// it returns the current version it ended under.
+// it returns the current version it ended under. Only the wrapped key
+// changes: a revocation landing meanwhile is kept, and a concurrent rewrap
+// wins (ECONFLICT) harmlessly.
 func (s *Service) rewrapCredentials(ctx context.Context, cur string, report func()) (string, error) {
-	for {
-		cs, err := s.Store.ListCredentialsByKey(ctx, cur, rewrapBatch)
-		if err != nil {
-			return "", err
-		}
-		if len(cs) == 0 {
-			return cur, nil
-		}
-		sealed := make([]Sealed, len(cs))
-		for i, c := range cs {
-			sealed[i] = Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID}
-		}
-		moved, err := RewrapAll(ctx, s.Keyring, sealed)
-		if err != nil {
-			return "", keyringUnavailable(fmt.Errorf("cannot rewrap credentials %s to %s: %w", cs[0].ID, cs[len(cs)-1].ID, err))
-		}
-		for i, c := range cs {
-			if moved[i].KeyID != cur {
-				// The keyring moved on meanwhile (a rotation elsewhere):
-				// start again from the new current version.
-				cur = moved[i].KeyID
-			}
+	return rewrapEach(ctx, s.Keyring, cur, report, rewrapSet[*Credential]{
+		what: "credentials",
+		list: func(cur string) ([]*Credential, error) { return s.Store.ListCredentialsByKey(ctx, cur, rewrapBatch) },
+		name: func(c *Credential) string { return c.ID },
+		sealed: func(c *Credential) Sealed {
+			return Sealed{SecretCipher: c.SecretCipher, DEKCipher: c.DEKCipher, KeyID: c.KMSKeyID}
+		},
+		save: func(c *Credential, moved Sealed) error {
 			from := c.KMSKeyID
-			c.DEKCipher, c.KMSKeyID = moved[i].DEKCipher, moved[i].KeyID
-			// Only the wrapped key changes: a revocation landing meanwhile
-			// is kept, and a concurrent rewrap wins (ECONFLICT) harmlessly.
+			c.DEKCipher, c.KMSKeyID = moved.DEKCipher, moved.KeyID
 			if err := s.Store.RewrapCredential(ctx, c, from); err != nil && !IsCode(err, ECONFLICT) {
-				return "", err
+				return err
 			}
-		}
-		report()
-	}
+			return nil
+		},
+	})
 }
 
 // rewrapTOTP is Rewrap's part for users' TOTP secrets, from key version
@@ -150,28 +136,58 @@ func (s *Service) rewrapCredentials(ctx context.Context, cur string, report func
 // last accepted step, stay); a re-enrolment landing meanwhile wins
 // (ECONFLICT) harmlessly, its secret already sealed under a current key.
 func (s *Service) rewrapTOTP(ctx context.Context, cur string, report func()) error {
-	for {
-		as, err := s.Store.ListUserTOTPByKey(ctx, cur, rewrapBatch)
-		if err != nil {
-			return err
-		}
-		if len(as) == 0 {
-			return nil
-		}
-		sealed := make([]Sealed, len(as))
-		for i, a := range as {
-			sealed[i] = a.TOTP
-		}
-		moved, err := RewrapAll(ctx, s.Keyring, sealed)
-		if err != nil {
-			return keyringUnavailable(fmt.Errorf("cannot rewrap the TOTP secrets of users %s to %s: %w", as[0].UserID, as[len(as)-1].UserID, err))
-		}
-		for i, a := range as {
-			if moved[i].KeyID != cur {
-				cur = moved[i].KeyID
-			}
-			if err := s.Store.RewrapUserTOTP(ctx, a.UserID, a.TOTP, moved[i]); err != nil && !IsCode(err, ECONFLICT) && !IsCode(err, ENOTFOUND) {
+	_, err := rewrapEach(ctx, s.Keyring, cur, report, rewrapSet[*UserAuth]{
+		what:   "the TOTP secrets of users",
+		list:   func(cur string) ([]*UserAuth, error) { return s.Store.ListUserTOTPByKey(ctx, cur, rewrapBatch) },
+		name:   func(a *UserAuth) string { return a.UserID },
+		sealed: func(a *UserAuth) Sealed { return a.TOTP },
+		save: func(a *UserAuth, moved Sealed) error {
+			if err := s.Store.RewrapUserTOTP(ctx, a.UserID, a.TOTP, moved); err != nil && !IsCode(err, ECONFLICT) && !IsCode(err, ENOTFOUND) {
 				return err
+			}
+			return nil
+		},
+	})
+	return err
+}
+
+// rewrapSet is one kind of sealed thing Rewrap moves: how to list a batch
+// of them not under a key version, name one, read its sealed data key, and
+// save it re-wrapped.
+type rewrapSet[T any] struct {
+	what   string
+	list   func(cur string) ([]T, error)
+	name   func(T) string
+	sealed func(T) Sealed
+	save   func(item T, moved Sealed) error
+}
+
+// rewrapEach re-wraps set's items a batch (one keyring request) at a time
+// until none is left outside the current key version, starting from cur,
+// reporting after each batch, and returns the current version it ended
+// under: when the keyring moved on meanwhile (a rotation elsewhere), it
+// goes on from the new one.
+func rewrapEach[T any](ctx context.Context, kr Keyring, cur string, report func(), set rewrapSet[T]) (string, error) {
+	for {
+		items, err := set.list(cur)
+		if err != nil {
+			return "", err
+		}
+		if len(items) == 0 {
+			return cur, nil
+		}
+		sealed := make([]Sealed, len(items))
+		for i, it := range items {
+			sealed[i] = set.sealed(it)
+		}
+		moved, err := RewrapAll(ctx, kr, sealed)
+		if err != nil {
+			return "", keyringUnavailable(fmt.Errorf("cannot rewrap %s %s to %s: %w", set.what, set.name(items[0]), set.name(items[len(items)-1]), err))
+		}
+		for i, it := range items {
+			cur = moved[i].KeyID
+			if err := set.save(it, moved[i]); err != nil {
+				return "", err
 			}
 		}
 		report()
