@@ -45,6 +45,9 @@ const (
 	newMarks = 5
 )
 
+// runLifecycleCrashes runs the lifecycle's crash cases on one driver's
+// target, one kill at a time, with app migrations in a directory of its own
+// (a rollout case adds the next one).
 func runLifecycleCrashes(t *testing.T, bin string, tg crashTarget) {
 	apps := t.TempDir()
 	writeMigration := func(version int) {
