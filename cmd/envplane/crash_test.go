@@ -64,6 +64,8 @@ type crashTarget struct {
 	cleanup func(t *testing.T, names []string)
 	// points are the driver's own crash points, inside a database's creation.
 	points []string
+	// resetPoints are the driver's own crash points inside a reset's steps.
+	resetPoints []string
 	// open lists the named databases that anyone may connect to (where the
 	// engine has such a grant).
 	open func(t *testing.T, names []string) []string
@@ -76,7 +78,8 @@ type crashTarget struct {
 // operation converged: the environment ends active (or failed, with its
 // error) or deleted, nothing stays provisioning or deleting, every step
 // ran to completion exactly once, and no database, role, file or token is
-// left behind.
+// left behind. Its lifecycle subtests kill restores, resets and rollout
+// migrations the same way (crash_lifecycle_test.go).
 func TestCrashConvergence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the envplane binary")
@@ -89,6 +92,17 @@ func TestCrashConvergence(t *testing.T) {
 			runCrashPoints(t, bin, newTarget(t))
 		})
 	}
+	// Restores, resets and rollout migrations on the engines that back up
+	// and reset (Turso restores through its Platform API's seeds instead).
+	t.Run("lifecycle", func(t *testing.T) {
+		t.Parallel()
+		for _, name := range []string{"sqlite", "postgres"} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				runLifecycleCrashes(t, bin, targets[name](t))
+			})
+		}
+	})
 }
 
 // buildCrashBinary builds envplane with its crash points into a temporary directory.
@@ -120,10 +134,11 @@ func sqliteCrashTarget(t *testing.T) crashTarget {
 		return out
 	}
 	return crashTarget{
-		name:   "sqlite",
-		region: "local",
-		points: []string{"sqlite.create.registry_built", "sqlite.create.registry_placed"},
-		yaml:   fmt.Sprintf("driver: sqlite\n    sqlite:\n      dir: %s\n", dir),
+		name:        "sqlite",
+		region:      "local",
+		points:      []string{"sqlite.create.registry_built", "sqlite.create.registry_placed"},
+		resetPoints: []string{"sqlite.reset.swapped"},
+		yaml:        fmt.Sprintf("driver: sqlite\n    sqlite:\n      dir: %s\n", dir),
 		remains: func(t *testing.T, names []string) []string {
 			var out []string
 			for _, f := range files(t) {
@@ -282,45 +297,9 @@ type crashRun struct {
 }
 
 func runCrashPoints(t *testing.T, bin string, tg crashTarget) {
-	r := &crashRun{t: t, bin: bin, dir: t.TempDir(), target: tg, databases: map[string]string{}}
-	r.config = filepath.Join(r.dir, "envplane.yaml")
-	yaml := fmt.Sprintf(`data_dir: %s
-listen: 127.0.0.1:0
-log_level: debug
-default_target: t
-reconcile_interval: 200ms
-operations:
-  lease: 1s
-  lease_renewal: 250ms
-targets:
-  - name: t
-    region: %s
-    %s`, filepath.Join(r.dir, "data"), tg.region, tg.yaml)
-	if err := os.WriteFile(r.config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if tg.cleanup != nil {
-			tg.cleanup(t, slices.Collect(maps.Values(r.databases)))
-		}
-	})
-	t.Cleanup(func() {
-		if r.srv != nil {
-			r.srv.stop(t)
-		}
-	})
-	r.srv = r.start("")
-	token, err := os.ReadFile(filepath.Join(r.dir, "data", tokenFile))
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	r.token = strings.TrimSpace(string(token))
-	var org cp.CreateOrganizationResponse
-	r.call(http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, &org)
-	r.databases["default"] = org.DefaultEnvironment.Database.DatabaseName
+	r := startCrashRun(t, bin, tg, "")
 	r.create("src")
 	r.create("rot")
-
 	var converge []converged
 	rotations := 0
 	for _, c := range crashCases(tg) {
@@ -367,6 +346,49 @@ targets:
 	slowest := converge[len(converge)-1]
 	t.Logf("%s: %d kills, one at each crash point, orphans: %d; kill to converged (lease 1s, reconcile every 200ms, restart included): median %v, max %v (%s)",
 		tg.name, len(converge), r.orphans, converge[len(converge)/2].took.Round(time.Millisecond), slowest.took.Round(time.Millisecond), slowest.point)
+}
+
+// startCrashRun writes the configuration of one driver's crash test (with
+// extra appended at its top level), starts the server and makes the
+// organization acme.
+func startCrashRun(t *testing.T, bin string, tg crashTarget, extra string) *crashRun {
+	r := &crashRun{t: t, bin: bin, dir: t.TempDir(), target: tg, databases: map[string]string{}}
+	r.config = filepath.Join(r.dir, "envplane.yaml")
+	yaml := fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+log_level: debug
+default_target: t
+reconcile_interval: 200ms
+%soperations:
+  lease: 1s
+  lease_renewal: 250ms
+targets:
+  - name: t
+    region: %s
+    %s`, filepath.Join(r.dir, "data"), extra, tg.region, tg.yaml)
+	if err := os.WriteFile(r.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if tg.cleanup != nil {
+			tg.cleanup(t, slices.Collect(maps.Values(r.databases)))
+		}
+	})
+	t.Cleanup(func() {
+		if r.srv != nil {
+			r.srv.stop(t)
+		}
+	})
+	r.srv = r.start("")
+	token, err := os.ReadFile(filepath.Join(r.dir, "data", tokenFile))
+	if err != nil {
+		t.Fatalf("admin token: %v", err)
+	}
+	r.token = strings.TrimSpace(string(token))
+	var org cp.CreateOrganizationResponse
+	r.call(http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, &org)
+	r.databases["default"] = org.DefaultEnvironment.Database.DatabaseName
+	return r
 }
 
 // crashCase is one kill: at point, in an operation of kind on the

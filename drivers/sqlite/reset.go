@@ -138,6 +138,8 @@ func (d *Driver) SwapReset(ctx context.Context, req drivers.ResetRequest) error 
 	if err != nil {
 		return fmt.Errorf("cannot swap the reset of %s in: %w", p.name, err)
 	}
+	// Swapped in, still staged: a retry copies the same contents again.
+	d.crash("sqlite.reset.swapped")
 	return removeStaged(p)
 }
 

@@ -51,7 +51,9 @@ type Config struct {
 	// CrashPoint, when set, is called inside a database's creation at
 	// "sqlite.create.registry_built" (the registry complete under its
 	// temporary name) and "sqlite.create.registry_placed" (the registry in
-	// place, the database file not yet). Only crash tests set it.
+	// place, the database file not yet), and inside a reset's swap at
+	// "sqlite.reset.swapped" (the staged contents copied in, the staged
+	// file not yet removed). Only crash tests set it.
 	CrashPoint func(point string)
 }
 
