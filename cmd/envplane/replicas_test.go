@@ -288,6 +288,24 @@ func (r *replicaSet) checkRanOnce(ctx context.Context, store *pgx.Conn, strict b
 			}
 		}
 	}
+	// The audit trail agrees: nothing that happens once per object (an
+	// environment provisioned or deleted, a credential's grace ended) is
+	// recorded twice.
+	dup, err := store.Query(ctx, `SELECT action, target, count(*) FROM audit_events
+		WHERE action IN ('environment.provisioned', 'environment.deleted', 'credentials.rotated', 'credential.grace_ended')
+		GROUP BY action, target HAVING count(*) > 1`)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for dup.Next() {
+		var action, target string
+		var n int
+		if err := dup.Scan(&action, &target, &n); err != nil {
+			r.t.Fatal(err)
+		}
+		r.t.Errorf("audit event %s recorded %d times for %s", action, n, target)
+	}
+	dup.Close()
 	return kinds, resumed
 }
 
