@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -476,14 +477,39 @@ func (s *Service) endGrace(ctx context.Context, env *Environment, db *Database, 
 		}
 	}
 	now := s.Now()
-	c.Status, c.RevokedAt = CredentialRevoked, &now
-	return s.tx(ctx, func(q Queries) error {
-		if err := q.UpdateCredential(ctx, c); err != nil {
+	err := s.tx(ctx, func(q Queries) error {
+		// Every replica's RevokeDue may find this credential due at once
+		// (adr/0028): the grace ends once. Rewriting the credential's key
+		// with itself takes its row until this transaction ends (another
+		// replica's end of this grace waits here), and the read after it
+		// sees what such a replica committed meanwhile.
+		if err := q.RewrapCredential(ctx, c, c.KMSKeyID); err != nil {
+			return err
+		}
+		cur, err := q.GetCredential(ctx, c.DatabaseID, c.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status == CredentialRevoked {
+			return errGraceEnded
+		}
+		cur.Status, cur.RevokedAt = CredentialRevoked, &now
+		if err := q.UpdateCredential(ctx, cur); err != nil {
 			return err
 		}
 		return s.audit(ctx, q, nil, env.OrgID, env.ID, "credential.grace_ended", c.ID, map[string]any{"scope": string(c.Scope), "slot": string(c.Slot), "aged_out": agedOut})
 	})
+	if errors.Is(err, errGraceEnded) {
+		err = nil
+	}
+	if err == nil {
+		c.Status, c.RevokedAt = CredentialRevoked, &now
+	}
+	return err
 }
+
+// errGraceEnded says another replica ended the grace first.
+var errGraceEnded = errors.New("the grace was ended by another replica")
 
 // RevokeDue revokes rotating credentials whose grace (stretched to their
 // promise) has ended. It returns how many it revoked; a failure on one is

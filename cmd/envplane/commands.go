@@ -82,6 +82,13 @@ func serve(ctx context.Context, a *app) error {
 		defer close(loop)
 		var wg sync.WaitGroup
 		wg.Go(func() { a.svc.Follow(bg) })
+		if a.clock != nil {
+			wg.Go(func() {
+				a.clock.Run(bg, a.cfg.ReconcileInterval, func(err error) {
+					a.logger.Warn("cannot sync with the store's clock; keeping the last estimate", "err", err)
+				})
+			})
+		}
 		a.svc.Run(bg, a.cfg.ReconcileInterval)
 		wg.Wait()
 	}()

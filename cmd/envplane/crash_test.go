@@ -106,7 +106,7 @@ func TestCrashConvergence(t *testing.T) {
 }
 
 // buildCrashBinary builds envplane with its crash points into a temporary directory.
-func buildCrashBinary(t *testing.T) string {
+func buildCrashBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "envplane")
 	gobin, err := exec.LookPath("go")
@@ -768,7 +768,7 @@ type serveProcess struct {
 }
 
 // startServe starts the binary and waits until it logs the address it serves on.
-func startServe(t *testing.T, bin, config, logPath string, env []string) *serveProcess {
+func startServe(t testing.TB, bin, config, logPath string, env []string) *serveProcess {
 	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -869,7 +869,7 @@ func (p *serveProcess) waitKilled(t *testing.T, point string) time.Time {
 }
 
 // stop ends the process with SIGTERM and waits for it.
-func (p *serveProcess) stop(t *testing.T) {
+func (p *serveProcess) stop(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.exited:

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cp "github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/drivers/drivertest"
 )
 
 // configuredApp loads the configuration from ENVPLANE_* variables alone
@@ -161,5 +162,65 @@ func TestConfiguredLeaseDrivesTakeover(t *testing.T) {
 	}
 	if after.Status != cp.OpSucceeded || after.Step != op.Step || after.LeaseOwner != op.LeaseOwner {
 		t.Fatalf("the stopped replica changed the operation it lost: %s at %s, leased to %q", after.Status, after.Step, after.LeaseOwner)
+	}
+}
+
+// TestLeasesOnTheStoreClock: on a PostgreSQL store, a replica whose own
+// clock runs 30 s ahead leaves alone an operation another replica is
+// working on (held at a step, its lease renewed), because the time it
+// claims with is the store's (cp.StoreClock over its wrong clock); on its
+// own clock, the same replica takes that operation, which is what the
+// store's clock prevents.
+func TestLeasesOnTheStoreClock(t *testing.T) {
+	t.Setenv("ENVPLANE_DATA_DIR", t.TempDir())
+	t.Setenv("ENVPLANE_STORE_URL", drivertest.NewPostgresDatabase(t))
+	ctx := context.Background()
+	holder, err := configuredApp(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead, err := configuredApp(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, wake := make(chan struct{}), make(chan struct{})
+	holder.svc.CrashPoint = func(point string) {
+		if point == "provision.create_database.before" {
+			close(reached)
+			<-wake
+		}
+	}
+	token, err := ahead.svc.Bootstrap(ctx, cp.BootstrapRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := holder.svc.Authenticate(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := holder.svc.CreateOrganization(ctx, admin, cp.CreateOrganizationRequest{Slug: "acme", Name: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	var once sync.Once
+	resume := func() {
+		once.Do(func() { close(wake) })
+		holder.svc.Wait()
+		ahead.svc.Wait()
+	}
+	defer resume()
+
+	wrong := func() time.Time { return time.Now().Add(30 * time.Second).UTC() }
+	clock := cp.NewStoreClock(ahead.store.(cp.ClockReader).Clock, wrong)
+	if err := clock.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ahead.svc.Now = clock.Now
+	if n, err := ahead.svc.Reconcile(ctx); err != nil || n != 0 {
+		t.Fatalf("a replica 30 s ahead, on the store's clock, claimed %d operations (err %v), want none: another holds it", n, err)
+	}
+	ahead.svc.Now = wrong
+	if n, err := ahead.svc.Reconcile(ctx); err != nil || n != 1 {
+		t.Fatalf("the same replica on its own clock claimed %d operations (err %v); want the held one, or this test shows nothing", n, err)
 	}
 }

@@ -34,6 +34,9 @@ type app struct {
 	closeKeyring func() error
 	svc          *cp.Service
 	embedded     bool
+	// clock is the store's clock the service runs on, when the store
+	// tells its time (PostgreSQL); serve keeps it synced.
+	clock *cp.StoreClock
 }
 
 // closer is implemented by drivers that hold connections (the PostgreSQL admin pool).
@@ -249,8 +252,19 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.St
 
 // assembleService builds the targets and the service around kr.
 func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, store cp.Store, kr cp.Keyring) (*app, error) {
-	// One clock for the service, the drivers and the schema initializer.
-	now := func() time.Time { return time.Now().UTC() }
+	// One clock for the service, the drivers and the schema initializer:
+	// the store's, when replicas share it (adr/0028), so that leases,
+	// expiries and schedules are measured alike by every replica whatever
+	// its own clock says.
+	now := localClock()
+	var clock *cp.StoreClock
+	if cr, ok := store.(cp.ClockReader); ok {
+		clock = cp.NewStoreClock(cr.Clock, now)
+		if err := clock.Sync(ctx); err != nil {
+			return nil, err
+		}
+		now = clock.Now
+	}
 	crash := crashHook(logger)
 	targets, err := buildTargets(ctx, cfg, now, crash)
 	if err != nil {
@@ -309,7 +323,7 @@ func assembleService(ctx context.Context, cfg *Config, logger *slog.Logger, stor
 		}
 		svc.Schema.App = os.DirFS(cfg.AppMigrations)
 	}
-	return &app{cfg: cfg, logger: logger, store: store, svc: svc}, nil
+	return &app{cfg: cfg, logger: logger, store: store, svc: svc, clock: clock}, nil
 }
 
 // configureOperations applies the operation leases, refusing a renewal too

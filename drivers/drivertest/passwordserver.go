@@ -68,12 +68,32 @@ func ChecksPasswords(tb testing.TB, adminURL string) bool {
 // holds the random admin password: never print it).
 func StartPasswordPostgres(tb testing.TB) string {
 	tb.Helper()
+	return StartPrivatePostgres(tb).URL
+}
+
+// PrivatePostgres is a private PostgreSQL server a test started
+// (StartPrivatePostgres), which it may restart.
+type PrivatePostgres struct {
+	// URL is the admin URL; it holds the admin password: never print it.
+	URL string
+
+	bin, dir, data string
+	port           int
+	cred           *syscall.Credential
+	server         *exec.Cmd
+	log            *os.File
+}
+
+// StartPrivatePostgres starts a private PostgreSQL server as
+// StartPasswordPostgres does and returns it, for a test that stops and
+// starts it again (Restart). It stops the server at cleanup.
+func StartPrivatePostgres(tb testing.TB) *PrivatePostgres {
+	tb.Helper()
 	out, err := exec.Command("pg_config", "--bindir").Output()
 	if err != nil {
 		missingPasswordServer(tb, "pg_config not found: %v", err)
 	}
-	bin := strings.TrimSpace(string(out))
-	var cred *syscall.Credential
+	p := &PrivatePostgres{bin: strings.TrimSpace(string(out))}
 	if os.Geteuid() == 0 {
 		// PostgreSQL refuses to run as root: run it as the postgres user.
 		u, err := user.Lookup("postgres")
@@ -82,62 +102,94 @@ func StartPasswordPostgres(tb testing.TB) string {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	dir, err := os.MkdirTemp("", "envplane-pgtest-")
-	if err != nil {
+	if p.dir, err = os.MkdirTemp("", "envplane-pgtest-"); err != nil {
 		tb.Fatalf("temp dir: %v", err)
 	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+	tb.Cleanup(func() { os.RemoveAll(p.dir) })
+	if p.cred != nil {
+		if err := os.Chown(p.dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
 			tb.Fatalf("chown temp dir: %v", err)
 		}
 	}
 	password := RandomSuffix(tb) + RandomSuffix(tb)
-	pwfile := filepath.Join(dir, "pw")
+	pwfile := filepath.Join(p.dir, "pw")
 	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
 		tb.Fatalf("write password file: %v", err)
 	}
-	if cred != nil {
-		if err := os.Chown(pwfile, int(cred.Uid), int(cred.Gid)); err != nil {
+	if p.cred != nil {
+		if err := os.Chown(pwfile, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
 			tb.Fatalf("chown password file: %v", err)
 		}
 	}
-	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
+	p.data = filepath.Join(p.dir, "data")
+	initdb := exec.Command(filepath.Join(p.bin, "initdb"), "-D", p.data, "-U", "postgres",
 		"--auth=scram-sha-256", "--pwfile="+pwfile, "--no-sync", "--no-instructions", "-E", "UTF8")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		tb.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := freePort(tb)
-	server := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port),
-		"-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50")
-	server.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
+	p.port = freePort(tb)
+	if p.log, err = os.Create(filepath.Join(p.dir, "server.log")); err != nil {
 		tb.Fatalf("server log: %v", err)
 	}
-	server.Stdout, server.Stderr = logFile, logFile
-	if err := server.Start(); err != nil {
-		tb.Fatalf("start postgres: %v", err)
-	}
 	tb.Cleanup(func() {
-		// SIGINT is PostgreSQL's fast shutdown.
-		_ = server.Process.Signal(syscall.SIGINT)
-		_ = server.Wait()
-		logFile.Close()
+		p.stop()
+		p.log.Close()
 	})
 	u := &url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword("postgres", password),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)),
 		Path:     "/postgres",
 		RawQuery: "sslmode=disable",
 	}
-	waitForServer(tb, u.String())
-	return u.String()
+	p.URL = u.String()
+	p.start(tb)
+	return p
+}
+
+// start runs the server on its data directory and port and waits until
+// it accepts the admin.
+func (p *PrivatePostgres) start(tb testing.TB) {
+	tb.Helper()
+	p.server = exec.Command(filepath.Join(p.bin, "postgres"), "-D", p.data, "-p", strconv.Itoa(p.port),
+		"-k", p.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50")
+	p.server.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	p.server.Stdout, p.server.Stderr = p.log, p.log
+	if err := p.server.Start(); err != nil {
+		tb.Fatalf("start postgres: %v", err)
+	}
+	waitForServer(tb, p.URL)
+}
+
+// stop shuts the server down fast (SIGINT: open transactions roll back,
+// connections close) and waits for it to exit.
+func (p *PrivatePostgres) stop() {
+	if p.server == nil {
+		return
+	}
+	_ = p.server.Process.Signal(syscall.SIGINT)
+	_ = p.server.Wait()
+	p.server = nil
+}
+
+// PID is the server's (postmaster's) process id, for a benchmark that
+// measures the CPU time it and its backends spend.
+func (p *PrivatePostgres) PID() int { return p.server.Process.Pid }
+
+// Restart stops the server as `pg_ctl restart` would (fast shutdown:
+// every connection is cut) and starts it again on the same port and
+// data, returning once it accepts connections. down runs while the
+// server is stopped.
+func (p *PrivatePostgres) Restart(tb testing.TB, down func()) {
+	tb.Helper()
+	p.stop()
+	if down != nil {
+		down()
+	}
+	p.start(tb)
 }
 
 // waitForServer polls until the server accepts the admin, for up to 30 s.
