@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/envplane/envplane/controlplane"
@@ -92,27 +90,6 @@ func (q *queries) GetRunningOperation(ctx context.Context, environmentID string)
 		return nil, readErr(err, "get running operation", "no running operation")
 	}
 	return op, nil
-}
-
-// ClaimOperations leases to owner, until until, up to limit unfinished
-// operations (oldest first) whose lease is free or expired at now and whose
-// not_before has passed, and returns them by id. The candidates are locked
-// FOR UPDATE SKIP LOCKED, so concurrent claimers, in this process or another
-// replica, pass over each other's rows instead of waiting or sharing them.
-func (q *queries) ClaimOperations(ctx context.Context, owner string, now, until time.Time, limit int) ([]*controlplane.Operation, error) {
-	ops, err := queryAll(ctx, q.db, `UPDATE operations SET lease_owner = $1, lease_expires_at = $2
-		WHERE id IN (
-			SELECT id FROM operations
-			WHERE status IN ('pending', 'running')
-				AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $3)
-				AND (not_before IS NULL OR not_before <= $3)
-			ORDER BY id LIMIT $4`+q.d.skipLocked("")+`)
-		RETURNING `+opColumns, []any{owner, utc(until), utc(now), controlplane.PageLimit(limit)}, scanOperation)
-	if err != nil {
-		return nil, fmt.Errorf("cannot claim operations: %w", err)
-	}
-	slices.SortFunc(ops, func(a, b *controlplane.Operation) int { return strings.Compare(a.ID, b.ID) })
-	return ops, nil
 }
 
 // UpdateOperation saves op's status, step, attempts, error, response,

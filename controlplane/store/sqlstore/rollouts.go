@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/envplane/envplane/controlplane"
@@ -166,24 +164,6 @@ func (q *queries) SetRolloutStatus(ctx context.Context, r *controlplane.Rollout,
 		return err
 	}
 	return controlplane.Errorf(controlplane.ECONFLICT, "the rollout's status changed meanwhile")
-}
-
-// ClaimRollouts leases due unfinished rollouts whose lease is free or
-// expired; candidates are locked FOR UPDATE SKIP LOCKED, so concurrent
-// claimers pass over each other's rows.
-func (q *queries) ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]*controlplane.Rollout, error) {
-	rs, err := queryAll(ctx, q.db, `UPDATE rollouts SET lease_owner = $1, lease_expires_at = $2
-		WHERE id IN (
-			SELECT id FROM rollouts
-			WHERE finished_at IS NULL AND status <> 'paused' AND (next_at <= $3 OR status = 'cancelled')
-				AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $3)
-			ORDER BY id LIMIT $4`+q.d.skipLocked("")+`)
-		RETURNING `+rolloutColumns, []any{owner, utc(until), utc(now), controlplane.PageLimit(limit)}, scanRollout)
-	if err != nil {
-		return nil, fmt.Errorf("cannot claim rollouts: %w", err)
-	}
-	slices.SortFunc(rs, func(a, b *controlplane.Rollout) int { return strings.Compare(a.ID, b.ID) })
-	return rs, nil
 }
 
 // RenewRolloutLease extends the lease owner holds on an unfinished rollout.

@@ -7,9 +7,9 @@ import (
 	"sync"
 )
 
-// maxCachedStatements bounds the cache: query texts are constants of this
-// package, but a few grow with their arguments (IN lists), and those past the
-// bound are simply not cached.
+// maxCachedStatements bounds the cache: query texts are built from this
+// package's constants, a few of them varying with their filters, and those
+// past the bound are simply not cached.
 const maxCachedStatements = 256
 
 // stmtCache prepares each query text once and reuses it. SQLite parses and

@@ -3,8 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/envplane/envplane/controlplane"
@@ -35,28 +33,6 @@ func scanDatabaseUsage(s scanner) (*controlplane.Database, error) {
 		}
 	}
 	return &d, nil
-}
-
-// ClaimUsageDue returns up to limit databases due for measurement on the
-// named targets, chosen longest due first and returned by id, and makes
-// each due again at until. Rows another transaction is claiming are
-// skipped, so concurrent replicas share the work.
-func (q *queries) ClaimUsageDue(ctx context.Context, now, until time.Time, targets []string, limit int) ([]*controlplane.Database, error) {
-	if len(targets) == 0 {
-		return []*controlplane.Database{}, nil
-	}
-	a := args{utc(until), utc(now)}
-	targetIn := q.d.in(&a, targets)
-	dbs, err := queryAll(ctx, q.db, `UPDATE environment_databases SET usage_due_at = $1
-		WHERE id IN (SELECT d.id FROM environment_databases d JOIN environments e ON e.id = d.environment_id
-			WHERE d.usage_due_at <= $2 AND d.target `+targetIn+` AND e.status IN ('active', 'suspended')
-			ORDER BY d.usage_due_at, d.id LIMIT `+a.add(controlplane.PageLimit(limit))+q.d.skipLocked("d")+`)
-		RETURNING `+dbUsageColumns, a, scanDatabaseUsage)
-	if err != nil {
-		return nil, fmt.Errorf("cannot claim usage measurements: %w", err)
-	}
-	slices.SortFunc(dbs, func(a, b *controlplane.Database) int { return strings.Compare(a.ID, b.ID) })
-	return dbs, nil
 }
 
 // RecordUsage saves u as the database's last measurement. ENOTFOUND if absent.
