@@ -1,6 +1,6 @@
 // Package sqlite implements controlplane.Store on an embedded SQLite database
 // (modernc.org/sqlite, no cgo): the control plane's default store when a
-// single replica is enough.
+// single replica is enough. It is store/sqlstore in its SQLite dialect.
 //
 // The database runs in WAL mode with foreign keys on and a busy timeout, and
 // every transaction begins IMMEDIATE, so concurrent writers queue on the

@@ -51,8 +51,12 @@ func (q *queries) CreateEnvironment(ctx context.Context, e *controlplane.Environ
 // GetEnvironment finds a live environment of the organization by id or slug.
 // ENOTFOUND if absent, deleted or another organization's.
 func (q *queries) GetEnvironment(ctx context.Context, orgID, idOrSlug string) (*controlplane.Environment, error) {
+	// Written as two conjunctions so the planner looks up the primary key
+	// and the live-slug index (on SQLite, a multi-index OR) instead of
+	// scanning the organization's environments.
 	e, err := scanEnv(q.db.QueryRowContext(ctx, `SELECT `+envColumns+` FROM environments
-		WHERE org_id = $1 AND (id = $2 OR slug = $2) AND deleted_at IS NULL ORDER BY id = $2 DESC LIMIT 1`, orgID, idOrSlug))
+		WHERE (id = $1 AND org_id = $2 OR org_id = $3 AND slug = $4) AND deleted_at IS NULL
+		ORDER BY id = $1 DESC LIMIT 1`, idOrSlug, orgID, orgID, idOrSlug))
 	if err != nil {
 		return nil, readErr(err, "get environment", "environment not found")
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/keyring/local"
 	"github.com/envplane/envplane/controlplane/scaletest"
 	"github.com/envplane/envplane/controlplane/store/postgres"
@@ -247,4 +248,30 @@ func explainPostgres(t *testing.T, db *sql.DB, st recorded) string {
 		t.Fatalf("explain %s: %v", st.query, err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSQLiteGetEnvironmentLooksUpBothIndexes checks the plan of the
+// environment lookup every connection request makes: SQLite must look the
+// id and the live slug up in their indexes (a multi-index OR), not read the
+// organization's environments. Reusing one numbered parameter in both
+// branches of the OR lets SQLite factor the organization out and scan it.
+func TestSQLiteGetEnvironmentLooksUpBothIndexes(t *testing.T) {
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "controlplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := &recorder{db: s.Pool()}
+	if _, err := s.QueriesOn(rec).GetEnvironment(t.Context(), "org_1", "dev"); !controlplane.IsCode(err, controlplane.ENOTFOUND) {
+		t.Fatalf("GetEnvironment on an empty store: %v, want ENOTFOUND", err)
+	}
+	if len(rec.stmts) != 1 {
+		t.Fatalf("GetEnvironment sent %d statements, want 1", len(rec.stmts))
+	}
+	plan := explainSQLite(t, s.DB(), rec.stmts[0])
+	for _, want := range []string{"MULTI-INDEX OR", "environments_live_slug (org_id=? AND slug=?)"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan lacks %q:\n%s\n%s", want, rec.stmts[0].query, plan)
+		}
+	}
 }
