@@ -1,35 +1,28 @@
-// Package postgres implements controlplane.Store on PostgreSQL with
-// jackc/pgx: the store for production and for more than one control-plane
-// replica, which share background work through FOR UPDATE SKIP LOCKED leases.
+// Package postgres implements controlplane.Store on PostgreSQL: the store
+// for production and for more than one control-plane replica, which share
+// background work through FOR UPDATE SKIP LOCKED leases. It is
+// store/sqlstore in its PostgreSQL dialect, over a pgx pool through pgx's
+// database/sql driver.
 package postgres
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
-	"strconv"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/store/sqlstore"
 	"github.com/envplane/envplane/migrations"
-)
-
-// SQLSTATE codes the store translates into the domain's codes.
-const (
-	uniqueViolation     = "23505"
-	foreignKeyViolation = "23503"
-	checkViolation      = "23514"
 )
 
 // Store is the PostgreSQL control-plane store. It is safe for concurrent use.
 type Store struct {
-	queries
+	*sqlstore.Store
 	pool *pgxpool.Pool
 }
 
@@ -40,6 +33,12 @@ var _ controlplane.Store = (*Store)(nil)
 // migrate once. Opening an up-to-date database changes nothing. It returns an
 // error, never carrying the URL's password, when the server cannot be reached
 // or a migration fails; the caller must Close the store.
+//
+// The pool is pgx's (sized by the URL's pool_max_conns, like any pgxpool):
+// database/sql borrows a connection for each statement or transaction and
+// gives it back, and each connection keeps its prepared statements (pgx's
+// statement cache), so a hot query is parsed and planned once per
+// connection.
 func Open(ctx context.Context, url string) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -49,18 +48,17 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("cannot reach store: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	db := stdlib.OpenDBFromPool(pool)
+	if err := migrate(ctx, db); err != nil {
+		_ = db.Close()
 		pool.Close()
 		return nil, err
 	}
-	return &Store{queries: queries{db: pool}, pool: pool}, nil
+	return &Store{Store: sqlstore.New(db, sqlstore.Postgres()), pool: pool}, nil
 }
 
-// migrate runs goose over a database/sql view of the pool; closing that view
-// leaves the pool open.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
+// migrate runs goose under a session advisory lock.
+func migrate(ctx context.Context, db *sql.DB) error {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return fmt.Errorf("cannot lock store migrations: %w", err)
@@ -76,95 +74,10 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// WithTx runs fn in one READ COMMITTED transaction: it commits when fn
-// returns nil and rolls back when fn returns an error or panics. It returns
-// fn's error unchanged, or the error of beginning or committing.
-func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) error) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot begin transaction: %w", err)
-	}
-	// After a commit, Rollback does nothing; after a panic in fn, it undoes
-	// fn's writes before the panic goes on. A context cancelled by then
-	// must not keep the rollback from reaching the server.
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(&queries{db: tx}); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("cannot commit transaction: %w", err)
-	}
-	return nil
-}
-
-// Ping returns nil when the server answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("cannot reach store: %w", err)
-	}
-	return nil
-}
-
-// Close closes the pool, waiting for connections in use to be released.
-// It always returns nil; calling it twice is harmless.
+// Close closes the database/sql view, then the pool, waiting for
+// connections in use to be released. Calling it twice is harmless.
 func (s *Store) Close() error {
+	err := s.Store.Close()
 	s.pool.Close()
-	return nil
-}
-
-// dbtx is what queries need from *pgxpool.Pool and pgx.Tx alike.
-type dbtx interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// queries implements controlplane.Queries on a pool or a transaction.
-type queries struct {
-	db dbtx
-}
-
-// writeErr translates a failed write into the domain's codes: a unique
-// violation is ECONFLICT with the conflict message, a missing referenced row
-// is ENOTFOUND with the missing message, a failed CHECK is EINVALID. Any other
-// error is wrapped with the action.
-func writeErr(err error, action, conflict, missing string) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case uniqueViolation:
-			return &controlplane.Error{Code: controlplane.ECONFLICT, Message: conflict, Err: err}
-		case foreignKeyViolation:
-			return &controlplane.Error{Code: controlplane.ENOTFOUND, Message: missing, Err: err}
-		case checkViolation:
-			return &controlplane.Error{Code: controlplane.EINVALID, Message: "invalid value", Err: err}
-		}
-	}
-	return fmt.Errorf("cannot %s: %w", action, err)
-}
-
-// readErr translates a failed single-row read: no row is ENOTFOUND with the
-// message; any other error is wrapped with the action.
-func readErr(err error, action, missing string) error {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return controlplane.Errorf(controlplane.ENOTFOUND, "%s", missing)
-	}
-	return fmt.Errorf("cannot %s: %w", action, err)
-}
-
-// mustAffect returns ENOTFOUND with the message when tag changed no row.
-func mustAffect(tag pgconn.CommandTag, missing string) error {
-	if tag.RowsAffected() == 0 {
-		return controlplane.Errorf(controlplane.ENOTFOUND, "%s", missing)
-	}
-	return nil
-}
-
-// args collects query arguments and names their placeholders.
-type args []any
-
-// add appends v and returns its placeholder, $n.
-func (a *args) add(v any) string {
-	*a = append(*a, v)
-	return "$" + strconv.Itoa(len(*a))
+	return err
 }

@@ -1,6 +1,6 @@
 // Package sqlite implements controlplane.Store on an embedded SQLite database
 // (modernc.org/sqlite, no cgo): the control plane's default store when a
-// single replica is enough.
+// single replica is enough. It is store/sqlstore in its SQLite dialect.
 //
 // The database runs in WAL mode with foreign keys on and a busy timeout, and
 // every transaction begins IMMEDIATE, so concurrent writers queue on the
@@ -10,17 +10,16 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 
 	"github.com/pressly/goose/v3"
-	sqlitedriver "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/envplane/envplane/controlplane"
+	"github.com/envplane/envplane/controlplane/store/sqlstore"
 	"github.com/envplane/envplane/migrations"
 )
 
@@ -28,18 +27,13 @@ import (
 // giving up with SQLITE_BUSY.
 const busyTimeoutMillis = 10000
 
-// Store is the SQLite control-plane store. It is safe for concurrent use.
+// Store is the SQLite control-plane store: store/sqlstore in its SQLite
+// dialect. It is safe for concurrent use.
 type Store struct {
-	queries
-	db    *sql.DB
-	stmts *stmtCache
-	// writer admits one transaction at a time: SQLite has one write lock,
-	// and writers waiting in its busy handler sleep up to 100 ms between
-	// tries, so a queue here hands the lock on at once (adr/0029).
-	writer chan struct{}
+	*sqlstore.Store
 }
 
-var _ controlplane.Store = (*Store)(nil)
+var _ controlplane.Store = Store{}
 
 // Open opens the SQLite database at path, creating the file with mode 0600
 // when it does not exist (its directory must), and applies the pending
@@ -69,8 +63,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	stmts := newStmtCache(db)
-	return &Store{queries: queries{db: cachedDB{stmts}}, db: db, stmts: stmts, writer: make(chan struct{}, 1)}, nil
+	return &Store{sqlstore.New(db, sqlstore.SQLite())}, nil
 }
 
 // dsn builds a file: URI for path, so characters such as '?' and '#' in the
@@ -85,6 +78,9 @@ func dsn(path string) string {
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis))
 	q.Set("_txlock", "immediate")
+	// Timestamps are INTEGER microseconds since the epoch: the driver
+	// writes a time.Time argument so (store/sqlstore reads them back).
+	q.Set("_time_integer_format", "unix_micro")
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
 	return u.String()
 }
@@ -97,101 +93,6 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("cannot migrate store: %w", err)
-	}
-	return nil
-}
-
-// WithTx runs fn in one IMMEDIATE transaction: it commits when fn returns nil
-// and rolls back when fn returns an error or panics. It returns fn's error
-// unchanged, or the error of beginning or committing.
-func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) error) error {
-	select {
-	case s.writer <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("cannot begin transaction: %w", ctx.Err())
-	}
-	defer func() { <-s.writer }()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("cannot begin transaction: %w", err)
-	}
-	// After a commit, Rollback does nothing; after a panic in fn, it undoes
-	// fn's writes before the panic goes on.
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(&queries{db: cachedTx{tx: tx, c: s.stmts}}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cannot commit transaction: %w", err)
-	}
-	return nil
-}
-
-// Ping returns nil when the database answers a query.
-func (s *Store) Ping(ctx context.Context) error {
-	var one int
-	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("cannot reach store: %w", err)
-	}
-	return nil
-}
-
-// Close closes the database. Calling it twice is harmless.
-func (s *Store) Close() error {
-	if err := errors.Join(s.stmts.close(), s.db.Close()); err != nil {
-		return fmt.Errorf("cannot close store: %w", err)
-	}
-	return nil
-}
-
-// dbtx is what queries need from *sql.DB and *sql.Tx alike.
-type dbtx interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// queries implements controlplane.Queries on a connection pool or a transaction.
-type queries struct {
-	db dbtx
-}
-
-// writeErr translates a failed write into the domain's codes: a unique
-// violation is ECONFLICT with the conflict message, a missing referenced row
-// is ENOTFOUND with the missing message, a failed CHECK is EINVALID. Any other
-// error is wrapped with the action.
-func writeErr(err error, action, conflict, missing string) error {
-	var se *sqlitedriver.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return &controlplane.Error{Code: controlplane.ECONFLICT, Message: conflict, Err: err}
-		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			return &controlplane.Error{Code: controlplane.ENOTFOUND, Message: missing, Err: err}
-		case sqlite3.SQLITE_CONSTRAINT_CHECK:
-			return &controlplane.Error{Code: controlplane.EINVALID, Message: "invalid value", Err: err}
-		}
-	}
-	return fmt.Errorf("cannot %s: %w", action, err)
-}
-
-// readErr translates a failed single-row read: no row is ENOTFOUND with the
-// message; any other error is wrapped with the action.
-func readErr(err error, action, missing string) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return controlplane.Errorf(controlplane.ENOTFOUND, "%s", missing)
-	}
-	return fmt.Errorf("cannot %s: %w", action, err)
-}
-
-// mustAffect returns ENOTFOUND with the message when res changed no row.
-func mustAffect(res sql.Result, action, missing string) error {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("cannot %s: %w", action, err)
-	}
-	if n == 0 {
-		return controlplane.Errorf(controlplane.ENOTFOUND, "%s", missing)
 	}
 	return nil
 }

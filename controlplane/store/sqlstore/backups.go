@@ -1,0 +1,137 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/envplane/envplane/controlplane"
+)
+
+const backupColumns = `id, org_id, environment_id, database_id, driver, format, trigger, status, size_bytes, sha256,
+	key_id, schema_version, tables, operation_id, error, created_at, completed_at`
+
+func scanBackup(s scanner) (*controlplane.Backup, error) {
+	var b controlplane.Backup
+	var tables []byte
+	var trigger, status string
+	if err := s.Scan(&b.ID, &b.OrgID, &b.EnvironmentID, &b.DatabaseID, &b.Driver, &b.Format, &trigger, &status,
+		&b.SizeBytes, &b.SHA256, &b.KeyID, &b.SchemaVersion, &tables, &b.OperationID, &b.Error, tm(&b.CreatedAt), tmPtr(&b.CompletedAt)); err != nil {
+		return nil, err
+	}
+	t, err := decodeJSON[map[string]int64](tables)
+	if err != nil {
+		return nil, err
+	}
+	b.Trigger, b.Status, b.Tables = controlplane.BackupTrigger(trigger), controlplane.BackupStatus(status), t
+	return &b, nil
+}
+
+// CreateBackup inserts b, truncating its times to microseconds. ECONFLICT
+// if the id exists; ENOTFOUND if the environment is not the organization's.
+func (q *queries) CreateBackup(ctx context.Context, b *controlplane.Backup) error {
+	b.CreatedAt, b.CompletedAt = utc(b.CreatedAt), utcPtr(b.CompletedAt)
+	tables, err := encodeJSON(b.Tables)
+	if err != nil {
+		return err
+	}
+	_, err = q.db.ExecContext(ctx, `INSERT INTO backups (`+backupColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		b.ID, b.OrgID, b.EnvironmentID, b.DatabaseID, b.Driver, b.Format, string(b.Trigger), string(b.Status),
+		b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.OperationID, b.Error, b.CreatedAt, b.CompletedAt)
+	if err != nil {
+		return q.writeErr(err, "create backup", "backup exists", "environment not found")
+	}
+	return nil
+}
+
+// UpdateBackup saves what a backup's operation learnt. ENOTFOUND if absent.
+func (q *queries) UpdateBackup(ctx context.Context, b *controlplane.Backup) error {
+	b.CompletedAt = utcPtr(b.CompletedAt)
+	tables, err := encodeJSON(b.Tables)
+	if err != nil {
+		return err
+	}
+	tag, err := q.db.ExecContext(ctx, `UPDATE backups SET status = $1, format = $2, size_bytes = $3, sha256 = $4, key_id = $5,
+		schema_version = $6, tables = $7, error = $8, completed_at = $9 WHERE org_id = $10 AND id = $11`,
+		string(b.Status), b.Format, b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.Error, b.CompletedAt, b.OrgID, b.ID)
+	if err != nil {
+		return q.writeErr(err, "update backup", "backup conflict", "backup not found")
+	}
+	return mustAffect(tag, "backup not found")
+}
+
+// GetBackup finds a backup of the organization. ENOTFOUND if absent or another organization's.
+func (q *queries) GetBackup(ctx context.Context, orgID, id string) (*controlplane.Backup, error) {
+	b, err := scanBackup(q.db.QueryRowContext(ctx, `SELECT `+backupColumns+` FROM backups WHERE org_id = $1 AND id = $2`, orgID, id))
+	if err != nil {
+		return nil, readErr(err, "get backup", "backup not found")
+	}
+	return b, nil
+}
+
+// ListBackups lists backups newest first; the cursor is the id below which
+// the page starts. EINVALID without an organization.
+func (q *queries) ListBackups(ctx context.Context, f controlplane.BackupFilter, p controlplane.Page) ([]*controlplane.Backup, string, error) {
+	if f.OrgID == "" {
+		return nil, "", controlplane.Errorf(controlplane.EINVALID, "backup filter needs an organization")
+	}
+	n := controlplane.PageLimit(p.Limit)
+	var a args
+	where := "org_id = " + a.add(f.OrgID)
+	if f.EnvironmentID != "" {
+		where += " AND environment_id = " + a.add(f.EnvironmentID)
+	}
+	if f.Status != "" {
+		where += " AND status = " + a.add(string(f.Status))
+	}
+	if p.Cursor != "" {
+		where += " AND id < " + a.add(p.Cursor)
+	}
+	bs, err := queryAll(ctx, q.db, `SELECT `+backupColumns+` FROM backups WHERE `+where+` ORDER BY id DESC LIMIT `+a.add(n+1), a, scanBackup)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list backups: %w", err)
+	}
+	bs, next := cutPage(bs, n, func(b *controlplane.Backup) string { return b.ID })
+	return bs, next, nil
+}
+
+// DeleteBackup removes a backup's row; absent is success.
+func (q *queries) DeleteBackup(ctx context.Context, orgID, id string) error {
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM backups WHERE org_id = $1 AND id = $2`, orgID, id); err != nil {
+		return fmt.Errorf("cannot delete backup: %w", err)
+	}
+	return nil
+}
+
+// ListBackupsDue lists active environments of type t with no running or
+// completed backup created after since.
+func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, targets []string, since time.Time, limit int) ([]*controlplane.Environment, error) {
+	if len(targets) == 0 {
+		return []*controlplane.Environment{}, nil
+	}
+	a := args{string(t), utc(since)}
+	targetIn := q.d.in(&a, targets)
+	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments e
+		WHERE e.status = 'active' AND e.type = $1 AND e.target `+targetIn+` AND NOT EXISTS (
+			SELECT 1 FROM backups b WHERE b.environment_id = e.id AND b.status <> 'failed' AND b.created_at > $2)
+		ORDER BY e.id LIMIT `+a.add(controlplane.PageLimit(limit)), a, scanEnv)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list environments due for backup: %w", err)
+	}
+	return envs, nil
+}
+
+// RenameDatabase saves the database's name, url and metadata.
+func (q *queries) RenameDatabase(ctx context.Context, d *controlplane.Database) error {
+	metadata, err := encodeJSON(d.Metadata)
+	if err != nil {
+		return err
+	}
+	tag, err := q.db.ExecContext(ctx, `UPDATE environment_databases SET database_name = $1, url = $2, metadata = $3 WHERE id = $4`,
+		d.Name, d.URL, metadata, d.ID)
+	if err != nil {
+		return q.writeErr(err, "rename database", "database name taken", "database not found")
+	}
+	return mustAffect(tag, "database not found")
+}
