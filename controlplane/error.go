@@ -1,8 +1,14 @@
 package controlplane
 
 import (
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -77,8 +83,9 @@ func Invalid(fields ...FieldError) *Error {
 	return &Error{Code: EINVALID, Message: msg, Fields: fields}
 }
 
-// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
-// for any other error, and "" for nil.
+// ErrorCode returns the code of the first *Error in err's chain; for an
+// error without one, EUNAVAILABLE when it is a failure to reach a server
+// (unreachable), else EINTERNAL.
 func ErrorCode(err error) string {
 	if err == nil {
 		return ""
@@ -87,17 +94,45 @@ func ErrorCode(err error) string {
 	if errors.As(err, &e) {
 		return e.Code
 	}
+	if unreachable(err) {
+		return EUNAVAILABLE
+	}
 	return EINTERNAL
 }
 
-// ErrorMessage returns the message of the first *Error in err's chain, and
-// "internal error" for any other error, so causes never reach clients.
+// ErrorMessage returns the message of the first *Error in err's chain, a
+// fixed message for a failure to reach a server, and "internal error" for
+// any other error, so causes never reach clients.
 func ErrorMessage(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.Code != EINTERNAL {
 		return e.Message
 	}
+	if e == nil && unreachable(err) {
+		return "the control plane cannot reach its store right now; try again shortly"
+	}
 	return "internal error"
+}
+
+// unreachable reports whether err is a failure to reach a server rather
+// than an answer from one: a network operation that failed (refused,
+// reset, cut off), a connection that closed under a statement, or a
+// PostgreSQL server shutting down, crashing or starting up (SQLSTATE
+// class 08 and 57P01-57P03). Drivers report their targets' outages as
+// their own errors, so what arrives here unclassified is the store's: a
+// 503 tells the client to try again, where a 500 would blame the server.
+func unreachable(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		code := st.SQLState()
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
+	}
+	return false
 }
 
 // IsCode reports whether err carries the code.

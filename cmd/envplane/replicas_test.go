@@ -478,7 +478,8 @@ func threeShareTheWork(t *testing.T, bin string) {
 // three replicas provision through it: while it is down /readyz says so
 // (503); once it is back every replica reconnects (/readyz 200), the
 // operations cut off resume, and every provisioning a replica accepted
-// ends active with one database, each step completed once.
+// ends active with one database, each step completed once. A create the
+// outage refuses is 503, never 500.
 func storeRestarts(t *testing.T, bin string) {
 	ctx := context.Background()
 	pg := drivertest.StartPrivatePostgres(t)
@@ -554,6 +555,13 @@ func storeRestarts(t *testing.T, bin string) {
 	close(stop)
 	wg.Wait()
 
+	// The outage is the store's, not the replicas' fault: a refusal
+	// answers 503 (try again), never 500.
+	for status, n := range refused {
+		if status != http.StatusServiceUnavailable {
+			t.Errorf("%d creates refused with %d while the store was down; want 503 only", n, status)
+		}
+	}
 	store := storeConn(t, storeURL)
 	took := r.awaitSettled(ctx, store)
 	envs := r.environments()
