@@ -482,7 +482,9 @@ type Queries interface {
 	DeleteBackup(ctx context.Context, orgID, id string) error
 	// ListBackupsDue lists up to limit active environments of type t on
 	// the named targets with no backup (running or completed) created
-	// after since, by id.
+	// after since, the longest waiting first (never backed up first, by
+	// id). Its cost follows the environments due, not the environments of
+	// the type.
 	ListBackupsDue(ctx context.Context, t EnvironmentType, targets []string, since time.Time, limit int) ([]*Environment, error)
 	// RolloutQueries are the fleet rollouts' reads and writes (rollouts.go).
 	RolloutQueries

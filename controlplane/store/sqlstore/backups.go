@@ -105,17 +105,19 @@ func (q *queries) DeleteBackup(ctx context.Context, orgID, id string) error {
 }
 
 // ListBackupsDue lists active environments of type t with no running or
-// completed backup created after since.
+// completed backup created after since, the longest waiting first.
 func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, targets []string, since time.Time, limit int) ([]*controlplane.Environment, error) {
 	if len(targets) == 0 {
 		return []*controlplane.Environment{}, nil
 	}
 	a := args{string(t), utc(since)}
 	targetIn := q.d.in(&a, targets)
+	// last_backup_at (migration 00011) is the newest backup that did not
+	// fail, kept by triggers: the index environments_backup_due reads only
+	// the environments due, in its order: the longest waiting first.
 	envs, err := queryAll(ctx, q.db, `SELECT `+envColumns+` FROM environments e
-		WHERE e.status = 'active' AND e.type = $1 AND e.target `+targetIn+` AND NOT EXISTS (
-			SELECT 1 FROM backups b WHERE b.environment_id = e.id AND b.status <> 'failed' AND b.created_at > $2)
-		ORDER BY e.id LIMIT `+a.add(controlplane.PageLimit(limit)), a, scanEnv)
+		WHERE e.status = 'active' AND e.type = $1 AND e.last_backup_at <= $2 AND e.target `+targetIn+`
+		ORDER BY e.last_backup_at, e.id LIMIT `+a.add(controlplane.PageLimit(limit)), a, scanEnv)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list environments due for backup: %w", err)
 	}

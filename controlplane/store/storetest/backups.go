@@ -92,7 +92,9 @@ func testBackupsDue(t *testing.T, s controlplane.Store) {
 	local := []string{"local"}
 	due, err := s.ListBackupsDue(ctx, controlplane.TypeDevelopment, local, at(30*time.Minute), 10)
 	must(t, err)
-	same(t, "due", sortedIDs(old.ID, never.ID, failedOnly.ID), ids(due, envID))
+	// The longest waiting first: never backed up (a failed backup does
+	// not count), by id, then the oldest backup.
+	same(t, "due", append(sortedIDs(never.ID, failedOnly.ID), old.ID), ids(due, envID))
 	due, err = s.ListBackupsDue(ctx, controlplane.TypeProduction, local, at(30*time.Minute), 10)
 	must(t, err)
 	same(t, "due of another type", []string{}, ids(due, envID))

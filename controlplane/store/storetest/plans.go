@@ -62,6 +62,10 @@ func Passes(now time.Time, target, orgID string) []Pass {
 			_, err := q.ClaimUsageDue(ctx, now, now.Add(5*time.Minute), []string{target}, 100)
 			return err
 		}},
+		{Name: "ListBackupsDue", Indexes: []string{"environments_backup_due"}, Call: func(ctx context.Context, q controlplane.Queries) error {
+			_, err := q.ListBackupsDue(ctx, controlplane.TypeProduction, []string{target}, now.Add(-24*time.Hour), 10)
+			return err
+		}},
 		{Name: "SumUsageByOrg", Whole: []string{"org_target_usage", "organizations"}, Call: func(ctx context.Context, q controlplane.Queries) error {
 			_, err := q.SumUsageByOrg(ctx)
 			return err
