@@ -109,7 +109,7 @@ func decodeJSON[M ~map[string]V, V any](b []byte) (M, error) {
 	return m, nil
 }
 
-// scanner is a *sql.Row or *sql.Rows.
+// scanner is a Row or Rows.
 type scanner interface {
 	Scan(dest ...any) error
 }

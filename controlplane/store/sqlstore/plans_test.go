@@ -46,12 +46,12 @@ func (r *recorder) ExecContext(ctx context.Context, query string, args ...any) (
 	return r.db.ExecContext(ctx, query, args...)
 }
 
-func (r *recorder) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (r *recorder) QueryContext(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
 	r.add(query, args)
 	return r.db.QueryContext(ctx, query, args...)
 }
 
-func (r *recorder) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (r *recorder) QueryRowContext(ctx context.Context, query string, args ...any) sqlstore.Row {
 	r.add(query, args)
 	return r.db.QueryRowContext(ctx, query, args...)
 }

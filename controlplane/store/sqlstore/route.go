@@ -80,7 +80,7 @@ func (q *queries) ResolveRoute(ctx context.Context, rq controlplane.RouteQuery) 
 }
 
 // scanRoute reads the current row of rows, which has routeColumns.
-func scanRoute(rows *sql.Rows) (*controlplane.Route, error) {
+func scanRoute(rows Rows) (*controlplane.Route, error) {
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, err
@@ -118,7 +118,7 @@ func scanRoute(rows *sql.Rows) (*controlplane.Route, error) {
 // discards the others (database/sql scans the current row as often as it is
 // asked, every column each time).
 type window struct {
-	rows *sql.Rows
+	rows Rows
 	dest []any
 	next int
 }

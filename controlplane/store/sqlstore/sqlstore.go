@@ -38,7 +38,7 @@ var _ controlplane.Store = (*Store)(nil)
 // store owns db: Close closes it.
 func New(db *sql.DB, d Dialect) *Store {
 	s := &Store{db: db}
-	var conn Conn = db
+	var conn Conn = sqlConn{db}
 	if d.cachesStatements() {
 		s.stmts = newStmtCache(db)
 		conn = cachedDB{s.stmts}
@@ -73,7 +73,7 @@ func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) erro
 	// After a commit, Rollback does nothing; after a panic in fn, it undoes
 	// fn's writes before the panic goes on.
 	defer func() { _ = tx.Rollback() }()
-	var conn Conn = tx
+	var conn Conn = sqlConn{tx}
 	if s.stmts != nil {
 		conn = cachedTx{tx: tx, c: s.stmts}
 	}
@@ -109,11 +109,53 @@ func (s *Store) Close() error {
 
 // Conn is the one seam every statement of the store passes through: the
 // pool (Store's own queries) or a transaction that WithTx began, possibly
-// behind the statement cache. *sql.DB and *sql.Tx are Conns.
+// behind the statement cache. *sql.DB and *sql.Tx are Conns once their
+// rows are seen as Rows and Row (see sqlConn).
 type Conn interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows are a statement's rows: *sql.Rows, or rows that also end the
+// transaction their statement ran in when they are closed.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Columns() ([]string, error)
+	Err() error
+	Close() error
+}
+
+// Row is a statement's one row: *sql.Row, or a row that also ends the
+// transaction its statement ran in when it is scanned.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// sqlConn is a *sql.DB or *sql.Tx as a Conn.
+type sqlConn struct {
+	c interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
+
+func (c sqlConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.c.ExecContext(ctx, query, args...)
+}
+
+func (c sqlConn) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := c.c.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func (c sqlConn) QueryRowContext(ctx context.Context, query string, args ...any) Row {
+	return c.c.QueryRowContext(ctx, query, args...)
 }
 
 // queries implements controlplane.Queries on a Conn.

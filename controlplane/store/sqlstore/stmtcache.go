@@ -66,7 +66,7 @@ func (d cachedDB) ExecContext(ctx context.Context, query string, args ...any) (s
 	return st.ExecContext(ctx, args...)
 }
 
-func (d cachedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (d cachedDB) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
 	st, err := d.c.stmt(ctx, query)
 	if err != nil || st == nil {
 		return d.c.db.QueryContext(ctx, query, args...)
@@ -74,7 +74,7 @@ func (d cachedDB) QueryContext(ctx context.Context, query string, args ...any) (
 	return st.QueryContext(ctx, args...)
 }
 
-func (d cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (d cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) Row {
 	st, err := d.c.stmt(ctx, query)
 	if err != nil || st == nil {
 		// Unprepared, the query reports its own error through the row.
@@ -105,14 +105,14 @@ func (t cachedTx) ExecContext(ctx context.Context, query string, args ...any) (s
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
-func (t cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t cachedTx) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
 	if st := t.bound(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
 	return t.tx.QueryContext(ctx, query, args...)
 }
 
-func (t cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (t cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) Row {
 	if st := t.bound(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
