@@ -24,7 +24,7 @@ func stores(tb testing.TB) map[string]cp.Store {
 		tb.Fatalf("open sqlite store: %v", err)
 	}
 	tb.Cleanup(func() { lite.Close() })
-	pg, err := postgres.Open(ctx, drivertest.NewPostgresDatabase(tb))
+	pg, err := postgres.Open(ctx, drivertest.NewPostgresStoreDatabase(tb))
 	if err != nil {
 		tb.Fatalf("open postgres store: %v", err)
 	}

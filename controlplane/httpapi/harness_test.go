@@ -182,7 +182,7 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	if first := hc.replicaOf; first != nil {
 		dir, storeURL = first.dataDir, first.storeURL
 	} else if hc.postgres {
-		storeURL = drivertest.NewPostgresDatabase(tb)
+		storeURL = drivertest.NewPostgresStoreDatabase(tb)
 	}
 	var store cp.Store
 	var err error

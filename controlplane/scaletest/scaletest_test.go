@@ -28,7 +28,7 @@ func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { lite.Close() })
-	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresDatabase(tb))
+	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresStoreDatabase(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func (r *recorder) QueryRow(ctx context.Context, query string, args ...any) pgx.
 // sequential scan.
 func TestBackgroundPassesUseIndexes(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, drivertest.NewPostgresDatabase(t))
+	s, err := OpenPlatform(ctx, drivertest.NewPostgresStoreDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestBackgroundPassesUseIndexes(t *testing.T) {
 	}
 	for _, p := range storetest.Passes(now, "null", reg.Orgs[0].ID) {
 		t.Run(p.Name, func(t *testing.T) {
-			rec := &recorder{db: s.pool}
+			rec := &recorder{db: s.scoped}
 			if err := p.Call(ctx, &queries{db: rec}); err != nil {
 				t.Fatal(err)
 			}
@@ -116,6 +116,9 @@ func explain(t *testing.T, s *Store, st recorded) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, setScope, s.scoped.scopeArgs(ctx)...); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
 		t.Fatal(err)
 	}

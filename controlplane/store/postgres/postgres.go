@@ -30,7 +30,8 @@ const (
 // Store is the PostgreSQL control-plane store. It is safe for concurrent use.
 type Store struct {
 	queries
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	scoped scopedPool
 }
 
 var _ controlplane.Store = (*Store)(nil)
@@ -38,8 +39,10 @@ var _ controlplane.Store = (*Store)(nil)
 // Open connects to the database at url and applies the pending control-plane
 // migrations under a PostgreSQL advisory lock, so replicas starting together
 // migrate once. Opening an up-to-date database changes nothing. It returns an
-// error, never carrying the URL's password, when the server cannot be reached
-// or a migration fails; the caller must Close the store.
+// error, never carrying the URL's password, when the server cannot be reached,
+// when the URL's user is a superuser or has BYPASSRLS (row-level security
+// would not hold it, ADR 0027), or when a migration fails; the caller must
+// Close the store.
 func Open(ctx context.Context, url string) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -49,11 +52,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("cannot reach store: %w", err)
 	}
+	if err := refuseBypass(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{queries: queries{db: pool}, pool: pool}, nil
+	scoped := scopedPool{pool: pool}
+	return &Store{queries: queries{db: scoped}, pool: pool, scoped: scoped}, nil
 }
 
 // migrate runs goose over a database/sql view of the pool; closing that view
@@ -76,13 +84,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// WithTx runs fn in one READ COMMITTED transaction: it commits when fn
-// returns nil and rolls back when fn returns an error or panics. It returns
-// fn's error unchanged, or the error of beginning or committing.
+// WithTx runs fn in one READ COMMITTED transaction scoped as ctx is
+// (controlplane.WithOrgScope): it commits when fn returns nil and rolls back
+// when fn returns an error or panics. It returns fn's error unchanged, or the
+// error of beginning or committing.
 func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) error) error {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.scoped.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("cannot begin transaction: %w", err)
+		return err
 	}
 	// After a commit, Rollback does nothing; after a panic in fn, it undoes
 	// fn's writes before the panic goes on. A context cancelled by then
@@ -112,7 +121,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// dbtx is what queries need from *pgxpool.Pool and pgx.Tx alike.
+// dbtx is what queries need from scopedPool and pgx.Tx alike.
 type dbtx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
