@@ -43,6 +43,8 @@ const rewrapBatch = 100
 // Coverage returns the current key coverage. EUNAVAILABLE if the keyring
 // cannot be reached.
 func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
+	// Keyring coverage and rewraps read every organization's credentials (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)
@@ -83,6 +85,8 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 // still the one it read. progress, when not nil, hears the coverage after
 // each batch.
 func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCoverage, error) {
+	// Keyring coverage and rewraps read every organization's credentials (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)

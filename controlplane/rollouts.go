@@ -223,7 +223,7 @@ func (s *Service) rolloutScope(ctx context.Context, p *Principal, orgRef string)
 		}
 		return "", nil
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActRollout)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActRollout)
 	if err != nil {
 		return "", err
 	}
@@ -584,6 +584,8 @@ func (s *Service) ControlRollout(ctx context.Context, p *Principal, orgRef, id, 
 // the background. Every replica runs it (Tick); the store's leases make
 // sure one runner drives a rollout at a time. It returns how many it claimed.
 func (s *Service) AdvanceRollouts(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	rs, err := s.Store.ClaimRollouts(ctx, s.LeaseOwner, now, now.Add(s.Lease), 10)
 	if err != nil {
@@ -621,7 +623,8 @@ func (s *Service) startRollout(r *Rollout) {
 	s.ops.mu.Lock()
 	if s.ops.done == nil {
 		s.ops.done = map[string]chan struct{}{}
-		s.ops.ctx, s.ops.cancel = context.WithCancel(context.Background())
+		// Operations and rollouts are platform-wide background work (ADR 0027).
+		s.ops.ctx, s.ops.cancel = context.WithCancel(WithPlatformScope(context.Background()))
 	}
 	ctx := s.ops.ctx
 	s.ops.wg.Add(1)

@@ -14,7 +14,9 @@
 -- idempotency records (owned by a key or session), change_counter and
 -- goose's bookkeeping. Rows whose organization is NULL (platform keys,
 -- platform rollouts, platform audit events, changes for everyone) are seen
--- only by the platform scope.
+-- only by the platform scope; audit events and changes are appended, never
+-- changed, and any scope may append one without an organization (a user's
+-- own sign-in, a change for everyone), but only read its own.
 --
 -- Roles are cluster-wide and creating them needs CREATEROLE, which the
 -- store user must not have, so this migration creates none: the README
@@ -107,15 +109,23 @@ CREATE POLICY org_scope ON operations
 
 ALTER TABLE audit_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_events FORCE ROW LEVEL SECURITY;
-CREATE POLICY org_scope ON audit_events
+CREATE POLICY org_scope ON audit_events FOR SELECT
     USING ((SELECT current_setting('app.platform_scope', true)) = 'on'
         OR org_id = (SELECT current_setting('app.current_org_id', true)));
+CREATE POLICY org_scope_append ON audit_events FOR INSERT
+    WITH CHECK ((SELECT current_setting('app.platform_scope', true)) = 'on'
+        OR org_id IS NULL OR org_id = (SELECT current_setting('app.current_org_id', true)));
 
 ALTER TABLE changes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE changes FORCE ROW LEVEL SECURITY;
-CREATE POLICY org_scope ON changes
+CREATE POLICY org_scope ON changes FOR SELECT
     USING ((SELECT current_setting('app.platform_scope', true)) = 'on'
         OR org_id = (SELECT current_setting('app.current_org_id', true)));
+CREATE POLICY org_scope_append ON changes FOR INSERT
+    WITH CHECK ((SELECT current_setting('app.platform_scope', true)) = 'on'
+        OR org_id IS NULL OR org_id = (SELECT current_setting('app.current_org_id', true)));
+CREATE POLICY platform_prune ON changes FOR DELETE
+    USING ((SELECT current_setting('app.platform_scope', true)) = 'on');
 
 ALTER TABLE router_receipts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE router_receipts FORCE ROW LEVEL SECURITY;
@@ -152,8 +162,13 @@ ALTER TABLE org_target_usage FORCE ROW LEVEL SECURITY;
 CREATE POLICY org_scope ON org_target_usage
     USING ((SELECT current_setting('app.platform_scope', true)) = 'on'
         OR org_id = (SELECT current_setting('app.current_org_id', true)));
+-- Per-target totals are the platform's capacity: placing a database in any
+-- organization's request counts every organization's databases per target.
+-- Reading them is open to every scope; changing them is not.
+CREATE POLICY capacity_read ON org_target_usage FOR SELECT USING (true);
 
 -- +goose Down
+DROP POLICY capacity_read ON org_target_usage;
 DROP POLICY org_scope ON org_target_usage;
 ALTER TABLE org_target_usage NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE org_target_usage DISABLE ROW LEVEL SECURITY;
@@ -178,10 +193,13 @@ DROP POLICY org_scope ON router_receipts;
 ALTER TABLE router_receipts NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE router_receipts DISABLE ROW LEVEL SECURITY;
 
+DROP POLICY platform_prune ON changes;
+DROP POLICY org_scope_append ON changes;
 DROP POLICY org_scope ON changes;
 ALTER TABLE changes NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE changes DISABLE ROW LEVEL SECURITY;
 
+DROP POLICY org_scope_append ON audit_events;
 DROP POLICY org_scope ON audit_events;
 ALTER TABLE audit_events NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE audit_events DISABLE ROW LEVEL SECURITY;
