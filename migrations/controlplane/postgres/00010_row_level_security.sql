@@ -29,13 +29,13 @@
 -- organization up per row made the background passes' plans read every
 -- environment. The lookup is itself under row-level security, so a row
 -- written for an organization out of scope gets no organization and is
--- refused.
+-- refused by the policy. The column stays nullable so that a row naming a
+-- missing environment or database fails on its foreign key (ENOTFOUND), as
+-- before.
 ALTER TABLE environment_databases ADD COLUMN org_id text COLLATE "C";
 UPDATE environment_databases d SET org_id = e.org_id FROM environments e WHERE e.id = d.environment_id;
-ALTER TABLE environment_databases ALTER COLUMN org_id SET NOT NULL;
 ALTER TABLE database_credentials ADD COLUMN org_id text COLLATE "C";
 UPDATE database_credentials c SET org_id = d.org_id FROM environment_databases d WHERE d.id = c.database_id;
-ALTER TABLE database_credentials ALTER COLUMN org_id SET NOT NULL;
 
 -- +goose StatementBegin
 CREATE FUNCTION environment_databases_org() RETURNS trigger LANGUAGE plpgsql AS $$
