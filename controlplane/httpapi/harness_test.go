@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -172,7 +173,10 @@ func withLogLevel(l slog.Level) harnessOption {
 
 func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	tb.Helper()
-	hc := harnessConfig{logLevel: slog.LevelDebug}
+	// ENVPLANE_TEST_STORE=postgres runs every harness on the PostgreSQL
+	// store (and so under row-level security, ADR 0027), not only the
+	// tests that ask for it.
+	hc := harnessConfig{logLevel: slog.LevelDebug, postgres: os.Getenv("ENVPLANE_TEST_STORE") == "postgres"}
 	for _, o := range opts {
 		o(&hc)
 	}
