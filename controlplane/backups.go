@@ -161,6 +161,8 @@ func (s *Service) CreateBackup(ctx context.Context, p *Principal, orgRef, envRef
 
 // SettleBackup returns a backup and its operation as stored now.
 func (s *Service) SettleBackup(ctx context.Context, b *Backup, op *Operation) (*BackupResponse, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	nb, err := s.Store.GetBackup(ctx, b.OrgID, b.ID)
 	if err != nil {
 		return nil, err

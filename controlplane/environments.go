@@ -334,6 +334,8 @@ func (s *Service) cloneSource(ctx context.Context, a *access, req CreateEnvironm
 // Settle returns the environment and operation as stored now, after waiting
 // for done (see CreateEnvironment) for at most the caller's patience.
 func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, *Operation, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
 		return nil, nil, err

@@ -189,6 +189,8 @@ func (s *Service) RotateKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	km, err := s.keyManager()
 	if err != nil {
 		return KeyCoverage{}, err
@@ -208,6 +210,8 @@ func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cov, err := s.Rewrap(ctx, nil)
 	if err != nil {
 		return KeyCoverage{}, err
@@ -226,6 +230,8 @@ func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyC
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	km, err := s.keyManager()
 	if err != nil {
 		return KeyCoverage{}, err
@@ -264,6 +270,8 @@ func (s *Service) KeyringStatus(ctx context.Context, p *Principal) (KeyCoverage,
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	return s.Coverage(ctx)
 }
 

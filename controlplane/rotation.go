@@ -227,6 +227,8 @@ func (s *Service) startRotation(ctx context.Context, p *Principal, a *access, ac
 // credentials' metadata, for rotate and revoke responses, with when the
 // credentials it replaced will be revoked.
 func (s *Service) CredentialsAfter(ctx context.Context, op *Operation) (*CredentialsResponse, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
 		return nil, err

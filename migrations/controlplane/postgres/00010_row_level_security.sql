@@ -14,9 +14,11 @@
 -- idempotency records (owned by a key or session), change_counter and
 -- goose's bookkeeping. Rows whose organization is NULL (platform keys,
 -- platform rollouts, platform audit events, changes for everyone) are seen
--- only by the platform scope; audit events and changes are appended, never
--- changed, and any scope may append one without an organization (a user's
--- own sign-in, a change for everyone), but only read its own.
+-- only by the platform scope, with two exceptions: audit events and changes
+-- are appended, never changed, and any scope may append one without an
+-- organization (a user's own sign-in, a change for everyone); a change for
+-- everyone (which names nothing but a reason) is also readable by all, as
+-- appending it returns its sequence number. Only the platform prunes changes.
 --
 -- Roles are cluster-wide and creating them needs CREATEROLE, which the
 -- store user must not have, so this migration creates none: the README
@@ -120,7 +122,7 @@ ALTER TABLE changes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE changes FORCE ROW LEVEL SECURITY;
 CREATE POLICY org_scope ON changes FOR SELECT
     USING ((SELECT current_setting('app.platform_scope', true)) = 'on'
-        OR org_id = (SELECT current_setting('app.current_org_id', true)));
+        OR org_id IS NULL OR org_id = (SELECT current_setting('app.current_org_id', true)));
 CREATE POLICY org_scope_append ON changes FOR INSERT
     WITH CHECK ((SELECT current_setting('app.platform_scope', true)) = 'on'
         OR org_id IS NULL OR org_id = (SELECT current_setting('app.current_org_id', true)));
