@@ -399,19 +399,19 @@ func (h *harness) member(tb testing.TB, org, email string, role cp.OrgRole) stri
 func dropServerDatabases(tb testing.TB, svc *cp.Service) {
 	tb.Helper()
 	ctx := context.Background()
-	orgs, _, err := svc.Store.ListOrganizations(ctx, nil, cp.Page{Limit: cp.MaxPageLimit})
+	orgs, _, err := svc.Store.ListOrganizations(cp.WithPlatformScope(ctx), nil, cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		tb.Errorf("cleanup: list organizations: %v", err)
 		return
 	}
 	for _, org := range orgs {
-		envs, _, err := svc.Store.ListEnvironments(ctx, cp.EnvironmentFilter{OrgID: org.ID, IncludeDeleted: true}, cp.Page{Limit: cp.MaxPageLimit})
+		envs, _, err := svc.Store.ListEnvironments(cp.WithPlatformScope(ctx), cp.EnvironmentFilter{OrgID: org.ID, IncludeDeleted: true}, cp.Page{Limit: cp.MaxPageLimit})
 		if err != nil {
 			tb.Errorf("cleanup: list environments: %v", err)
 			return
 		}
 		for _, env := range envs {
-			db, err := svc.Store.GetEnvironmentDatabase(ctx, env.ID)
+			db, err := svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(ctx), env.ID)
 			if err != nil || db.Target == "local" {
 				continue
 			}
