@@ -22,22 +22,24 @@ func (a *access) resource() Resource {
 
 // orgAccess resolves the organization named by ref (slug or id) for p and
 // authorizes action on it. An organization p may not see is ENOTFOUND, exactly
-// as one that does not exist.
-func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, action Action) (*access, error) {
+// as one that does not exist. It returns ctx scoped to that organization
+// (WithOrgScope): the caller makes every later store call with it.
+func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, action Action) (context.Context, *access, error) {
 	if p == nil {
-		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+		return ctx, nil, Errorf(EUNAUTHORIZED, "authentication required")
 	}
 	if !StorableText(ref) {
 		// No slug or id holds such text; PostgreSQL would refuse to look.
-		return nil, Errorf(ENOTFOUND, "organization not found")
+		return ctx, nil, Errorf(ENOTFOUND, "organization not found")
 	}
-	org, err := s.Store.GetOrganization(ctx, ref)
+	org, err := s.Store.GetOrganization(resolveScope(ctx, p), ref)
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	if p.OrgID != "" && p.OrgID != org.ID {
-		return nil, Errorf(ENOTFOUND, "organization not found")
+		return ctx, nil, Errorf(ENOTFOUND, "organization not found")
 	}
+	ctx = WithOrgScope(ctx, org.ID)
 	a := &access{org: org, subject: Subject{Principal: p}}
 	if p.UserID != "" {
 		m, err := s.Store.GetOrgMembership(ctx, org.ID, p.UserID)
@@ -45,22 +47,22 @@ func (s *Service) orgAccess(ctx context.Context, p *Principal, ref string, actio
 		case err == nil:
 			a.subject.OrgRole = m.Role
 		case !IsCode(err, ENOTFOUND):
-			return nil, err
+			return ctx, nil, err
 		}
 	}
 	// An organization the caller cannot see is absent, whatever its policy;
 	// one it can see refuses a user without the second factor it requires.
 	authErr := Authorize(a.subject, action, a.resource())
 	if IsCode(authErr, ENOTFOUND) {
-		return nil, authErr
+		return ctx, nil, authErr
 	}
 	if err := s.requireSecondFactor(ctx, a.subject, org); err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	if authErr != nil {
-		return nil, authErr
+		return ctx, nil, authErr
 	}
-	return a, nil
+	return ctx, a, nil
 }
 
 // requireSecondFactor returns ETWOFACTOR when org requires a second factor
@@ -84,27 +86,27 @@ func (s *Service) requireSecondFactor(ctx context.Context, sub Subject, org *Org
 
 // envAccess resolves the organization and the live environment named by the
 // refs for p and authorizes action on the environment. An environment p may
-// not see is ENOTFOUND.
-func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef string, action Action) (*access, error) {
-	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+// not see is ENOTFOUND. It returns ctx scoped to the organization.
+func (s *Service) envAccess(ctx context.Context, p *Principal, orgRef, envRef string, action Action) (context.Context, *access, error) {
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	if !StorableText(envRef) {
-		return nil, Errorf(ENOTFOUND, "environment not found")
+		return ctx, nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	env, err := s.Store.GetEnvironment(ctx, a.org.ID, envRef)
 	if err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	a.env = env
 	if err := s.lookupEnvRole(ctx, a, env.ID); err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	if err := Authorize(a.subject, action, a.resource()); err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
-	return a, nil
+	return ctx, a, nil
 }
 
 // lookupEnvRole fills in the subject's role on the environment. Owners,
@@ -126,20 +128,33 @@ func (s *Service) lookupEnvRole(ctx context.Context, a *access, envID string) er
 }
 
 // envAccessByID is envAccess for routes that name the environment by id only.
-func (s *Service) envAccessByID(ctx context.Context, p *Principal, envID string, action Action) (*access, error) {
+func (s *Service) envAccessByID(ctx context.Context, p *Principal, envID string, action Action) (context.Context, *access, error) {
 	if p == nil {
-		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+		return ctx, nil, Errorf(EUNAUTHORIZED, "authentication required")
 	}
 	if !StorableText(envID) {
-		return nil, Errorf(ENOTFOUND, "environment not found")
+		return ctx, nil, Errorf(ENOTFOUND, "environment not found")
 	}
 	orgID := p.OrgID
 	if orgID == "" {
-		id, err := s.Store.OrgOf(ctx, KindEnvironment, envID)
+		id, err := s.Store.OrgOf(resolveScope(ctx, p), KindEnvironment, envID)
 		if err != nil {
-			return nil, err
+			return ctx, nil, err
 		}
 		orgID = id
 	}
 	return s.envAccess(ctx, p, orgID, envID, action)
+}
+
+// resolveScope is the scope in which a reference is resolved to its
+// organization, before any organization is known: a key bound to an
+// organization looks only there; a user (who may belong to many) and the
+// platform admin look in every organization, and Authorize then judges
+// what they found. Only the organization's row (and, by id alone, which
+// organization owns an environment or operation) is read in it.
+func resolveScope(ctx context.Context, p *Principal) context.Context {
+	if p.OrgID != "" {
+		return WithOrgScope(ctx, p.OrgID)
+	}
+	return WithPlatformScope(ctx)
 }

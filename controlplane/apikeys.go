@@ -53,7 +53,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 		}
 	}
 	epoch := s.cache.begin()
-	k, err := s.Store.GetAPIKeyByHash(ctx, hash)
+	// Authentication finds the key before any organization is known (ADR 0027).
+	k, err := s.Store.GetAPIKeyByHash(WithPlatformScope(ctx), hash)
 	if IsCode(err, ENOTFOUND) {
 		return nil, denied()
 	}
@@ -102,7 +103,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, ref string, re
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +209,7 @@ func (s *Service) ListAPIKeys(ctx context.Context, p *Principal, ref string, pag
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return nil, "", err
 	}
@@ -226,7 +227,7 @@ func (s *Service) ListAPIKeys(ctx context.Context, p *Principal, ref string, pag
 
 // GetAPIKey returns one key's metadata (owners and admins; members their own).
 func (s *Service) GetAPIKey(ctx context.Context, p *Principal, ref, id string) (*APIKey, error) {
-	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +248,7 @@ func (s *Service) GetAPIKey(ctx context.Context, p *Principal, ref, id string) (
 
 // RevokeAPIKey revokes a key (owners and admins; members their own). Idempotent.
 func (s *Service) RevokeAPIKey(ctx context.Context, p *Principal, ref, id string) error {
-	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return err
 	}
@@ -283,6 +284,8 @@ type BootstrapRequest struct {
 // changes nothing. With Org set it also creates that organization, owned by
 // the admin, and provisions its default environment.
 func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (string, error) {
+	// Bootstrap is the operator's: it makes the platform admin and an organization (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	keys, err := s.Store.ListPlatformKeys(ctx)
 	if err != nil {
 		return "", err

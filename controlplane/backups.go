@@ -148,7 +148,7 @@ const (
 // operation runs, or when its target cannot take backups; EUNAVAILABLE
 // when no backup store is configured.
 func (s *Service) CreateBackup(ctx context.Context, p *Principal, orgRef, envRef string) (*Backup, *Operation, <-chan struct{}, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupCreate)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupCreate)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -161,6 +161,8 @@ func (s *Service) CreateBackup(ctx context.Context, p *Principal, orgRef, envRef
 
 // SettleBackup returns a backup and its operation as stored now.
 func (s *Service) SettleBackup(ctx context.Context, b *Backup, op *Operation) (*BackupResponse, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	nb, err := s.Store.GetBackup(ctx, b.OrgID, b.ID)
 	if err != nil {
 		return nil, err
@@ -228,7 +230,7 @@ func (s *Service) ListBackups(ctx context.Context, p *Principal, orgRef, envRef 
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupRead)
 	if err != nil {
 		return nil, "", err
 	}
@@ -380,6 +382,8 @@ func (s *Service) pruneBackups(ctx context.Context, env *Environment) {
 // waits RetryBackoff, and may hold its place in the next passes until
 // then. It waits for the backups it started and returns how many.
 func (s *Service) BackupDue(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	if s.Backups == nil || len(s.BackupSchedule) == 0 {
 		return 0, nil
 	}
@@ -452,7 +456,7 @@ func (s *Service) RestoreEnvironment(ctx context.Context, p *Principal, orgRef, 
 	if err := checkText(req); err != nil {
 		return nil, nil, nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupRestore)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActBackupRestore)
 	if err != nil {
 		return nil, nil, nil, err
 	}

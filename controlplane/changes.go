@@ -106,6 +106,8 @@ const changeBatch = MaxPageLimit
 // returns the store's error, and then the cache is trusted only until
 // MaxStale after the last successful sync.
 func (s *Service) SyncChanges(ctx context.Context) error {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	f := &s.feed
 	f.mu.Lock()
 	defer f.mu.Unlock()

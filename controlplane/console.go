@@ -12,7 +12,7 @@ func (s *Service) RevealConnection(ctx context.Context, p *Principal, orgRef, en
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.envAccessByID(ctx, p, c.EnvironmentID, ActEnvRead)
+	ctx, a, err := s.envAccessByID(ctx, p, c.EnvironmentID, ActEnvRead)
 	if err != nil {
 		return nil, err
 	}

@@ -180,7 +180,7 @@ func (s *Service) openAdmin(ctx context.Context, db *Database, t *Target) (drive
 // ListCredentials returns the environment's credentials' metadata, newest
 // first (owner, admin, env_admin). Secrets never leave the store this way.
 func (s *Service) ListCredentials(ctx context.Context, p *Principal, orgRef, envRef string) ([]*Credential, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
 	if err != nil {
 		return nil, err
 	}

@@ -255,7 +255,7 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *Principal, orgRef st
 			return nil, nil, nil, Invalid(FieldError{Field: "organization", Message: "is required"})
 		}
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActEnvCreate)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActEnvCreate)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -334,6 +334,8 @@ func (s *Service) cloneSource(ctx context.Context, a *access, req CreateEnvironm
 // Settle returns the environment and operation as stored now, after waiting
 // for done (see CreateEnvironment) for at most the caller's patience.
 func (s *Service) Settle(ctx context.Context, op *Operation) (*EnvironmentView, *Operation, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
 		return nil, nil, err
@@ -356,7 +358,7 @@ func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef str
 	if err := lf.Validate(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
 		return nil, "", err
 	}
@@ -390,7 +392,7 @@ func (s *Service) ListEnvironments(ctx context.Context, p *Principal, orgRef str
 
 // GetEnvironment returns one environment with its database; ENOTFOUND if p may not see it.
 func (s *Service) GetEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvRead)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +417,7 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvUpdate)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +488,7 @@ func (s *Service) UpdateEnvironment(ctx context.Context, p *Principal, orgRef, e
 // revoked, database dropped, environment tombstoned and its slug freed.
 // ECONFLICT for protected or default environments and while another operation runs.
 func (s *Service) DeleteEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*Operation, <-chan struct{}, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvDelete)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvDelete)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -556,13 +558,13 @@ func (s *Service) ListOperations(ctx context.Context, p *Principal, orgRef strin
 	if err := f.Validate(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActOrgRead)
 	if err != nil {
 		return nil, "", err
 	}
 	of := OperationFilter{OrgID: a.org.ID, Status: f.Status, Kind: f.Kind}
 	if f.Environment != "" {
-		ea, err := s.envAccess(ctx, p, a.org.ID, f.Environment, ActOperationRead)
+		_, ea, err := s.envAccess(ctx, p, a.org.ID, f.Environment, ActOperationRead)
 		if err != nil {
 			return nil, "", err
 		}
@@ -583,19 +585,19 @@ func (s *Service) GetOperation(ctx context.Context, p *Principal, id string) (*O
 	}
 	orgID := p.OrgID
 	if orgID == "" {
-		o, err := s.Store.OrgOf(ctx, KindOperation, id)
+		o, err := s.Store.OrgOf(resolveScope(ctx, p), KindOperation, id)
 		if err != nil {
 			return nil, err
 		}
 		orgID = o
 	}
-	op, err := s.Store.GetOperation(ctx, orgID, id)
+	op, err := s.Store.GetOperation(WithOrgScope(ctx, orgID), orgID, id)
 	if err != nil {
 		return nil, err
 	}
 	// The environment is not loaded: the operation of a deleted
 	// environment stays readable to whoever could see the environment.
-	a, err := s.orgAccess(ctx, p, orgID, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, orgID, ActOrgRead)
 	if err != nil {
 		return nil, err
 	}

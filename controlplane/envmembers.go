@@ -4,7 +4,7 @@ import "context"
 
 // ListEnvironmentMembers lists the users with a role on the environment (owner, admin, env_admin).
 func (s *Service) ListEnvironmentMembers(ctx context.Context, p *Principal, orgRef, envRef string) ([]*EnvironmentMember, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberRead)
 	if err != nil {
 		return nil, err
 	}
@@ -18,7 +18,7 @@ func (s *Service) PutEnvironmentMember(ctx context.Context, p *Principal, orgRef
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberWrite)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (s *Service) PutEnvironmentMember(ctx context.Context, p *Principal, orgRef
 // RemoveEnvironmentMember removes a user's role on the environment (owner,
 // admin, env_admin). ENOTFOUND if they had none.
 func (s *Service) RemoveEnvironmentMember(ctx context.Context, p *Principal, orgRef, envRef, userRef string) error {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberWrite)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvMemberWrite)
 	if err != nil {
 		return err
 	}

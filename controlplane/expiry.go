@@ -98,6 +98,8 @@ func (s *Service) expiring(env *Environment) bool {
 // or whose target is down are left for the next pass. It returns how many
 // deprovisionings it started.
 func (s *Service) ExpireDue(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	soon, err := s.Store.ListEnvironmentsExpiring(ctx, now.Add(ExpiryNotice), true, MaxPageLimit)
 	if err != nil {

@@ -79,7 +79,7 @@ func (s *Service) CreateInvitation(ctx context.Context, p *Principal, orgRef str
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Service) ListInvitations(ctx context.Context, p *Principal, orgRef stri
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActMemberRead)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActMemberRead)
 	if err != nil {
 		return nil, "", err
 	}
@@ -201,32 +201,33 @@ func (s *Service) ListInvitations(ctx context.Context, p *Principal, orgRef stri
 }
 
 // invitation resolves a pending-or-not invitation of the organization for a
-// change by p (owners and admins; an owner invitation only by owners).
-func (s *Service) invitation(ctx context.Context, p *Principal, orgRef, id string) (*access, *Invitation, error) {
-	a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
+// change by p (owners and admins; an owner invitation only by owners),
+// and ctx scoped to the organization.
+func (s *Service) invitation(ctx context.Context, p *Principal, orgRef, id string) (context.Context, *access, *Invitation, error) {
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
 	if err != nil {
-		return nil, nil, err
+		return ctx, nil, nil, err
 	}
 	if !StorableText(id) {
-		return nil, nil, Errorf(ENOTFOUND, "invitation not found")
+		return ctx, nil, nil, Errorf(ENOTFOUND, "invitation not found")
 	}
 	inv, err := s.Store.GetInvitation(ctx, a.org.ID, id)
 	if err != nil {
-		return nil, nil, err
+		return ctx, nil, nil, err
 	}
 	if inv.Role == OrgOwner {
 		if err := Authorize(a.subject, ActOwnerWrite, a.resource()); err != nil {
-			return nil, nil, err
+			return ctx, nil, nil, err
 		}
 	}
-	return a, inv, nil
+	return ctx, a, inv, nil
 }
 
 // ResendInvitation gives a not yet accepted or revoked invitation a new
 // link (the old one stops working) and a new expiry, and mails it again.
 // An accepted or revoked invitation is EGONE.
 func (s *Service) ResendInvitation(ctx context.Context, p *Principal, orgRef, id string) (*InvitationResponse, error) {
-	a, inv, err := s.invitation(ctx, p, orgRef, id)
+	ctx, a, inv, err := s.invitation(ctx, p, orgRef, id)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +256,7 @@ func (s *Service) ResendInvitation(ctx context.Context, p *Principal, orgRef, id
 // RevokeInvitation stops an invitation from being accepted. Idempotent;
 // an accepted invitation is ECONFLICT.
 func (s *Service) RevokeInvitation(ctx context.Context, p *Principal, orgRef, id string) error {
-	a, inv, err := s.invitation(ctx, p, orgRef, id)
+	ctx, a, inv, err := s.invitation(ctx, p, orgRef, id)
 	if err != nil {
 		return err
 	}
@@ -283,10 +284,13 @@ func (s *Service) AcceptInvitation(ctx context.Context, caller *Principal, token
 	if !strings.HasPrefix(token, InvitationPrefix) || !StorableText(token) {
 		return nil, Errorf(ENOTFOUND, "invitation not found")
 	}
-	inv, err := s.Store.GetInvitationByHash(ctx, HashToken(token))
+	// The token names the invitation before any organization is known
+	// (ADR 0027); the rest is done in the invitation's organization.
+	inv, err := s.Store.GetInvitationByHash(WithPlatformScope(ctx), HashToken(token))
 	if err != nil {
 		return nil, err
 	}
+	ctx = WithOrgScope(ctx, inv.OrgID)
 	now := s.Now()
 	if !inv.Pending(now) {
 		return nil, Errorf(EGONE, "the invitation was already accepted, was revoked or has expired; ask for a new one")

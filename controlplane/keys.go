@@ -43,6 +43,8 @@ const rewrapBatch = 100
 // Coverage returns the current key coverage. EUNAVAILABLE if the keyring
 // cannot be reached.
 func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
+	// Keyring coverage and rewraps read every organization's credentials (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)
@@ -83,6 +85,8 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 // still the one it read. progress, when not nil, hears the coverage after
 // each batch.
 func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCoverage, error) {
+	// Keyring coverage and rewraps read every organization's credentials (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cur, err := s.Keyring.CurrentKeyID(ctx)
 	if err != nil {
 		return KeyCoverage{}, keyringUnavailable(err)
@@ -201,6 +205,8 @@ func (s *Service) RotateKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	km, err := s.keyManager()
 	if err != nil {
 		return KeyCoverage{}, err
@@ -220,6 +226,8 @@ func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cov, err := s.Rewrap(ctx, nil)
 	if err != nil {
 		return KeyCoverage{}, err
@@ -238,6 +246,8 @@ func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyC
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	km, err := s.keyManager()
 	if err != nil {
 		return KeyCoverage{}, err
@@ -276,6 +286,8 @@ func (s *Service) KeyringStatus(ctx context.Context, p *Principal) (KeyCoverage,
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
 		return KeyCoverage{}, err
 	}
+	// The keyring is the platform's: every organization's secrets (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	return s.Coverage(ctx)
 }
 

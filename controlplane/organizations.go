@@ -48,6 +48,8 @@ func (s *Service) CreateOrganization(ctx context.Context, p *Principal, req Crea
 	if req.Require2FA != nil {
 		org.Require2FA = *req.Require2FA
 	}
+	// The new organization's rows are written in its own scope.
+	ctx = WithOrgScope(ctx, org.ID)
 	var res *reservation
 	err := s.tx(ctx, func(q Queries) error {
 		if err := q.CreateOrganization(ctx, org); err != nil {
@@ -85,15 +87,17 @@ func (s *Service) ListOrganizations(ctx context.Context, p *Principal, page Page
 		return nil, "", Errorf(EUNAUTHORIZED, "authentication required")
 	}
 	if p.OrgID == "" && p.PlatformAdmin {
-		return s.Store.ListOrganizations(ctx, nil, page)
+		// The platform admin's listing of every organization (ADR 0027).
+		return s.Store.ListOrganizations(WithPlatformScope(ctx), nil, page)
 	}
 	if p.OrgID == "" {
 		return nil, "", nil
 	}
-	if _, err := s.orgAccess(ctx, p, p.OrgID, ActOrgRead); err != nil {
-		if IsCode(err, ENOTFOUND) {
-			return nil, "", nil
-		}
+	ctx, _, err := s.orgAccess(ctx, p, p.OrgID, ActOrgRead)
+	if IsCode(err, ENOTFOUND) {
+		return nil, "", nil
+	}
+	if err != nil {
 		return nil, "", err
 	}
 	return s.Store.ListOrganizations(ctx, []string{p.OrgID}, page)
@@ -101,7 +105,7 @@ func (s *Service) ListOrganizations(ctx context.Context, p *Principal, page Page
 
 // GetOrganization returns the organization named by ref (slug or id), ENOTFOUND if p may not see it.
 func (s *Service) GetOrganization(ctx context.Context, p *Principal, ref string) (*Organization, error) {
-	a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgRead)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +134,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActOrgUpdate)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +184,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, p *Principal, ref stri
 // the organization (owner). ECONFLICT while environments other than the
 // default exist, or while an operation runs.
 func (s *Service) DeleteOrganization(ctx context.Context, p *Principal, ref string) error {
-	a, err := s.orgAccess(ctx, p, ref, ActOrgDelete)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActOrgDelete)
 	if err != nil {
 		return err
 	}
@@ -258,12 +262,13 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
 		if p.UserID == "" {
 			return me, nil
 		}
-		ms, err := s.Store.ListUserMemberships(ctx, p.UserID)
+		// A user's own memberships, in whichever organizations (ADR 0027).
+		ms, err := s.Store.ListUserMemberships(WithPlatformScope(ctx), p.UserID)
 		if err != nil {
 			return nil, err
 		}
 		for _, m := range ms {
-			org, err := s.Store.GetOrganization(ctx, m.OrgID)
+			org, err := s.Store.GetOrganization(WithOrgScope(ctx, m.OrgID), m.OrgID)
 			if err != nil {
 				return nil, err
 			}
@@ -271,6 +276,7 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*Me, error) {
 		}
 		return me, nil
 	}
+	ctx = WithOrgScope(ctx, p.OrgID)
 	org, err := s.Store.GetOrganization(ctx, p.OrgID)
 	if err != nil {
 		return nil, err
@@ -296,7 +302,7 @@ func (s *Service) ListMembers(ctx context.Context, p *Principal, ref string, pag
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActMemberRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActMemberRead)
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,7 +315,7 @@ func (s *Service) AddMember(ctx context.Context, p *Principal, ref string, req A
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +402,7 @@ func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef s
 	if err := checkText(req); err != nil {
 		return nil, err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +441,7 @@ func (s *Service) UpdateMember(ctx context.Context, p *Principal, ref, userRef s
 // RemoveMember removes a member and their environment roles (owner, admin).
 // Removing the last owner is ECONFLICT.
 func (s *Service) RemoveMember(ctx context.Context, p *Principal, ref, userRef string) error {
-	a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActMemberWrite)
 	if err != nil {
 		return err
 	}
@@ -508,7 +514,7 @@ func (s *Service) ListAuditEvents(ctx context.Context, p *Principal, ref string,
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.orgAccess(ctx, p, ref, ActAuditRead)
+	ctx, a, err := s.orgAccess(ctx, p, ref, ActAuditRead)
 	if err != nil {
 		return nil, "", err
 	}

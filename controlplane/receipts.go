@@ -125,6 +125,8 @@ func (s *Service) DroppedReceipts() int64 { return s.receipts.dropped.Load() }
 // FlushReceipts writes the buffered receipts, key uses and session uses. A batch the
 // store refuses is kept for the next flush (bounded); the failure is logged.
 func (s *Service) FlushReceipts(ctx context.Context) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	rs, touched, sessions := s.receipts.take()
 	for id, at := range touched {
 		if err := s.Store.TouchAPIKey(ctx, id, at); err != nil {
@@ -155,7 +157,7 @@ func (s *Service) ListReceipts(ctx context.Context, p *Principal, orgRef, envRef
 	if err := page.Check(); err != nil {
 		return nil, "", err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRead)
 	if err != nil {
 		return nil, "", err
 	}

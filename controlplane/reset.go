@@ -66,7 +66,7 @@ func (s *Service) ResetEnvironment(ctx context.Context, p *Principal, orgRef, en
 	if err := checkText(req); err != nil {
 		return nil, nil, nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvReset)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvReset)
 	if err != nil {
 		return nil, nil, nil, err
 	}

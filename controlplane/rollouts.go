@@ -212,22 +212,24 @@ type migrateOutcome struct {
 
 // rolloutScope resolves who asks for a rollout: an organization's owner or
 // admin (orgRef set), or the platform admin for a platform-wide rollout.
-// It returns the organization id, empty for platform-wide.
-func (s *Service) rolloutScope(ctx context.Context, p *Principal, orgRef string) (string, error) {
+// It returns the organization id, empty for platform-wide, and ctx scoped
+// to that organization, or to the platform for a platform-wide rollout.
+func (s *Service) rolloutScope(ctx context.Context, p *Principal, orgRef string) (context.Context, string, error) {
 	if orgRef == "" {
 		if p == nil {
-			return "", Errorf(EUNAUTHORIZED, "authentication required")
+			return ctx, "", Errorf(EUNAUTHORIZED, "authentication required")
 		}
 		if err := Authorize(Subject{Principal: p}, ActPlatformRollout, Resource{}); err != nil {
-			return "", err
+			return ctx, "", err
 		}
-		return "", nil
+		// A platform-wide rollout spans every organization (ADR 0027).
+		return WithPlatformScope(ctx), "", nil
 	}
-	a, err := s.orgAccess(ctx, p, orgRef, ActRollout)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActRollout)
 	if err != nil {
-		return "", err
+		return ctx, "", err
 	}
-	return a.org.ID, nil
+	return ctx, a.org.ID, nil
 }
 
 // CreateRollout starts a rollout of the app migrations up to req.Version
@@ -236,7 +238,7 @@ func (s *Service) rolloutScope(ctx context.Context, p *Principal, orgRef string)
 // fields are EINVALID naming the field; ECONFLICT while another rollout of
 // the organization (or a platform-wide one) is unfinished.
 func (s *Service) CreateRollout(ctx context.Context, p *Principal, orgRef string, req CreateRolloutRequest) (*RolloutView, error) {
-	orgID, err := s.rolloutScope(ctx, p, orgRef)
+	ctx, orgID, err := s.rolloutScope(ctx, p, orgRef)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +488,7 @@ func rolloutView(r *Rollout, items []*RolloutItem) *RolloutView {
 // admin; orgRef empty: a platform-wide rollout, platform admin). ENOTFOUND
 // if absent or another organization's.
 func (s *Service) GetRollout(ctx context.Context, p *Principal, orgRef, id string) (*RolloutView, error) {
-	orgID, err := s.rolloutScope(ctx, p, orgRef)
+	ctx, orgID, err := s.rolloutScope(ctx, p, orgRef)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +509,7 @@ func (s *Service) GetRollout(ctx context.Context, p *Principal, orgRef, id strin
 // ListRollouts lists rollouts, newest first (owner, admin; orgRef empty:
 // the platform-wide ones, platform admin).
 func (s *Service) ListRollouts(ctx context.Context, p *Principal, orgRef string, page Page) ([]*Rollout, string, error) {
-	orgID, err := s.rolloutScope(ctx, p, orgRef)
+	ctx, orgID, err := s.rolloutScope(ctx, p, orgRef)
 	if err != nil {
 		return nil, "", err
 	}
@@ -531,7 +533,7 @@ const (
 // running one is answered as it is; anything else on a finished rollout,
 // or resuming a cancelled one, is ECONFLICT.
 func (s *Service) ControlRollout(ctx context.Context, p *Principal, orgRef, id, control string) (*RolloutView, error) {
-	orgID, err := s.rolloutScope(ctx, p, orgRef)
+	ctx, orgID, err := s.rolloutScope(ctx, p, orgRef)
 	if err != nil {
 		return nil, err
 	}
@@ -584,6 +586,8 @@ func (s *Service) ControlRollout(ctx context.Context, p *Principal, orgRef, id, 
 // the background. Every replica runs it (Tick); the store's leases make
 // sure one runner drives a rollout at a time. It returns how many it claimed.
 func (s *Service) AdvanceRollouts(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	rs, err := s.Store.ClaimRollouts(ctx, s.LeaseOwner, now, now.Add(s.Lease), 10)
 	if err != nil {
@@ -621,7 +625,8 @@ func (s *Service) startRollout(r *Rollout) {
 	s.ops.mu.Lock()
 	if s.ops.done == nil {
 		s.ops.done = map[string]chan struct{}{}
-		s.ops.ctx, s.ops.cancel = context.WithCancel(context.Background())
+		// Operations and rollouts are platform-wide background work (ADR 0027).
+		s.ops.ctx, s.ops.cancel = context.WithCancel(WithPlatformScope(context.Background()))
 	}
 	ctx := s.ops.ctx
 	s.ops.wg.Add(1)

@@ -74,7 +74,7 @@ func (s *Service) RotateCredentials(ctx context.Context, p *Principal, orgRef, e
 	if err := checkText(req); err != nil {
 		return nil, nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,7 +144,7 @@ func (s *Service) RevokeCredentials(ctx context.Context, p *Principal, orgRef, e
 	if err := checkText(req); err != nil {
 		return nil, nil, err
 	}
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActCredRotate)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,6 +228,8 @@ func (s *Service) startRotation(ctx context.Context, p *Principal, a *access, ac
 // credentials' metadata, for rotate and revoke responses, with when the
 // credentials it replaced will be revoked.
 func (s *Service) CredentialsAfter(ctx context.Context, op *Operation) (*CredentialsResponse, error) {
+	// The operation came from a call that authorized its organization.
+	ctx = WithOrgScope(ctx, op.OrgID)
 	op, err := s.Store.GetOperation(ctx, op.OrgID, op.ID)
 	if err != nil {
 		return nil, err
@@ -515,6 +517,8 @@ var errGraceEnded = errors.New("the grace was ended by another replica")
 // promise) has ended. It returns how many it revoked; a failure on one is
 // logged and the rest go on.
 func (s *Service) RevokeDue(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	cs, err := s.Store.ListCredentialsDue(ctx, s.Now(), 100)
 	if err != nil {
 		return 0, fmt.Errorf("cannot list credentials due: %w", err)
@@ -573,6 +577,8 @@ func (s *Service) environmentOf(ctx context.Context, db *Database) (*Environment
 // previous rotation still in grace, the issuance budget spent) are left for
 // the next pass. It returns how many rotations it started.
 func (s *Service) RotateDue(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	longest := s.TokenTTL
 	for _, ttl := range s.CredentialTTL {

@@ -144,10 +144,13 @@ func (s *Service) loadRoute(ctx context.Context, p *Principal, k routeKey, actio
 		// A key bound to an organization looks only there.
 		q.OrgRef = p.OrgID
 	}
-	r, err := s.Store.ResolveRoute(ctx, q)
+	// One round trip in resolveScope: a key bound to an organization reads
+	// only that organization's rows; the rest is authorized below.
+	r, err := s.Store.ResolveRoute(resolveScope(ctx, p), q)
 	if err != nil {
 		return nil, storeUnavailable(err)
 	}
+	ctx = WithOrgScope(ctx, r.Org.ID)
 	sub := Subject{Principal: p, OrgRole: r.OrgRole}
 	if sub.OrgRole == OrgMember {
 		sub.EnvRole = r.EnvRole
@@ -241,7 +244,7 @@ func (s *Service) answer(ctx context.Context, k routeKey, e *routeEntry, now tim
 	promised := time.Unix(0, e.promised.Load())
 	if floor := now.Add(s.RefreshWindow / 2); promised.Before(floor) && promised.Before(want) {
 		until := now.Add(s.RefreshWindow).UTC().Truncate(time.Microsecond)
-		err := s.Store.PromiseCredential(ctx, e.dbID, e.conn.CredentialID, until)
+		err := s.Store.PromiseCredential(WithOrgScope(ctx, e.orgID), e.dbID, e.conn.CredentialID, until)
 		switch {
 		case err == nil:
 			e.promised.Store(until.UnixNano())

@@ -45,7 +45,8 @@ func (s *Service) start(op *Operation) <-chan struct{} {
 	defer s.ops.mu.Unlock()
 	if s.ops.done == nil {
 		s.ops.done = map[string]chan struct{}{}
-		s.ops.ctx, s.ops.cancel = context.WithCancel(context.Background())
+		// Operations and rollouts are platform-wide background work (ADR 0027).
+		s.ops.ctx, s.ops.cancel = context.WithCancel(WithPlatformScope(context.Background()))
 	}
 	ctx := s.ops.ctx
 	if ch, ok := s.ops.done[op.ID]; ok {
@@ -653,6 +654,8 @@ func (s *Service) compensate(ctx context.Context, op *Operation) error {
 // make sure one replica works on an operation at a time. It returns how many
 // operations it claimed.
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	ops, err := s.Store.ClaimOperations(ctx, s.LeaseOwner, now, now.Add(s.Lease), 10)
 	if err != nil {
@@ -707,6 +710,8 @@ const changeRetention = time.Hour
 // logged and the
 // others still run.
 func (s *Service) Tick(ctx context.Context) TickReport {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	var r TickReport
 	var err error
 	r.Probed = s.CheckTargets(ctx)

@@ -14,7 +14,7 @@ import (
 // SchemaStatus reports the environment database's migration ledger, pending
 // migrations and drift (every env role; owner, admin).
 func (s *Service) SchemaStatus(ctx context.Context, p *Principal, orgRef, envRef string) (*SchemaStatus, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActSchemaRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActSchemaRead)
 	if err != nil {
 		return nil, err
 	}
@@ -26,7 +26,7 @@ func (s *Service) SchemaStatus(ctx context.Context, p *Principal, orgRef, envRef
 // ETAMPERED, and both apply nothing; a failing migration is EINVALID naming
 // the file; a suspended environment is ELOCKED.
 func (s *Service) MigrateSchema(ctx context.Context, p *Principal, orgRef, envRef string) (*SchemaStatus, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActSchemaMigrate)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActSchemaMigrate)
 	if err != nil {
 		return nil, err
 	}

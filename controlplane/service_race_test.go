@@ -24,7 +24,7 @@ func stores(tb testing.TB) map[string]cp.Store {
 		tb.Fatalf("open sqlite store: %v", err)
 	}
 	tb.Cleanup(func() { lite.Close() })
-	pg, err := postgres.Open(ctx, drivertest.NewPostgresDatabase(tb))
+	pg, err := postgres.Open(ctx, drivertest.NewPostgresStoreDatabase(tb))
 	if err != nil {
 		tb.Fatalf("open postgres store: %v", err)
 	}
@@ -44,16 +44,16 @@ func TestLastOwnerUnderConcurrency(t *testing.T) {
 			now := time.Now().UTC()
 			for round := range 20 {
 				org := &cp.Organization{ID: cp.NewID("org"), Slug: fmt.Sprintf("org-%d", round), Name: "org", MaxEnvironments: 10, CreatedAt: now, UpdatedAt: now}
-				if err := store.CreateOrganization(ctx, org); err != nil {
+				if err := store.CreateOrganization(cp.WithPlatformScope(ctx), org); err != nil {
 					t.Fatalf("create organization: %v", err)
 				}
 				var owners []string
 				for i := range 2 {
 					u := &cp.User{ID: cp.NewID("usr"), Email: fmt.Sprintf("owner%d-%d@example.com", i, round), CreatedAt: now}
-					if err := store.CreateUser(ctx, u); err != nil {
+					if err := store.CreateUser(cp.WithPlatformScope(ctx), u); err != nil {
 						t.Fatalf("create user: %v", err)
 					}
-					if err := store.PutOrgMembership(ctx, &cp.OrgMembership{OrgID: org.ID, UserID: u.ID, Role: cp.OrgOwner, CreatedAt: now}); err != nil {
+					if err := store.PutOrgMembership(cp.WithPlatformScope(ctx), &cp.OrgMembership{OrgID: org.ID, UserID: u.ID, Role: cp.OrgOwner, CreatedAt: now}); err != nil {
 						t.Fatalf("add owner: %v", err)
 					}
 					owners = append(owners, u.ID)
@@ -70,7 +70,7 @@ func TestLastOwnerUnderConcurrency(t *testing.T) {
 					})
 				}
 				wg.Wait()
-				n, err := store.CountOrgOwners(ctx, org.ID)
+				n, err := store.CountOrgOwners(cp.WithPlatformScope(ctx), org.ID)
 				if err != nil {
 					t.Fatalf("count owners: %v", err)
 				}

@@ -302,7 +302,7 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) er
 // session is the user's in every organization, so the member is signed out
 // everywhere. A user who is not a member is ENOTFOUND.
 func (s *Service) RevokeMemberSessions(ctx context.Context, p *Principal, orgRef, userRef string) (int, error) {
-	a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActMemberWrite)
 	if err != nil {
 		return 0, err
 	}
@@ -345,17 +345,20 @@ func (s *Service) SetSessionContext(ctx context.Context, p *Principal, req Sessi
 	case req.Organization == "" && req.Environment != "":
 		return nil, Invalid(FieldError{Field: "organization", Message: "is required with environment"})
 	case req.Environment != "":
-		a, err := s.envAccess(ctx, p, req.Organization, req.Environment, ActEnvRead)
+		_, a, err := s.envAccess(ctx, p, req.Organization, req.Environment, ActEnvRead)
 		if err != nil {
 			return nil, err
 		}
 		orgID, envID = a.org.ID, a.env.ID
 	case req.Organization != "":
-		a, err := s.orgAccess(ctx, p, req.Organization, ActOrgRead)
+		_, a, err := s.orgAccess(ctx, p, req.Organization, ActOrgRead)
 		if err != nil {
 			return nil, err
 		}
 		orgID = a.org.ID
+	}
+	if orgID != "" {
+		ctx = WithOrgScope(ctx, orgID)
 	}
 	err := s.tx(ctx, func(q Queries) error {
 		if err := q.SetSessionContext(ctx, p.SessionID, orgID, envID); err != nil {
@@ -385,6 +388,8 @@ func isSessionToken(token string) bool { return strings.HasPrefix(token, Session
 // sessions that ended (a later request with their token is refused all the
 // same: an absent session is an unknown one). Failures are logged.
 func (s *Service) prunePeople(ctx context.Context) {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	if _, err := s.Store.DeleteSignInFailuresBefore(ctx, now.Add(-s.People.Lockout)); err != nil {
 		s.Logger.Error("pruning sign-in failures failed", "err", err)

@@ -32,7 +32,7 @@ const (
 // refuses anyway, and the operation keeps cutting access in the background,
 // with backoff, until the target lets it).
 func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (s *Service) SuspendEnvironment(ctx context.Context, p *Principal, orgRef, 
 // other state or while another operation runs; EUNAVAILABLE when the
 // database could not be resumed (the environment stays suspended).
 func (s *Service) ResumeEnvironment(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentView, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActEnvSuspend)
 	if err != nil {
 		return nil, err
 	}

@@ -202,6 +202,8 @@ func (s *Service) noteTarget(ctx context.Context, name string, err error) {
 // can tell their health; others are judged by their answers alone), at most
 // StepTimeout each, and returns how many it probed.
 func (s *Service) CheckTargets(ctx context.Context) int {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	n := 0
 	for _, name := range s.targetNames() {
 		hc, ok := s.Targets[name].Driver.(drivers.HealthChecker)

@@ -21,7 +21,7 @@ func TestServiceRefusesTextNoStoreCanHold(t *testing.T) {
 			admin := &cp.Principal{KeyID: "key_admin", PlatformAdmin: true}
 			now := time.Now().UTC()
 			org := &cp.Organization{ID: cp.NewID("org"), Slug: "acme", Name: "acme", MaxEnvironments: 10, CreatedAt: now, UpdatedAt: now}
-			if err := store.CreateOrganization(ctx, org); err != nil {
+			if err := store.CreateOrganization(cp.WithPlatformScope(ctx), org); err != nil {
 				t.Fatalf("create organization: %v", err)
 			}
 			nul, latin1 := "a\x00b", "caf\xe9"
@@ -74,11 +74,11 @@ func TestServiceRefusesTextNoStoreCanHold(t *testing.T) {
 				check("audit cursor", err, cp.EMALFORMED, "cursor")
 			}
 
-			orgs, _, err := store.ListOrganizations(ctx, nil, cp.Page{})
+			orgs, _, err := store.ListOrganizations(cp.WithPlatformScope(ctx), nil, cp.Page{})
 			if err != nil || len(orgs) != 1 {
 				t.Fatalf("%d organizations (%v), want acme alone", len(orgs), err)
 			}
-			if users, _, err := store.ListOrgMemberships(ctx, org.ID, cp.Page{}); err != nil || len(users) != 0 {
+			if users, _, err := store.ListOrgMemberships(cp.WithPlatformScope(ctx), org.ID, cp.Page{}); err != nil || len(users) != 0 {
 				t.Fatalf("%d members (%v), want none", len(users), err)
 			}
 		})

@@ -72,7 +72,7 @@ type OrganizationUsage struct {
 // EnvironmentUsage returns an environment's last measured usage (owner,
 // admin, every environment role). It reads the registry only.
 func (s *Service) EnvironmentUsage(ctx context.Context, p *Principal, orgRef, envRef string) (*EnvironmentUsage, error) {
-	a, err := s.envAccess(ctx, p, orgRef, envRef, ActUsageRead)
+	ctx, a, err := s.envAccess(ctx, p, orgRef, envRef, ActUsageRead)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (s *Service) EnvironmentUsage(ctx context.Context, p *Principal, orgRef, en
 // the organization's environments that the caller can see (owner, admin,
 // member; not app keys). It reads the registry only.
 func (s *Service) OrganizationUsage(ctx context.Context, p *Principal, orgRef string) (*OrganizationUsage, error) {
-	a, err := s.orgAccess(ctx, p, orgRef, ActOrgUsageRead)
+	ctx, a, err := s.orgAccess(ctx, p, orgRef, ActOrgUsageRead)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +116,8 @@ func (s *Service) OrganizationUsage(ctx context.Context, p *Principal, orgRef st
 // live environments, for metrics (one series per organization, never one
 // per environment).
 func (s *Service) UsageByOrganization(ctx context.Context) ([]*OrgUsageTotal, error) {
+	// The platform admin's listing of every organization (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	return s.Store.SumUsageByOrg(ctx)
 }
 
@@ -152,6 +154,8 @@ func (s *Service) setStorageLimit(ctx context.Context, q Queries, env *Environme
 // many it measured; failures are logged, and the database is tried again
 // when it is next due.
 func (s *Service) RefreshUsage(ctx context.Context) int {
+	// Platform-wide background work: every organization's rows (ADR 0027).
+	ctx = WithPlatformScope(ctx)
 	now := s.Now()
 	var targets []string
 	for _, name := range s.targetNames() {

@@ -173,7 +173,7 @@ func TestConfiguredLeaseDrivesTakeover(t *testing.T) {
 // store's clock prevents.
 func TestLeasesOnTheStoreClock(t *testing.T) {
 	t.Setenv("ENVPLANE_DATA_DIR", t.TempDir())
-	t.Setenv("ENVPLANE_STORE_URL", drivertest.NewPostgresDatabase(t))
+	t.Setenv("ENVPLANE_STORE_URL", drivertest.NewPostgresStoreDatabase(t))
 	ctx := context.Background()
 	holder, err := configuredApp(t)
 	if err != nil {

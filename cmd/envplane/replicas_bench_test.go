@@ -55,10 +55,7 @@ func BenchmarkReplicaProvisioning(b *testing.B) {
 			n := l.replicas
 			pass++
 			db := fmt.Sprintf("envplane_bench_%d", pass)
-			if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-				b.Fatal(err)
-			}
-			url := strings.Replace(pg.URL, "/postgres?", "/"+db+"?", 1)
+			url := pg.StoreDatabase(b, db)
 			target := crashTarget{yaml: fmt.Sprintf("driver: sqlite\n    sqlite:\n      dir: %s\n", filepath.Join(b.TempDir(), "databases"))}
 			// The defaults of production: lease 5s renewed every second,
 			// a background pass every 5s.
@@ -67,7 +64,7 @@ func BenchmarkReplicaProvisioning(b *testing.B) {
 			for o := range l.orgs {
 				r.call(r.procs[0], http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": fmt.Sprintf("acme%d", o), "name": "Acme"}, nil)
 			}
-			waits := sampleWaits(b, url, db)
+			waits := sampleWaits(b, pg.AdminURL(b, db), db)
 
 			replicaCPU := func() time.Duration {
 				var d time.Duration

@@ -367,9 +367,11 @@ func TestReplicas(t *testing.T) {
 // database per environment.
 func threeShareTheWork(t *testing.T, bin string) {
 	ctx := context.Background()
-	storeURL := drivertest.NewPostgresDatabase(t)
+	storeURL := drivertest.NewPostgresStoreDatabase(t)
 	r := newReplicaSet(t, bin, storeURL, sqliteCrashTarget(t), 3)
-	store := storeConn(t, storeURL)
+	// Inspected as the server's superuser: row-level security shows the
+	// store's own user nothing outside a scope (adr/0027).
+	store := storeConn(t, drivertest.PostgresAdminURLFor(t, storeURL))
 	r.call(r.procs[0], http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, nil)
 
 	// Provisioning through the three at once; replica 2 takes its share
@@ -483,11 +485,8 @@ func threeShareTheWork(t *testing.T, bin string) {
 func storeRestarts(t *testing.T, bin string) {
 	ctx := context.Background()
 	pg := drivertest.StartPrivatePostgres(t)
-	admin := storeConn(t, pg.URL)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE envplane"); err != nil {
-		t.Fatal(err)
-	}
-	storeURL := strings.Replace(pg.URL, "/postgres?", "/envplane?", 1)
+	storeURL := pg.StoreDatabase(t, "envplane")
+	admin := storeConn(t, pg.AdminURL(t, "postgres"))
 	r := newReplicaSet(t, bin, storeURL, sqliteCrashTarget(t), 3)
 	r.call(r.procs[0], http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, nil)
 
@@ -562,7 +561,7 @@ func storeRestarts(t *testing.T, bin string) {
 			t.Errorf("%d creates refused with %d while the store was down; want 503 only", n, status)
 		}
 	}
-	store := storeConn(t, storeURL)
+	store := storeConn(t, pg.AdminURL(t, "envplane"))
 	took := r.awaitSettled(ctx, store)
 	envs := r.environments()
 	for _, slug := range accepted {

@@ -94,7 +94,7 @@ func setUpVictim(tb testing.TB, h *harness) victim {
 	now := h.clock.Now()
 	ro := &cp.Rollout{ID: cp.NewID("ro"), OrgID: v.org.ID, Version: 1, Waves: cp.DefaultRolloutWaves(), Parallelism: 1,
 		OnError: cp.OnErrorHalt, Status: cp.RolloutSucceeded, CreatedBy: "operator", CreatedAt: now, UpdatedAt: now, NextAt: now, FinishedAt: &now}
-	if err := h.svc.Store.CreateRollout(context.Background(), ro, nil); err != nil {
+	if err := h.svc.Store.CreateRollout(cp.WithPlatformScope(context.Background()), ro, nil); err != nil {
 		tb.Fatal(err)
 	}
 	v.rolloutID = ro.ID

@@ -161,7 +161,7 @@ func (h *harness) envView(tb testing.TB, org, env string) cp.EnvironmentView {
 // not, for states the API no longer shows.
 func (h *harness) storedEnvironment(tb testing.TB, orgID, envID string) *cp.Environment {
 	tb.Helper()
-	envs, _, err := h.svc.Store.ListEnvironments(context.Background(), cp.EnvironmentFilter{OrgID: orgID, IDs: []string{envID}, IncludeDeleted: true}, cp.Page{Limit: 1})
+	envs, _, err := h.svc.Store.ListEnvironments(cp.WithPlatformScope(context.Background()), cp.EnvironmentFilter{OrgID: orgID, IDs: []string{envID}, IncludeDeleted: true}, cp.Page{Limit: 1})
 	if err != nil || len(envs) != 1 {
 		tb.Fatalf("environment %s in the store: %d found, err %v", envID, len(envs), err)
 	}
@@ -173,11 +173,11 @@ func (h *harness) storedEnvironment(tb testing.TB, orgID, envID string) *cp.Envi
 func (h *harness) credentials(tb testing.TB, envID string, statuses ...cp.CredentialStatus) []*cp.Credential {
 	tb.Helper()
 	ctx := context.Background()
-	db, err := h.svc.Store.GetEnvironmentDatabase(ctx, envID)
+	db, err := h.svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(ctx), envID)
 	if err != nil {
 		tb.Fatalf("database of %s: %v", envID, err)
 	}
-	cs, err := h.svc.Store.ListCredentials(ctx, cp.CredentialFilter{DatabaseID: db.ID, Statuses: statuses})
+	cs, err := h.svc.Store.ListCredentials(cp.WithPlatformScope(ctx), cp.CredentialFilter{DatabaseID: db.ID, Statuses: statuses})
 	if err != nil {
 		tb.Fatalf("credentials of %s: %v", envID, err)
 	}

@@ -219,7 +219,7 @@ func TestLastOwnersRemovedAtOnce(t *testing.T) {
 	if statuses[http.StatusNoContent] != 1 || statuses[http.StatusConflict]+statuses[http.StatusNotFound]+statuses[http.StatusUnauthorized] != 1 {
 		t.Fatalf("concurrent removals answered %v, want one 204", statuses)
 	}
-	n, err := h.svc.Store.CountOrgOwners(context.Background(), h.envView(t, "acme", "default").OrgID)
+	n, err := h.svc.Store.CountOrgOwners(cp.WithPlatformScope(context.Background()), h.envView(t, "acme", "default").OrgID)
 	if err != nil || n != 1 {
 		t.Fatalf("%d owners left (err %v), want 1", n, err)
 	}

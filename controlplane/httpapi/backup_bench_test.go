@@ -80,7 +80,7 @@ func BenchmarkBackupRestore100MB(b *testing.B) {
 // databaseSize measures an environment's database through its target.
 func databaseSize(tb testing.TB, h *harness, envID string) int64 {
 	tb.Helper()
-	db, err := h.svc.Store.GetEnvironmentDatabase(context.Background(), envID)
+	db, err := h.svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(context.Background()), envID)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -246,12 +246,12 @@ func TestRestoreIsVerified(t *testing.T) {
 	e.exec(t, "dev", "admin", "CREATE TABLE notes (body TEXT)")
 	e.exec(t, "dev", "readwrite", "INSERT INTO notes VALUES ('a')")
 	b := h.backup(t, "acme", "dev")
-	stored, err := h.svc.Store.GetBackup(context.Background(), b.OrgID, b.ID)
+	stored, err := h.svc.Store.GetBackup(cp.WithPlatformScope(context.Background()), b.OrgID, b.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stored.Tables["notes"] = 2
-	if err := h.svc.Store.UpdateBackup(context.Background(), stored); err != nil {
+	if err := h.svc.Store.UpdateBackup(cp.WithPlatformScope(context.Background()), stored); err != nil {
 		t.Fatal(err)
 	}
 	r := h.do(t, h.admin, "POST", "/v1/organizations/acme/environments/dev/restore", map[string]any{"backup_id": b.ID, "into": "restored"})
@@ -396,19 +396,19 @@ func TestRestoreInPlace(t *testing.T) {
 			oldName := v.Database.DatabaseName
 
 			// A restore that does not verify fails before the swap.
-			stored, err := h.svc.Store.GetBackup(ctx, b.OrgID, b.ID)
+			stored, err := h.svc.Store.GetBackup(cp.WithPlatformScope(ctx), b.OrgID, b.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			stored.Tables["notes"] = 5
-			if err := h.svc.Store.UpdateBackup(ctx, stored); err != nil {
+			if err := h.svc.Store.UpdateBackup(cp.WithPlatformScope(ctx), stored); err != nil {
 				t.Fatal(err)
 			}
 			r := h.must(t, http.StatusAccepted, h.admin, "POST", "/v1/organizations/acme/environments/"+env+"/restore", map[string]any{"backup_id": b.ID})
 			h.svc.Wait()
 			var failed cp.EnvironmentOperationResponse
 			r.decode(t, &failed)
-			if op, err := h.svc.Store.GetOperation(ctx, failed.Operation.OrgID, failed.Operation.ID); err != nil || op.Status != cp.OpFailed {
+			if op, err := h.svc.Store.GetOperation(cp.WithPlatformScope(ctx), failed.Operation.OrgID, failed.Operation.ID); err != nil || op.Status != cp.OpFailed {
 				t.Fatalf("a restore that does not verify: %+v %v", op, err)
 			}
 			if now := h.envView(t, "acme", env); now.Status != cp.StatusActive || now.Database.DatabaseName != oldName {
@@ -418,7 +418,7 @@ func TestRestoreInPlace(t *testing.T) {
 				t.Fatalf("after a failed restore the environment holds %d notes, want its own 3", n)
 			}
 			stored.Tables["notes"] = 2
-			if err := h.svc.Store.UpdateBackup(ctx, stored); err != nil {
+			if err := h.svc.Store.UpdateBackup(cp.WithPlatformScope(ctx), stored); err != nil {
 				t.Fatal(err)
 			}
 
@@ -517,7 +517,7 @@ func TestInPlaceRestoreConvergesAfterACrash(t *testing.T) {
 			other.Wait()
 			now := h.envView(t, "acme", "app")
 			if now.Status != cp.StatusActive || now.Database.DatabaseName == v.Database.DatabaseName {
-				ops, _, _ := h.svc.Store.ListOperations(ctx, cp.OperationFilter{OrgID: v.OrgID, Kind: cp.OpRestore}, cp.Page{})
+				ops, _, _ := h.svc.Store.ListOperations(cp.WithPlatformScope(ctx), cp.OperationFilter{OrgID: v.OrgID, Kind: cp.OpRestore}, cp.Page{})
 				for _, op := range ops {
 					t.Logf("operation %s: %s at %s: %s", op.ID, op.Status, op.Step, op.Error)
 				}

@@ -33,7 +33,7 @@ func provisionMany(b *testing.B, h *harness, org string, n, workers int) {
 					return
 				}
 				<-done
-				if got, err := h.svc.Store.GetOperation(ctx, op.OrgID, op.ID); err != nil || got.Status != cp.OpSucceeded {
+				if got, err := h.svc.Store.GetOperation(cp.WithPlatformScope(ctx), op.OrgID, op.ID); err != nil || got.Status != cp.OpSucceeded {
 					errs <- fmt.Errorf("environment e%d not provisioned: %v", i, err)
 					return
 				}
@@ -86,7 +86,7 @@ func BenchmarkRollout1000(b *testing.B) {
 		var v cp.RolloutView
 		h.must(b, http.StatusCreated, h.admin, "POST", "/v1/organizations/fleet/rollouts", map[string]any{"version": version, "parallelism": 16}).decode(b, &v)
 		for {
-			r, err := h.svc.Store.GetRollout(context.Background(), v.Rollout.OrgID, v.Rollout.ID)
+			r, err := h.svc.Store.GetRollout(cp.WithPlatformScope(context.Background()), v.Rollout.OrgID, v.Rollout.ID)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -100,7 +100,7 @@ func BenchmarkRollout1000(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	items, err := h.svc.Store.ListRolloutItems(context.Background(), mustLastRollout(b, h))
+	items, err := h.svc.Store.ListRolloutItems(cp.WithPlatformScope(context.Background()), mustLastRollout(b, h))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,11 +118,11 @@ func BenchmarkRollout1000(b *testing.B) {
 // mustLastRollout returns the id of the newest rollout of the fleet organization.
 func mustLastRollout(b *testing.B, h *harness) string {
 	b.Helper()
-	org, err := h.svc.Store.GetOrganization(context.Background(), "fleet")
+	org, err := h.svc.Store.GetOrganization(cp.WithPlatformScope(context.Background()), "fleet")
 	if err != nil {
 		b.Fatal(err)
 	}
-	rs, _, err := h.svc.Store.ListRollouts(context.Background(), org.ID, cp.Page{Limit: 1})
+	rs, _, err := h.svc.Store.ListRollouts(cp.WithPlatformScope(context.Background()), org.ID, cp.Page{Limit: 1})
 	if err != nil || len(rs) == 0 {
 		b.Fatalf("no rollout: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -172,7 +173,10 @@ func withLogLevel(l slog.Level) harnessOption {
 
 func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	tb.Helper()
-	hc := harnessConfig{logLevel: slog.LevelDebug}
+	// ENVPLANE_TEST_STORE=postgres runs every harness on the PostgreSQL
+	// store (and so under row-level security, ADR 0027), not only the
+	// tests that ask for it.
+	hc := harnessConfig{logLevel: slog.LevelDebug, postgres: os.Getenv("ENVPLANE_TEST_STORE") == "postgres"}
 	for _, o := range opts {
 		o(&hc)
 	}
@@ -182,7 +186,7 @@ func newHarness(tb testing.TB, opts ...harnessOption) *harness {
 	if first := hc.replicaOf; first != nil {
 		dir, storeURL = first.dataDir, first.storeURL
 	} else if hc.postgres {
-		storeURL = drivertest.NewPostgresDatabase(tb)
+		storeURL = drivertest.NewPostgresStoreDatabase(tb)
 	}
 	var store cp.Store
 	var err error
@@ -395,19 +399,19 @@ func (h *harness) member(tb testing.TB, org, email string, role cp.OrgRole) stri
 func dropServerDatabases(tb testing.TB, svc *cp.Service) {
 	tb.Helper()
 	ctx := context.Background()
-	orgs, _, err := svc.Store.ListOrganizations(ctx, nil, cp.Page{Limit: cp.MaxPageLimit})
+	orgs, _, err := svc.Store.ListOrganizations(cp.WithPlatformScope(ctx), nil, cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		tb.Errorf("cleanup: list organizations: %v", err)
 		return
 	}
 	for _, org := range orgs {
-		envs, _, err := svc.Store.ListEnvironments(ctx, cp.EnvironmentFilter{OrgID: org.ID, IncludeDeleted: true}, cp.Page{Limit: cp.MaxPageLimit})
+		envs, _, err := svc.Store.ListEnvironments(cp.WithPlatformScope(ctx), cp.EnvironmentFilter{OrgID: org.ID, IncludeDeleted: true}, cp.Page{Limit: cp.MaxPageLimit})
 		if err != nil {
 			tb.Errorf("cleanup: list environments: %v", err)
 			return
 		}
 		for _, env := range envs {
-			db, err := svc.Store.GetEnvironmentDatabase(ctx, env.ID)
+			db, err := svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(ctx), env.ID)
 			if err != nil || db.Target == "local" {
 				continue
 			}

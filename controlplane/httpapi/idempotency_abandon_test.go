@@ -28,7 +28,7 @@ func TestIdempotencyKeyOfADeadRequest(t *testing.T) {
 	raw, _ := json.Marshal(body)
 	sum := sha256.Sum256(append([]byte("POST /v1/organizations/acme/environments\n"), raw...))
 	rec := &cp.IdempotencyRecord{Owner: p.KeyID, Key: dead, RequestHash: hex.EncodeToString(sum[:]), CreatedAt: h.clock.Now()}
-	if err := h.svc.Store.CreateIdempotencyRecord(context.Background(), rec); err != nil {
+	if err := h.svc.Store.CreateIdempotencyRecord(cp.WithPlatformScope(context.Background()), rec); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.do(t, h.admin, "POST", "/v1/organizations/acme/environments", body, "Idempotency-Key", dead); got.status != http.StatusConflict {

@@ -179,7 +179,7 @@ func TestKeyRotationLive(t *testing.T) {
 // organization) include action; they are read from the store.
 func containsAudit(tb testing.TB, h *harness, action string) bool {
 	tb.Helper()
-	events, _, err := h.svc.Store.ListAuditEvents(context.Background(), "", cp.Page{Limit: cp.MaxPageLimit})
+	events, _, err := h.svc.Store.ListAuditEvents(cp.WithPlatformScope(context.Background()), "", cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		tb.Fatalf("audit events: %v", err)
 	}

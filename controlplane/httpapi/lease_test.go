@@ -33,7 +33,7 @@ func TestLongStepKeepsItsLease(t *testing.T) {
 	// ...and the heartbeat renews it from the new time.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		stored, err := h.svc.Store.GetOperation(context.Background(), op.OrgID, op.ID)
+		stored, err := h.svc.Store.GetOperation(cp.WithPlatformScope(context.Background()), op.OrgID, op.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -157,7 +157,7 @@ func TestSignInFailuresLookAlikeAndLockOut(t *testing.T) {
 	h.clock.Advance(11 * time.Minute)
 	h.session(t, "ty@example.com", "ty-password-12345")
 
-	events, _, err := h.svc.Store.ListAuditEvents(t.Context(), "", cp.Page{Limit: cp.MaxPageLimit})
+	events, _, err := h.svc.Store.ListAuditEvents(cp.WithPlatformScope(t.Context()), "", cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestSignInFailuresLookAlikeAndLockOut(t *testing.T) {
 // audit returns every platform audit event's JSON, for "never in the audit log" checks.
 func (h *harness) audit(tb testing.TB) string {
 	tb.Helper()
-	events, _, err := h.svc.Store.ListAuditEvents(tb.Context(), "", cp.Page{Limit: cp.MaxPageLimit})
+	events, _, err := h.svc.Store.ListAuditEvents(cp.WithPlatformScope(tb.Context()), "", cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestSessionUseIsRecordedOffThePath(t *testing.T) {
 	withPeople(t, h)
 	token, _ := h.session(t, "ops@example.com", adminPassword)
 	seen := func() time.Time {
-		s, err := h.svc.Store.GetSessionByHash(t.Context(), cp.HashToken(token))
+		s, err := h.svc.Store.GetSessionByHash(cp.WithPlatformScope(t.Context()), cp.HashToken(token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,16 +359,16 @@ func TestTickPrunesEndedSessionsAndOldFailures(t *testing.T) {
 	h.signIn(t, "new@example.com", "wrong-password-00")
 	h.svc.Tick(t.Context())
 	ctx := t.Context()
-	if _, err := h.svc.Store.GetSessionByHash(ctx, cp.HashToken(ended)); !cp.IsCode(err, cp.ENOTFOUND) {
+	if _, err := h.svc.Store.GetSessionByHash(cp.WithPlatformScope(ctx), cp.HashToken(ended)); !cp.IsCode(err, cp.ENOTFOUND) {
 		t.Errorf("the revoked session is still stored: %v", err)
 	}
-	if _, err := h.svc.Store.GetSessionByHash(ctx, cp.HashToken(live)); err != nil {
+	if _, err := h.svc.Store.GetSessionByHash(cp.WithPlatformScope(ctx), cp.HashToken(live)); err != nil {
 		t.Errorf("the live session was pruned: %v", err)
 	}
-	if n, _, _ := h.svc.Store.GetSignInFailures(ctx, "account:old@example.com"); n != 0 {
+	if n, _, _ := h.svc.Store.GetSignInFailures(cp.WithPlatformScope(ctx), "account:old@example.com"); n != 0 {
 		t.Errorf("an old failure count survived: %d", n)
 	}
-	if n, _, _ := h.svc.Store.GetSignInFailures(ctx, "account:new@example.com"); n != 1 {
+	if n, _, _ := h.svc.Store.GetSignInFailures(cp.WithPlatformScope(ctx), "account:new@example.com"); n != 1 {
 		t.Errorf("a recent failure count was pruned: %d", n)
 	}
 	h.must(t, http.StatusOK, live, "GET", "/v1/me", nil)

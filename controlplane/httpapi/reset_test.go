@@ -340,7 +340,7 @@ func TestResetConverges(t *testing.T) {
 			if n, err := other.Reconcile(context.Background()); err != nil || n != 1 {
 				t.Fatalf("the other replica resumed %d operations (err %v), want 1", n, err)
 			}
-			op, err := h.svc.Store.GetOperation(context.Background(), accepted.Operation.OrgID, accepted.Operation.ID)
+			op, err := h.svc.Store.GetOperation(cp.WithPlatformScope(context.Background()), accepted.Operation.OrgID, accepted.Operation.ID)
 			if err != nil || op.Status != cp.OpSucceeded {
 				t.Fatalf("the resumed reset: %+v, %v", op, err)
 			}
@@ -350,7 +350,7 @@ func TestResetConverges(t *testing.T) {
 			if got, err := notes(t, app); err != nil || got != "[a b]" {
 				t.Fatalf("after the resumed reset the database holds %s, %v; want [a b]", got, err)
 			}
-			db, err := h.svc.Store.GetEnvironmentDatabase(context.Background(), devView.ID)
+			db, err := h.svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(context.Background()), devView.ID)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -399,7 +399,7 @@ func TestRolloutTakeover(t *testing.T) {
 		}
 		rows = append(rows, it)
 	}
-	err := h.svc.Store.WithTx(ctx, func(q cp.Queries) error {
+	err := h.svc.Store.WithTx(cp.WithPlatformScope(ctx), func(q cp.Queries) error {
 		if err := q.CreateRollout(ctx, r, rows); err != nil {
 			return err
 		}

@@ -215,7 +215,7 @@ func TestTargetStoppedForTenMinutes(t *testing.T) {
 	if op.Status.Done() {
 		t.Fatalf("operation %s with its cleanup left on a stopped target, want it still running", op.Status)
 	}
-	db, err := h.svc.Store.GetEnvironmentDatabase(ctx, stuck.ID)
+	db, err := h.svc.Store.GetEnvironmentDatabase(cp.WithPlatformScope(ctx), stuck.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestProvisionTimeoutBoundsAttempts(t *testing.T) {
 // platformEvents returns the platform's own audit events, newest first.
 func platformEvents(t *testing.T, h *harness) []*cp.AuditEvent {
 	t.Helper()
-	events, _, err := h.svc.Store.ListAuditEvents(context.Background(), "", cp.Page{Limit: cp.MaxPageLimit})
+	events, _, err := h.svc.Store.ListAuditEvents(cp.WithPlatformScope(context.Background()), "", cp.Page{Limit: cp.MaxPageLimit})
 	if err != nil {
 		t.Fatalf("platform audit events: %v", err)
 	}

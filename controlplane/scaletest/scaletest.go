@@ -72,6 +72,8 @@ const (
 // Seed fills s with o.Environments environments (see the package comment),
 // sealing credentials with kr, and returns the organizations it made.
 func Seed(ctx context.Context, s cp.Store, kr cp.Keyring, o Options) (*Registry, error) {
+	// Seeding writes every organization's rows, as bootstrap does (ADR 0027).
+	ctx = cp.WithPlatformScope(ctx)
 	start := time.Now()
 	if o.PerOrg <= 0 {
 		o.PerOrg = 100

@@ -28,7 +28,7 @@ func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { lite.Close() })
-	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresDatabase(tb))
+	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresStoreDatabase(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,7 +43,8 @@ func TestSeed(t *testing.T) {
 	all, kr := stores(t)
 	for name, s := range all {
 		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
+			// The test reads the store directly, as the platform would.
+			ctx := cp.WithPlatformScope(t.Context())
 			reg, err := scaletest.Seed(ctx, s, kr, scaletest.Options{Environments: 250})
 			if err != nil {
 				t.Fatal(err)

@@ -223,3 +223,44 @@ func missingPasswordServer(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	MissingServer(tb, "the test server trusts every password and no private server can start: %s", fmt.Sprintf(format, args...))
 }
+
+// StoreDatabase creates the database db owned by a role of the same name
+// (its password is its name) that is neither a superuser nor exempt from
+// row-level security, and returns the URL that reaches db as that role: a
+// control-plane store's least-privileged user (adr/0027). AdminURL reaches
+// the same database as the server's superuser, to inspect it.
+func (p *PrivatePostgres) StoreDatabase(tb testing.TB, db string) string {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.URL)
+	if err != nil {
+		tb.Fatalf("connect to the private server: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := pgx.Identifier{db}.Sanitize()
+	for _, stmt := range []string{
+		"CREATE ROLE " + name + " LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD " + pgQuote(db),
+		"CREATE DATABASE " + name + " OWNER " + name,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			tb.Fatalf("create the store database %s: %v", db, err)
+		}
+	}
+	u, err := url.Parse(p.AdminURL(tb, db))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.User = url.UserPassword(db, db)
+	return u.String()
+}
+
+// AdminURL returns the URL of the database db for the server's superuser.
+func (p *PrivatePostgres) AdminURL(tb testing.TB, db string) string {
+	tb.Helper()
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		tb.Fatalf("parse the private server's URL: %v", err)
+	}
+	u.Path = "/" + db
+	return u.String()
+}

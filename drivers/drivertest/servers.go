@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // PostgresAdminURLEnv names the variable that points tests at a PostgreSQL
@@ -103,4 +106,83 @@ func redactURL(raw string) string {
 		return "(unparseable URL)"
 	}
 	return u.Redacted()
+}
+
+// PostgresStoreRole is the role that owns NewPostgresStoreDatabase's
+// databases: it may log in and nothing more (no SUPERUSER, CREATEDB,
+// CREATEROLE or BYPASSRLS), the least-privileged control-plane store
+// user of ADR 0027, so row-level security holds it.
+const PostgresStoreRole = "envplane_store_test"
+
+// NewPostgresStoreDatabase is NewPostgresDatabase for the control-plane
+// store: the database belongs to PostgresStoreRole, whose URL it returns.
+// The role is created on first use, cluster-wide; test processes that
+// race to create it all succeed.
+func NewPostgresStoreDatabase(tb testing.TB) string {
+	tb.Helper()
+	admin := NewPostgresDatabase(tb)
+	EnsurePostgresRole(tb, PostgresStoreRole, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS")
+	parsed, err := url.Parse(admin)
+	if err != nil {
+		tb.Fatalf("parse test database URL: %v", err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("connect to test database: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := pgx.Identifier{parsed.Path[1:]}.Sanitize()
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+name+" OWNER TO "+pgx.Identifier{PostgresStoreRole}.Sanitize()); err != nil {
+		tb.Fatalf("give the test database to the store role: %v", err)
+	}
+	parsed.User = url.UserPassword(PostgresStoreRole, PostgresStoreRole)
+	return parsed.String()
+}
+
+// EnsurePostgresRole creates the role with the attributes (CREATE ROLE's
+// options; its password is its name) unless it exists. Roles are
+// cluster-wide and outlive the test: tests that create the same role at
+// once all succeed, and one that finds it made leaves it as it is.
+func EnsurePostgresRole(tb testing.TB, role, attributes string) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, PostgresAdminURL(tb))
+	if err != nil {
+		tb.Fatalf("connect to test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil {
+		tb.Fatalf("look up role %s: %v", role, err)
+	}
+	if exists {
+		return
+	}
+	_, err = conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" "+attributes+" PASSWORD "+pgQuote(role))
+	var pgErr *pgconn.PgError
+	// 42710 duplicate_object, 23505 unique_violation: another test made it first.
+	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")) {
+		tb.Fatalf("create role %s: %v", role, err)
+	}
+}
+
+// pgQuote quotes s as an SQL string literal.
+func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// PostgresAdminURLFor returns the URL of dbURL's database for the test
+// server's admin, a superuser whom row-level security does not hold: tests
+// inspect a store through it (adr/0027).
+func PostgresAdminURLFor(tb testing.TB, dbURL string) string {
+	tb.Helper()
+	admin, err := url.Parse(PostgresAdminURL(tb))
+	if err != nil {
+		tb.Fatalf("parse admin URL: %v", err)
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		tb.Fatalf("parse database URL: %v", err)
+	}
+	u.User = admin.User
+	return u.String()
 }

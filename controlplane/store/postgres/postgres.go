@@ -31,8 +31,12 @@ var _ controlplane.Store = (*Store)(nil)
 // Open connects to the database at url and applies the pending control-plane
 // migrations under a PostgreSQL advisory lock, so replicas starting together
 // migrate once. Opening an up-to-date database changes nothing. It returns an
-// error, never carrying the URL's password, when the server cannot be reached
-// or a migration fails; the caller must Close the store.
+// error, never carrying the URL's password, when the server cannot be reached,
+// when the URL's user is a superuser or has BYPASSRLS (row-level security
+// would not hold it, adr/0027), or when a migration fails; the caller must
+// Close the store. Every statement and transaction runs in the store scope
+// its context carries (controlplane.WithOrgScope, WithPlatformScope); one
+// without a scope sees no organization's rows.
 //
 // The pool is pgx's (sized by the URL's pool_max_conns, like any pgxpool):
 // database/sql borrows a connection for each statement or transaction and
@@ -40,6 +44,12 @@ var _ controlplane.Store = (*Store)(nil)
 // statement cache), so a hot query is parsed and planned once per
 // connection.
 func Open(ctx context.Context, url string) (*Store, error) {
+	return open(ctx, url)
+}
+
+// open is Open with options for the store (the conformance suite's
+// platform scope for unscoped calls, export_test.go).
+func open(ctx context.Context, url string, opts ...sqlstore.Option) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store: %w", err)
@@ -48,13 +58,17 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("cannot reach store: %w", err)
 	}
+	if err := refuseBypass(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	db := stdlib.OpenDBFromPool(pool)
 	if err := migrate(ctx, db); err != nil {
 		_ = db.Close()
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(db, sqlstore.Postgres()), pool: pool}, nil
+	return &Store{Store: sqlstore.New(db, sqlstore.Postgres(), opts...), pool: pool}, nil
 }
 
 // migrate runs goose under a session advisory lock.

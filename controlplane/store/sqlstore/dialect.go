@@ -46,6 +46,10 @@ type Dialect interface {
 	// database (SQLite), so the store queues its transactions itself
 	// rather than leave them to the engine's busy handler (adr/0029).
 	oneWriter() bool
+	// rowSecurity says whether the engine enforces the store scope with
+	// row-level security (PostgreSQL, adr/0027), so every transaction
+	// sets it.
+	rowSecurity() bool
 }
 
 // violation is the constraint a failed write violated.

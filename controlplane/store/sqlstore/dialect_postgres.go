@@ -124,4 +124,6 @@ func (postgresDialect) insertRolloutItems(ctx context.Context, q *queries, rollo
 
 func (postgresDialect) cachesStatements() bool { return false }
 
+func (postgresDialect) rowSecurity() bool { return true }
+
 func (postgresDialect) oneWriter() bool { return false }

@@ -116,4 +116,6 @@ func (sqliteDialect) insertRolloutItems(ctx context.Context, q *queries, rollout
 
 func (sqliteDialect) cachesStatements() bool { return true }
 
+func (sqliteDialect) rowSecurity() bool { return false }
+
 func (sqliteDialect) oneWriter() bool { return true }

@@ -171,8 +171,9 @@ func explainSQLite(t *testing.T, db *sql.DB, st recorded) string {
 // index it must use, and none reads a per-environment table with a
 // sequential scan.
 func TestPostgresBackgroundPassesUseIndexes(t *testing.T) {
-	ctx := t.Context()
-	s, err := postgres.Open(ctx, drivertest.NewPostgresDatabase(t))
+	// Background passes run in the platform scope (adr/0027).
+	ctx := controlplane.WithPlatformScope(t.Context())
+	s, err := postgres.Open(ctx, drivertest.NewPostgresStoreDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +229,9 @@ func explainPostgres(t *testing.T, db *sql.DB, st recorded) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "SELECT set_config('app.platform_scope', 'on', true)"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
 		t.Fatal(err)
 	}

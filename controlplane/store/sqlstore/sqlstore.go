@@ -30,13 +30,16 @@ type Store struct {
 	// up to 100 ms between tries, so a queue here hands the lock on at
 	// once (adr/0029). nil where transactions run concurrently.
 	writer chan struct{}
+	// scope sets row-level security's scope in every transaction where
+	// the engine has it (PostgreSQL, adr/0027); nil elsewhere.
+	scope *scoper
 }
 
 var _ controlplane.Store = (*Store)(nil)
 
 // New returns the store over db, whose schema is migrated, in dialect d. The
 // store owns db: Close closes it.
-func New(db *sql.DB, d Dialect) *Store {
+func New(db *sql.DB, d Dialect, opts ...Option) *Store {
 	s := &Store{db: db}
 	var conn Conn = sqlConn{db}
 	if d.cachesStatements() {
@@ -45,6 +48,13 @@ func New(db *sql.DB, d Dialect) *Store {
 	}
 	if d.oneWriter() {
 		s.writer = make(chan struct{}, 1)
+	}
+	if d.rowSecurity() {
+		s.scope = &scoper{}
+		conn = scopedDB{db: db, sc: s.scope}
+	}
+	for _, opt := range opts {
+		opt(s)
 	}
 	s.queries = queries{db: conn, d: d}
 	return s
@@ -56,7 +66,8 @@ func New(db *sql.DB, d Dialect) *Store {
 // the dialect's: READ COMMITTED on PostgreSQL, IMMEDIATE on SQLite (the
 // connection string sets it), so a read never has to turn into a write.
 // On SQLite it first waits its turn behind the process's other
-// transactions, or returns the context's error.
+// transactions, or returns the context's error; on PostgreSQL it sets the
+// context's store scope first (scope.go).
 func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) error) error {
 	if s.writer != nil {
 		select {
@@ -73,6 +84,11 @@ func (s *Store) WithTx(ctx context.Context, fn func(q controlplane.Queries) erro
 	// After a commit, Rollback does nothing; after a panic in fn, it undoes
 	// fn's writes before the panic goes on.
 	defer func() { _ = tx.Rollback() }()
+	if s.scope != nil {
+		if err := s.scope.set(ctx, tx); err != nil {
+			return err
+		}
+	}
 	var conn Conn = sqlConn{tx}
 	if s.stmts != nil {
 		conn = cachedTx{tx: tx, c: s.stmts}
