@@ -1,10 +1,19 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/envplane/envplane/controlplane"
 )
@@ -15,8 +24,8 @@ import (
 // both, from the scope the context carries (controlplane.WithOrgScope,
 // controlplane.WithPlatformScope), as transaction-local settings: WithTx
 // right after BEGIN, and a statement outside WithTx in a transaction of its
-// own (scopedDB). A context without a scope sets neither, so it sees no
-// organization's rows.
+// own, sent with it in one round trip (scopedDB). A context without a
+// scope sets neither, so it sees no organization's rows.
 
 // setScope sets the scope for the rest of the current transaction.
 const setScope = `SELECT set_config('app.current_org_id', $1, true), set_config('app.platform_scope', $2, true)`
@@ -43,8 +52,8 @@ func UnscopedAs(sc controlplane.StoreScope) Option {
 	}
 }
 
-// set sets ctx's scope in tx.
-func (sc *scoper) set(ctx context.Context, tx *sql.Tx) error {
+// args returns setScope's arguments for ctx's scope.
+func (sc *scoper) args(ctx context.Context) []any {
 	s, ok := controlplane.StoreScopeOf(ctx)
 	if !ok {
 		s = sc.unscoped
@@ -53,136 +62,176 @@ func (sc *scoper) set(ctx context.Context, tx *sql.Tx) error {
 	if s.Platform {
 		platform = "on"
 	}
-	if _, err := tx.ExecContext(ctx, setScope, s.OrgID, platform); err != nil {
+	return []any{s.OrgID, platform}
+}
+
+// set sets ctx's scope in tx.
+func (sc *scoper) set(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, setScope, sc.args(ctx)...); err != nil {
 		return fmt.Errorf("cannot set the store scope: %w", err)
 	}
 	return nil
 }
 
-// scopedDB runs each statement on the pool in a transaction of its own
-// that sets the context's scope first, and commits it once the statement
-// is done, as autocommit would: a write stays written whatever its caller
-// does with the rows it returned.
+// scopedDB runs each statement on the pool in one round trip with its
+// scope: setScope and the statement go as one pgx batch, which pgx sends as
+// one pipeline with one Sync and PostgreSQL runs as one implicit
+// transaction, so the transaction-local settings hold for that statement
+// and end with it (TestScopeEndsWithItsStatement). The connection is
+// borrowed through database/sql and used only inside Conn.Raw: a row is
+// scanned there, and rows are read there whole and handed out buffered.
 type scopedDB struct {
-	db *sql.DB
-	sc *scoper
+	db    *sql.DB
+	sc    *scoper
+	types *typeMap
 }
 
-func (c scopedDB) begin(ctx context.Context) (*sql.Tx, error) {
-	tx, err := c.db.BeginTx(ctx, nil)
+// run sends query in a batch after ctx's scope and hands read the batch's
+// results, the scope's already read.
+func (c scopedDB) run(ctx context.Context, query string, args []any, read func(pgx.BatchResults) error) error {
+	conn, err := c.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cannot begin transaction: %w", err)
+		return err
 	}
-	if err := c.sc.set(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return nil, err
-	}
-	return tx, nil
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("the store's connection is %T, not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		b.Queue(setScope, c.sc.args(ctx)...)
+		b.Queue(query, args...)
+		br := pc.Conn().SendBatch(ctx, b)
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("cannot set the store scope: %w", err)
+		}
+		err := read(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 }
 
 func (c scopedDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	tx, err := c.begin(ctx)
+	var n int64
+	err := c.run(ctx, query, args, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		_ = tx.Rollback()
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("cannot commit: %w", err)
-	}
-	return res, nil
+	return driver.RowsAffected(n), nil
 }
 
 func (c scopedDB) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
-	tx, err := c.begin(ctx)
+	out := &bufferedRows{types: c.types, next: -1}
+	err := c.run(ctx, query, args, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out.fields = slices.Clone(rows.FieldDescriptions())
+		for rows.Next() {
+			raw := rows.RawValues()
+			row := make([][]byte, len(raw))
+			for i, v := range raw {
+				if v != nil {
+					row[i] = bytes.Clone(v)
+				}
+			}
+			out.rows = append(out.rows, row)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		_ = tx.Rollback()
-		return nil, err
-	}
-	return &txRows{Rows: rows, tx: tx}, nil
+	return out, nil
 }
 
+// QueryRowContext runs the statement when the row is scanned, scanning
+// it there.
 func (c scopedDB) QueryRowContext(ctx context.Context, query string, args ...any) Row {
-	tx, err := c.begin(ctx)
-	if err != nil {
-		return errRow{err}
-	}
-	return txRow{row: tx.QueryRowContext(ctx, query, args...), tx: tx}
+	return scopedRow{c: c, ctx: ctx, query: query, args: args}
 }
 
-// txRows are a statement's rows that end its transaction once read to the
-// end or closed: committed when the statement succeeded, rolled back when
-// it failed. A failed commit is the rows' error.
-type txRows struct {
-	*sql.Rows
-	tx   *sql.Tx
-	done bool
-	err  error
+// scopedRow is a statement of one row, run and scanned by Scan.
+type scopedRow struct {
+	c     scopedDB
+	ctx   context.Context
+	query string
+	args  []any
 }
 
-func (r *txRows) Next() bool {
-	if r.Rows.Next() {
-		return true
-	}
-	r.end()
-	return false
+func (r scopedRow) Scan(dest ...any) error {
+	return r.c.run(r.ctx, r.query, r.args, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(dest...)
+	})
 }
 
-func (r *txRows) end() {
-	if r.done {
-		return
-	}
-	r.done = true
-	closeErr := r.Rows.Close()
-	if err := errors.Join(r.Rows.Err(), closeErr); err != nil {
-		_ = r.tx.Rollback()
-		return
-	}
-	if err := r.tx.Commit(); err != nil {
-		r.err = fmt.Errorf("cannot commit: %w", err)
-	}
+// bufferedRows are a statement's rows, read whole, scanned with pgx's
+// types.
+type bufferedRows struct {
+	types  *typeMap
+	fields []pgconn.FieldDescription
+	rows   [][][]byte
+	next   int
+	err    error
 }
 
-func (r *txRows) Err() error {
-	if err := r.Rows.Err(); err != nil {
-		return err
+func (r *bufferedRows) Next() bool {
+	if r.err != nil || r.next+1 >= len(r.rows) {
+		r.next = len(r.rows)
+		return false
 	}
-	return r.err
+	r.next++
+	return true
 }
 
-func (r *txRows) Close() error {
-	r.end()
-	return r.err
-}
-
-// txRow is a statement's one row that ends its transaction when scanned:
-// committed when the statement succeeded (no row included), rolled back
-// when it failed.
-type txRow struct {
-	row *sql.Row
-	tx  *sql.Tx
-}
-
-func (r txRow) Scan(dest ...any) error {
-	err := r.row.Scan(dest...)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		_ = r.tx.Rollback()
-		return err
+func (r *bufferedRows) Scan(dest ...any) error {
+	if r.next < 0 || r.next >= len(r.rows) {
+		return errors.New("scan called without a row")
 	}
-	if cerr := r.tx.Commit(); cerr != nil {
-		return fmt.Errorf("cannot commit: %w", cerr)
+	if len(dest) != len(r.fields) {
+		return fmt.Errorf("scan: %d destinations for %d columns", len(dest), len(r.fields))
 	}
-	return err
+	for i, d := range dest {
+		f := r.fields[i]
+		if err := r.types.scan(f.DataTypeOID, f.Format, r.rows[r.next][i], d); err != nil {
+			r.err = fmt.Errorf("scan column %s: %w", f.Name, err)
+			return r.err
+		}
+	}
+	return nil
 }
 
-// errRow is a row whose statement could not be sent.
-type errRow struct{ err error }
+func (r *bufferedRows) Columns() ([]string, error) {
+	names := make([]string, len(r.fields))
+	for i, f := range r.fields {
+		names[i] = f.Name
+	}
+	return names, nil
+}
 
-func (r errRow) Scan(...any) error { return r.err }
+func (r *bufferedRows) Err() error { return r.err }
+
+func (r *bufferedRows) Close() error { return nil }
+
+// typeMap is a pgx type map for scanning buffered rows, which it must not
+// do from two goroutines at once.
+type typeMap struct {
+	mu sync.Mutex
+	m  *pgtype.Map
+}
+
+func (t *typeMap) scan(oid uint32, format int16, src []byte, dst any) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m.Scan(oid, format, src, dst)
+}

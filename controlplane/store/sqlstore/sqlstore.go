@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/envplane/envplane/controlplane"
 )
 
@@ -51,7 +53,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) *Store {
 	}
 	if d.rowSecurity() {
 		s.scope = &scoper{}
-		conn = scopedDB{db: db, sc: s.scope}
+		conn = scopedDB{db: db, sc: s.scope, types: &typeMap{m: pgtype.NewMap()}}
 	}
 	for _, opt := range opts {
 		opt(s)
