@@ -41,7 +41,9 @@ func (s *Service) issue(ctx context.Context, env *Environment, db *Database, t *
 	if expires != nil {
 		req.ExpiresAt = *expires
 	}
+	unlock := s.slots.lock(db.ID, scope, slot)
 	resp, err := t.Driver.IssueCredential(ctx, req)
+	unlock()
 	if err != nil {
 		return nil, fmt.Errorf("cannot issue %s credential: %w", scope, err)
 	}

@@ -474,6 +474,19 @@ func (s *Service) endGrace(ctx context.Context, env *Environment, db *Database, 
 	}
 	agedOut := revokesAll(t)
 	if !agedOut {
+		// c may have been read before a rotation ended its grace and
+		// reissued its slot: the slot's role is the new credential's now.
+		// Read it again under the slot's lock, which an issue takes too.
+		unlock := s.slots.lock(db.ID, c.Scope, c.Slot)
+		defer unlock()
+		cur, err := s.Store.GetCredential(ctx, c.DatabaseID, c.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status == CredentialRevoked {
+			c.Status, c.RevokedAt = cur.Status, cur.RevokedAt
+			return nil
+		}
 		if _, err := t.Driver.RevokeCredential(ctx, drivers.RevokeCredentialRequest{Database: db.DriverDatabase(), Scope: c.Scope, Slot: c.Slot, Username: c.Username}); err != nil {
 			return fmt.Errorf("cannot revoke credential: %w", err)
 		}

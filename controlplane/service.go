@@ -154,6 +154,7 @@ type Service struct {
 	feed     changeFeed
 	hub      watchHub
 	receipts *receiptBuffer
+	slots    slotLocks
 }
 
 // Defaults of the router's cache: how many answers and principals it
