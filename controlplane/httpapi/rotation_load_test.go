@@ -142,11 +142,15 @@ type loadEnv struct {
 // environments sit on a private PostgreSQL cluster with scram-sha-256
 // authentication, on SQLite files, and on Turso (real tursodb behind the
 // Platform API double). Each is reached through the router client with an
-// app key, under steady inserts, while 100 rotations run back to back on
-// each with graces of 1 to 5 s. Not one query may fail (SQLite's own lock
+// app key, under steady inserts, while loadRotations rotations run back to
+// back on each with graces of 1 to 5 s. Not one query may fail (SQLite's own lock
 // contention is counted apart). Then an emergency revocation of every
 // credential: queries fail until the client has moved, and then it
 // recovers by itself; how long that takes is logged.
+// loadRotations is how many rotations TestRotationUnderLoad runs on each
+// engine: about two minutes of back-to-back graces.
+const loadRotations = 50
+
 func TestRotationUnderLoad(t *testing.T) {
 	ctx := context.Background()
 	clk := newRunningClock()
@@ -213,7 +217,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	errs := make([]error, len(envs))
 	var rotations sync.WaitGroup
 	for i, e := range envs {
-		rotations.Go(func() { errs[i] = rotateBackToBack(h, e.slug, 100) })
+		rotations.Go(func() { errs[i] = rotateBackToBack(h, e.slug, loadRotations) })
 	}
 	rotations.Wait()
 	elapsed := time.Since(start)
@@ -230,13 +234,13 @@ func TestRotationUnderLoad(t *testing.T) {
 			e.slug, ok, elapsed.Round(time.Second), float64(ok)/elapsed.Seconds(), time.Duration(e.loader.slowest.Load()).Round(time.Millisecond),
 			len(in), e.loader.busy.Load(), st.Swaps, st.WatchAnswers, st.ForcedResolves, st.DialRetries)
 		if len(in) > 0 {
-			t.Errorf("%s: %d queries failed during 100 rotations; first: %s", e.slug, len(in), in[0].err)
+			t.Errorf("%s: %d queries failed during %d rotations; first: %s", e.slug, len(in), loadRotations, in[0].err)
 		}
 		// Rotations come back to back: two that land within one watch
 		// round trip are followed by one move, to the newest. Fewer moves
 		// than half the rotations would mean the pool stopped following.
-		if st.Swaps < 50 {
-			t.Errorf("%s: the pool moved %d times over 100 rotations", e.slug, st.Swaps)
+		if st.Swaps < loadRotations/2 {
+			t.Errorf("%s: the pool moved %d times over %d rotations", e.slug, st.Swaps, loadRotations)
 		}
 	}
 
