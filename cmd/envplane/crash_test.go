@@ -711,40 +711,18 @@ func (r *crashRun) checkSteps() {
 	}
 	done := map[string]map[string]int{}
 	for _, path := range r.logs {
-		f, err := os.Open(path)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			for _, secret := range secrets {
-				if bytes.Contains(sc.Bytes(), []byte(secret)) {
-					r.t.Errorf("%s logs a secret it was given", filepath.Base(path))
-				}
-			}
-			var line struct {
-				Msg       string `json:"msg"`
-				Operation string `json:"operation"`
-				Step      string `json:"step"`
-				OK        bool   `json:"ok"`
-				Err       string `json:"err"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
+		readServeLog(r.t, path, secrets, func(line serveLogLine) {
 			if line.Msg == "operation step failed" {
 				r.t.Logf("retried: %s %s: %s", line.Operation, line.Step, line.Err)
 			}
 			if line.Msg != "operation step" || !line.OK {
-				continue
+				return
 			}
 			if done[line.Operation] == nil {
 				done[line.Operation] = map[string]int{}
 			}
 			done[line.Operation][line.Step]++
-		}
-		f.Close()
+		})
 	}
 	for _, c := range r.pending {
 		if !c.succeeded {
@@ -755,6 +733,42 @@ func (r *crashRun) checkSteps() {
 				r.t.Errorf("%s: step %s completed %d times, want once", c.point, step, n)
 			}
 		}
+	}
+}
+
+// serveLogLine is what the tests read of a line of serve's JSON log.
+type serveLogLine struct {
+	Msg       string `json:"msg"`
+	Operation string `json:"operation"`
+	Step      string `json:"step"`
+	OK        bool   `json:"ok"`
+	Err       string `json:"err"`
+}
+
+// readServeLog hands each JSON line of the log at path to fn, and fails
+// the test for each line that holds one of secrets, naming the log only.
+func readServeLog(t testing.TB, path string, secrets []string, fn func(serveLogLine)) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		for _, secret := range secrets {
+			if bytes.Contains(sc.Bytes(), []byte(secret)) {
+				t.Errorf("%s logs a secret it was given", filepath.Base(path))
+			}
+		}
+		var line serveLogLine
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			fn(line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read %s: %v", filepath.Base(path), err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,8 +39,9 @@ type replicaSet struct {
 	logs, killed []string
 }
 
-// newReplicaSet writes the replicas' configuration (lease 2s, renewed
-// every 400ms, reconcile every 200ms), bootstraps the store with the
+// newReplicaSet writes the replicas' configuration (lease 5s, renewed
+// every 500ms, reconcile every 200ms: a renewal may be late by 4.5 s on a
+// starved machine before a live replica loses its lease), bootstraps the store with the
 // binary and starts n replicas, with extra in their environment.
 func newReplicaSet(t testing.TB, bin, storeURL string, target crashTarget, n int, extra ...string) *replicaSet {
 	t.Helper()
@@ -53,8 +53,8 @@ log_level: debug
 default_target: t
 reconcile_interval: 200ms
 operations:
-  lease: 2s
-  lease_renewal: 400ms
+  lease: 5s
+  lease_renewal: 500ms
 targets:
   - name: t
     region: local
@@ -191,26 +191,7 @@ func (r *replicaSet) steps() (byOp map[string][]stepRecord, resumed map[string][
 	r.t.Helper()
 	byOp, resumed = map[string][]stepRecord{}, map[string][]string{}
 	for _, path := range r.logs {
-		f, err := os.Open(path)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), r.token) {
-				r.t.Errorf("%s logs the admin token", filepath.Base(path))
-			}
-			var line struct {
-				Msg       string `json:"msg"`
-				Operation string `json:"operation"`
-				Step      string `json:"step"`
-				OK        bool   `json:"ok"`
-				Err       string `json:"err"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
+		readServeLog(r.t, path, []string{r.token}, func(line serveLogLine) {
 			switch {
 			case line.Msg == "operation step":
 				byOp[line.Operation] = append(byOp[line.Operation], stepRecord{log: path, ok: line.OK, step: line.Step})
@@ -219,8 +200,7 @@ func (r *replicaSet) steps() (byOp map[string][]stepRecord, resumed map[string][
 			case strings.Contains(line.Msg, "lease lost") || strings.Contains(line.Err, "leased by another owner"):
 				lost = append(lost, filepath.Base(path)+": "+line.Msg+" "+line.Operation)
 			}
-		}
-		f.Close()
+		})
 	}
 	return byOp, resumed, lost
 }
@@ -395,7 +375,7 @@ func threeShareTheWork(t *testing.T, bin string) {
 	r.kill(2)
 	wg.Wait()
 	took := r.awaitSettled(ctx, store)
-	t.Logf("replica 2 killed with its provisionings running; all settled %v later (lease 2s, reconcile every 200ms)", took.Round(time.Millisecond))
+	t.Logf("replica 2 killed with its provisionings running; all settled %v later (lease 5s, reconcile every 200ms)", took.Round(time.Millisecond))
 
 	// The killed replica comes back; rotations, deletions and more
 	// provisioning go through all three at once.
@@ -426,7 +406,7 @@ func threeShareTheWork(t *testing.T, bin string) {
 
 	// A replica whose clock is 30 s ahead joins while provisioning goes on
 	// through the others: were leases on its clock, it would take every
-	// lease the others hold (2 s long, 30 s in its past).
+	// lease the others hold (5 s long, 30 s in its past).
 	skewed := r.start("ENVPLANE_TEST_CLOCK_SKEW=30s")
 	for i, p := range live {
 		wg.Go(func() {
