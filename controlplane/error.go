@@ -109,10 +109,14 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	if e == nil && unreachable(err) {
-		return "the control plane cannot reach its store right now; try again shortly"
+		return storeUnreachable
 	}
 	return "internal error"
 }
+
+// storeUnreachable is what a client is told when the store cannot be
+// reached, by ErrorMessage and by the router (storeUnavailable).
+const storeUnreachable = "the control plane's store cannot be reached; try again"
 
 // unreachable reports whether err is a failure to reach a server rather
 // than an answer from one: a network operation that failed (refused,

@@ -47,7 +47,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		msg := ErrorMessage(c.err)
 		switch c.want {
 		case EUNAVAILABLE:
-			if msg != "the control plane cannot reach its store right now; try again shortly" {
+			if msg != storeUnreachable {
 				t.Errorf("%s: message %q", c.name, msg)
 			}
 		case EINTERNAL:

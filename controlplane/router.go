@@ -276,5 +276,5 @@ func storeUnavailable(err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	return Errorf(EUNAVAILABLE, "the control plane's store cannot be reached; try again").Wrap(err)
+	return Errorf(EUNAVAILABLE, "%s", storeUnreachable).Wrap(err)
 }
