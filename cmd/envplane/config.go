@@ -25,7 +25,14 @@ type Config struct {
 	StoreURL string `mapstructure:"store_url"`
 	// StoreURLFile reads StoreURL from a file (it may hold a password).
 	StoreURLFile string `mapstructure:"store_url_file"`
-	LogLevel     string `mapstructure:"log_level"`
+	// StoreMigrateURL, for a PostgreSQL store only, is the URL of the user
+	// that applies the migrations (the tables' owner, or a superuser); the
+	// user of StoreURL then only serves (adr/0030). Empty: StoreURL's user
+	// does both.
+	StoreMigrateURL string `mapstructure:"store_migrate_url"`
+	// StoreMigrateURLFile reads StoreMigrateURL from a file.
+	StoreMigrateURLFile string `mapstructure:"store_migrate_url_file"`
+	LogLevel            string `mapstructure:"log_level"`
 	// AutoBootstrap makes `serve` create the platform admin on an empty
 	// store and write its token to <data_dir>/admin.token.
 	AutoBootstrap bool `mapstructure:"auto_bootstrap"`
@@ -267,6 +274,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("listen", "127.0.0.1:8080")
 	v.SetDefault("store_url", "")
 	v.SetDefault("store_url_file", "")
+	v.SetDefault("store_migrate_url", "")
+	v.SetDefault("store_migrate_url_file", "")
 	v.SetDefault("log_level", "info")
 	v.SetDefault("auto_bootstrap", true)
 	v.SetDefault("keyring.kind", "local")

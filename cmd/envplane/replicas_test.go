@@ -347,11 +347,13 @@ func TestReplicas(t *testing.T) {
 // database per environment.
 func threeShareTheWork(t *testing.T, bin string) {
 	ctx := context.Background()
-	storeURL := drivertest.NewPostgresStoreDatabase(t)
-	r := newReplicaSet(t, bin, storeURL, sqliteCrashTarget(t), 3)
+	// The replicas serve as a user that owns nothing and migrate as the
+	// server's superuser, all three starting at once (adr/0030).
+	serveURL, migrateURL := drivertest.NewPostgresRuntimeStore(t)
+	r := newReplicaSet(t, bin, serveURL, sqliteCrashTarget(t), 3, "ENVPLANE_STORE_MIGRATE_URL="+migrateURL)
 	// Inspected as the server's superuser: row-level security shows the
 	// store's own user nothing outside a scope (adr/0027).
-	store := storeConn(t, drivertest.PostgresAdminURLFor(t, storeURL))
+	store := storeConn(t, migrateURL)
 	r.call(r.procs[0], http.StatusCreated, "POST", "/v1/organizations", map[string]any{"slug": "acme", "name": "Acme"}, nil)
 
 	// Provisioning through the three at once; replica 2 takes its share

@@ -53,17 +53,25 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // openStore opens the configured control-plane store, applying its migrations.
 func openStore(ctx context.Context, cfg *Config) (cp.Store, bool, error) {
-	url := cfg.StoreURL
-	if cfg.StoreURLFile != "" {
-		s, err := readSecret(cfg.StoreURLFile, "", "store_url_file")
-		if err != nil {
-			return nil, false, err
-		}
-		url = s
+	url, err := urlOrFile(cfg.StoreURL, cfg.StoreURLFile, "store_url_file")
+	if err != nil {
+		return nil, false, err
+	}
+	migrateURL, err := urlOrFile(cfg.StoreMigrateURL, cfg.StoreMigrateURLFile, "store_migrate_url_file")
+	if err != nil {
+		return nil, false, err
+	}
+	postgres := strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+	if migrateURL != "" && !postgres {
+		return nil, false, errors.New("store_migrate_url applies only to a PostgreSQL store_url")
 	}
 	switch {
-	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://"):
-		s, err := pgstore.Open(ctx, url)
+	case postgres:
+		var opts []pgstore.Option
+		if migrateURL != "" {
+			opts = append(opts, pgstore.MigrateAs(migrateURL))
+		}
+		s, err := pgstore.Open(ctx, url, opts...)
 		if err != nil {
 			return nil, false, fmt.Errorf("cannot open the PostgreSQL store: %w", err)
 		}
@@ -84,6 +92,14 @@ func openStore(ctx context.Context, cfg *Config) (cp.Store, bool, error) {
 		}
 		return s, false, nil
 	}
+}
+
+// urlOrFile returns url, or the contents of file when it is set.
+func urlOrFile(url, file, what string) (string, error) {
+	if file == "" {
+		return url, nil
+	}
+	return readSecret(file, "", what)
 }
 
 // openKeyring returns the configured keyring and a function that releases

@@ -140,6 +140,48 @@ func NewPostgresStoreDatabase(tb testing.TB) string {
 	return parsed.String()
 }
 
+// PostgresRuntimeRole is the login role that serves
+// NewPostgresRuntimeStore's stores: it has no attribute at all and owns
+// nothing; the migrating superuser grants it its database's runtime role
+// (adr/0030).
+const PostgresRuntimeRole = "envplane_store_runtime_test"
+
+// NewPostgresRuntimeStore is NewPostgresDatabase for a store that migrates
+// as one user and serves as another: it returns the URL that serves (as
+// PostgresRuntimeRole) and the URL that migrates (as the test server's
+// superuser, so the migrations create the database's runtime role,
+// <database>_app). The runtime role is dropped with the database.
+func NewPostgresRuntimeStore(tb testing.TB) (serveURL, migrateURL string) {
+	tb.Helper()
+	var app string
+	// Registered before the database's own cleanup, so it runs after the
+	// database is gone and nothing in it depends on the role.
+	tb.Cleanup(func() {
+		if app == "" {
+			return
+		}
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, PostgresAdminURL(tb))
+		if err != nil {
+			tb.Errorf("connect to drop role %s: %v", app, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{app}.Sanitize()); err != nil {
+			tb.Errorf("drop role %s: %v", app, err)
+		}
+	})
+	migrateURL = NewPostgresDatabase(tb)
+	EnsurePostgresRole(tb, PostgresRuntimeRole, "LOGIN")
+	parsed, err := url.Parse(migrateURL)
+	if err != nil {
+		tb.Fatalf("parse test database URL: %v", err)
+	}
+	app = parsed.Path[1:] + "_app"
+	parsed.User = url.UserPassword(PostgresRuntimeRole, PostgresRuntimeRole)
+	return parsed.String(), migrateURL
+}
+
 // EnsurePostgresRole creates the role with the attributes (CREATE ROLE's
 // options; its password is its name) unless it exists. Roles are
 // cluster-wide and outlive the test: tests that create the same role at

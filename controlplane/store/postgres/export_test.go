@@ -11,6 +11,9 @@ import (
 // platform scope, for the conformance suite and benchmarks, which test what
 // the store keeps rather than who may see it (the row-level security tests
 // in store/sqlstore do that).
-func OpenPlatform(ctx context.Context, url string) (*Store, error) {
-	return open(ctx, url, sqlstore.UnscopedAs(controlplane.StoreScope{Platform: true}))
+func OpenPlatform(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	platform := func(o *options) {
+		o.store = append(o.store, sqlstore.UnscopedAs(controlplane.StoreScope{Platform: true}))
+	}
+	return Open(ctx, url, append(opts, platform)...)
 }

@@ -8,8 +8,10 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -31,25 +33,29 @@ var _ controlplane.Store = (*Store)(nil)
 // Open connects to the database at url and applies the pending control-plane
 // migrations under a PostgreSQL advisory lock, so replicas starting together
 // migrate once. Opening an up-to-date database changes nothing. It returns an
-// error, never carrying the URL's password, when the server cannot be reached,
+// error, never carrying a URL's password, when the server cannot be reached,
 // when the URL's user is a superuser or has BYPASSRLS (row-level security
-// would not hold it, adr/0027), or when a migration fails; the caller must
-// Close the store. Every statement and transaction runs in the store scope
-// its context carries (controlplane.WithOrgScope, WithPlatformScope); one
-// without a scope sees no organization's rows.
+// would not hold it, adr/0027), when it may not read and write every table,
+// or when a migration fails; the caller must Close the store. Every statement
+// and transaction runs in the store scope its context carries
+// (controlplane.WithOrgScope, WithPlatformScope); one without a scope sees no
+// organization's rows. With MigrateAs, another user migrates (adr/0030).
 //
 // The pool is pgx's (sized by the URL's pool_max_conns, like any pgxpool):
 // database/sql borrows a connection for each statement or transaction and
 // gives it back, and each connection keeps its prepared statements (pgx's
 // statement cache), so a hot query is parsed and planned once per
 // connection.
-func Open(ctx context.Context, url string) (*Store, error) {
-	return open(ctx, url)
-}
-
-// open is Open with options for the store (the conformance suite's
-// platform scope for unscoped calls, export_test.go).
-func open(ctx context.Context, url string, opts ...sqlstore.Option) (*Store, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.migrateURL != "" {
+		if err := migrateAs(ctx, o.migrateURL, url); err != nil {
+			return nil, err
+		}
+	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store: %w", err)
@@ -63,12 +69,58 @@ func open(ctx context.Context, url string, opts ...sqlstore.Option) (*Store, err
 		return nil, err
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	if err := migrate(ctx, db); err != nil {
+	if o.migrateURL == "" {
+		err = migrate(ctx, db)
+	}
+	if err == nil {
+		err = requireRows(ctx, pool)
+	}
+	if err != nil {
 		_ = db.Close()
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(db, sqlstore.Postgres(), opts...), pool: pool}, nil
+	return &Store{Store: sqlstore.New(db, sqlstore.Postgres(), o.store...), pool: pool}, nil
+}
+
+// An Option changes how Open opens the store.
+type Option func(*options)
+
+type options struct {
+	migrateURL string
+	store      []sqlstore.Option
+}
+
+// MigrateAs has the user of url (the tables' owner, or a superuser) apply
+// the migrations and grant the database's runtime role, <database>_app, the
+// rows of every table, creating the role and granting it to Open's user as
+// needed (migrations/controlplane/roles/postgres.sql). Open's user then
+// serves: it owns nothing, so it cannot alter or disable a policy (adr/0030).
+func MigrateAs(url string) Option {
+	return func(o *options) { o.migrateURL = url }
+}
+
+// migrateAs migrates the store at migrateURL as its user, then grants the
+// runtime role to the user of serveURL.
+func migrateAs(ctx context.Context, migrateURL, serveURL string) error {
+	serve, err := pgxpool.ParseConfig(serveURL)
+	if err != nil {
+		return fmt.Errorf("cannot open store: %w", err)
+	}
+	pool, err := pgxpool.New(ctx, migrateURL)
+	if err != nil {
+		return fmt.Errorf("cannot open store as the migrating user: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("cannot reach store as the migrating user: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrate(ctx, db); err != nil {
+		return err
+	}
+	return grantRuntimeRole(ctx, pool, serve.ConnConfig.User)
 }
 
 // migrate runs goose under a session advisory lock.
@@ -83,6 +135,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("cannot load store migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+			return fmt.Errorf("cannot migrate store: %w (the store user may not change the schema: set store_migrate_url to the URL of the tables' owner, adr/0030)", err)
+		}
 		return fmt.Errorf("cannot migrate store: %w", err)
 	}
 	return nil

@@ -19,9 +19,9 @@ import (
 
 // openStore opens a store on url and closes it when the test ends. A
 // context without a store scope has the platform scope.
-func openStore(tb testing.TB, url string) *postgres.Store {
+func openStore(tb testing.TB, url string, opts ...postgres.Option) *postgres.Store {
 	tb.Helper()
-	s, err := postgres.OpenPlatform(tb.Context(), url)
+	s, err := postgres.OpenPlatform(tb.Context(), url, opts...)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
@@ -33,9 +33,13 @@ func openStore(tb testing.TB, url string) *postgres.Store {
 	return s
 }
 
+// TestConformance runs the suite as a serving user that owns nothing and
+// holds only its database's runtime role (adr/0030), which proves the
+// role's grants are all the store needs.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(tb testing.TB) controlplane.Store {
-		return openStore(tb, drivertest.NewPostgresStoreDatabase(tb))
+		serveURL, migrateURL := drivertest.NewPostgresRuntimeStore(tb)
+		return openStore(tb, serveURL, postgres.MigrateAs(migrateURL))
 	})
 }
 
