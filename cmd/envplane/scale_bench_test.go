@@ -15,17 +15,22 @@ import (
 	"testing"
 	"time"
 
+	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/keyring/local"
 	"github.com/envplane/envplane/controlplane/scaletest"
+	pgstore "github.com/envplane/envplane/controlplane/store/postgres"
 	sqlitestore "github.com/envplane/envplane/controlplane/store/sqlite"
+	"github.com/envplane/envplane/drivers/drivertest"
 )
 
-// BenchmarkServeStart builds the envplane binary, seeds a data_dir (SQLite
-// store, local keyring) with 100 and with SCALE_ENVS (default 10,000)
-// environments on its SQLite target, and starts `envplane serve` on each in
-// turn: it reports the time from exec to the first 200 of /readyz (goal
-// ≤ 2 s) and the resident memory (VmRSS) once ready and after a list and a
-// few background passes (goal ≤ 300 MB).
+// BenchmarkServeStart builds the envplane binary, seeds a registry of 100
+// and one of SCALE_ENVS (default 10,000) environments on its SQLite target,
+// on each store (sqlite: a data_dir's embedded store; postgres: a database
+// on the test server, seeded and served as a user holding only the runtime
+// role, adr/0030; local keyring on both), and starts `envplane serve` on
+// each registry in turn: it reports the time from exec to the first 200 of
+// /readyz (goal ≤ 2 s) and the resident memory (VmRSS) once ready and after
+// a list and a few background passes (goal ≤ 300 MB).
 func BenchmarkServeStart(b *testing.B) {
 	large := 10000
 	if n, err := strconv.Atoi(os.Getenv("SCALE_ENVS")); err == nil && n > 0 {
@@ -35,61 +40,84 @@ func BenchmarkServeStart(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	type fixture struct {
-		n      int
-		config string
-		token  string
-		org    string
+	for _, engine := range []string{"sqlite", "postgres"} {
+		b.Run(engine, func(b *testing.B) {
+			var fixtures []*startFixture
+			for _, n := range []int{100, large} {
+				fixtures = append(fixtures, seedForStart(b, engine, n))
+			}
+			start := map[int][]time.Duration{}
+			rssReady, rssSettled := map[int]float64{}, map[int]float64{}
+			for b.Loop() {
+				for _, f := range fixtures {
+					took, ready, settled := startOnce(b, bin, f.config, f.token, f.org)
+					start[f.n] = append(start[f.n], took)
+					rssReady[f.n], rssSettled[f.n] = max(rssReady[f.n], ready), max(rssSettled[f.n], settled)
+				}
+			}
+			for _, f := range fixtures {
+				var sum time.Duration
+				for _, d := range start[f.n] {
+					sum += d
+				}
+				b.ReportMetric(float64(sum.Milliseconds())/float64(len(start[f.n])), fmt.Sprintf("start-ms-%d", f.n))
+				b.ReportMetric(rssReady[f.n], fmt.Sprintf("rss-ready-MB-%d", f.n))
+				b.ReportMetric(rssSettled[f.n], fmt.Sprintf("rss-MB-%d", f.n))
+			}
+		})
 	}
-	var fixtures []*fixture
-	for _, n := range []int{100, large} {
-		dir := b.TempDir()
-		data := filepath.Join(dir, "data")
-		if err := os.MkdirAll(data, 0o700); err != nil {
-			b.Fatal(err)
-		}
-		kr, _, err := local.EnsureFile(filepath.Join(data, "master.key"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := sqlitestore.Open(context.Background(), filepath.Join(data, "controlplane.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		reg, err := scaletest.Seed(context.Background(), s, kr, scaletest.Options{Environments: n, Target: "local", Driver: "sqlite"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-		b.Logf("seeded %d environments in %s", n, reg.Took.Round(time.Millisecond))
-		config := filepath.Join(dir, "envplane.yaml")
-		yaml := fmt.Sprintf("data_dir: %s\nlisten: 127.0.0.1:0\nlog_level: info\nreconcile_interval: 200ms\n", data)
-		if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		mid := reg.Orgs[len(reg.Orgs)/2]
-		fixtures = append(fixtures, &fixture{n: n, config: config, token: mid.OwnerToken, org: mid.Slug})
+}
+
+// startFixture is a seeded registry and the configuration that serves it.
+type startFixture struct {
+	n      int
+	config string
+	token  string
+	org    string
+}
+
+// seedForStart seeds n environments on engine's store and writes the
+// configuration that serves them: a data_dir with the key file and the
+// SQLite target, and on postgres the serving user's store_url.
+func seedForStart(b *testing.B, engine string, n int) *startFixture {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		b.Fatal(err)
 	}
-	start := map[int][]time.Duration{}
-	rssReady, rssSettled := map[int]float64{}, map[int]float64{}
-	for b.Loop() {
-		for _, f := range fixtures {
-			took, ready, settled := startOnce(b, bin, f.config, f.token, f.org)
-			start[f.n] = append(start[f.n], took)
-			rssReady[f.n], rssSettled[f.n] = max(rssReady[f.n], ready), max(rssSettled[f.n], settled)
-		}
+	kr, _, err := local.EnsureFile(filepath.Join(data, "master.key"))
+	if err != nil {
+		b.Fatal(err)
 	}
-	for _, f := range fixtures {
-		var sum time.Duration
-		for _, d := range start[f.n] {
-			sum += d
-		}
-		b.ReportMetric(float64(sum.Milliseconds())/float64(len(start[f.n])), fmt.Sprintf("start-ms-%d", f.n))
-		b.ReportMetric(rssReady[f.n], fmt.Sprintf("rss-ready-MB-%d", f.n))
-		b.ReportMetric(rssSettled[f.n], fmt.Sprintf("rss-MB-%d", f.n))
+	yaml := fmt.Sprintf("data_dir: %s\nlisten: 127.0.0.1:0\nlog_level: info\nreconcile_interval: 200ms\n", data)
+	var s cp.Store
+	switch engine {
+	case "sqlite":
+		s, err = sqlitestore.Open(ctx, filepath.Join(data, "controlplane.db"))
+	case "postgres":
+		serveURL, migrateURL := drivertest.NewPostgresRuntimeStore(b)
+		s, err = pgstore.Open(ctx, serveURL, pgstore.MigrateAs(migrateURL))
+		yaml += fmt.Sprintf("store_url: %q\n", serveURL)
 	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg, err := scaletest.Seed(ctx, s, kr, scaletest.Options{Environments: n, Target: "local", Driver: "sqlite"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d environments on %s in %s", n, engine, reg.Took.Round(time.Millisecond))
+	config := filepath.Join(dir, "envplane.yaml")
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	mid := reg.Orgs[len(reg.Orgs)/2]
+	return &startFixture{n: n, config: config, token: mid.OwnerToken, org: mid.Slug}
 }
 
 // startOnce starts serve on config, and returns the time until /readyz
