@@ -41,7 +41,10 @@ func (s *Service) issue(ctx context.Context, env *Environment, db *Database, t *
 	if expires != nil {
 		req.ExpiresAt = *expires
 	}
-	unlock := s.slots.lock(db.ID, scope, slot)
+	unlock, err := s.lockSlot(ctx, db, scope, slot)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := t.Driver.IssueCredential(ctx, req)
 	unlock()
 	if err != nil {
@@ -82,6 +85,20 @@ func (s *Service) issue(ctx context.Context, env *Environment, db *Database, t *
 		return nil, err
 	}
 	return c, nil
+}
+
+// lockSlot takes, for every replica, the lock of what db's slot of scope
+// goes through on its target: a grace's end revoking the slot's role, and
+// an issue giving the slot a new secret. On PostgreSQL a slot is one role,
+// so a revocation that read its credential before a rotation (on this
+// replica or another) reissued the slot would otherwise lock the new
+// credential out; endGrace reads again under the lock (adr/0028).
+func (s *Service) lockSlot(ctx context.Context, db *Database, scope drivers.Scope, slot drivers.Slot) (unlock func(), err error) {
+	unlock, err = s.Store.Lock(ctx, "slot/"+db.ID+"/"+string(scope)+"/"+string(slot))
+	if err != nil {
+		return nil, fmt.Errorf("cannot lock the %s credential's slot %s: %w", scope, slot, err)
+	}
+	return unlock, nil
 }
 
 // secret opens a stored credential.

@@ -476,8 +476,12 @@ func (s *Service) endGrace(ctx context.Context, env *Environment, db *Database, 
 	if !agedOut {
 		// c may have been read before a rotation ended its grace and
 		// reissued its slot: the slot's role is the new credential's now.
-		// Read it again under the slot's lock, which an issue takes too.
-		unlock := s.slots.lock(db.ID, c.Scope, c.Slot)
+		// Read it again under the slot's lock, which an issue takes too,
+		// on every replica, and hold it until the grace's end is stored.
+		unlock, err := s.lockSlot(ctx, db, c.Scope, c.Slot)
+		if err != nil {
+			return err
+		}
 		defer unlock()
 		cur, err := s.Store.GetCredential(ctx, c.DatabaseID, c.ID)
 		if err != nil {
@@ -486,6 +490,9 @@ func (s *Service) endGrace(ctx context.Context, env *Environment, db *Database, 
 		if cur.Status == CredentialRevoked {
 			c.Status, c.RevokedAt = cur.Status, cur.RevokedAt
 			return nil
+		}
+		if s.CrashPoint != nil {
+			s.CrashPoint("credential.grace_end.revoke")
 		}
 		if _, err := t.Driver.RevokeCredential(ctx, drivers.RevokeCredentialRequest{Database: db.DriverDatabase(), Scope: c.Scope, Slot: c.Slot, Username: c.Username}); err != nil {
 			return fmt.Errorf("cannot revoke credential: %w", err)

@@ -93,7 +93,9 @@ type Service struct {
 	LeaseRenewal time.Duration
 	// CrashPoint, when set, is called with a point's name
 	// ("<kind>.<step>.before" as a step starts, "<kind>.<step>.after" once
-	// its effects are done and before they are recorded). Production builds
+	// its effects are done and before they are recorded;
+	// "credential.grace_end.revoke" as a grace's end, holding its slot's
+	// lock, is about to revoke on the target). Production builds
 	// leave it nil; the crash tests build a binary that kills itself there.
 	CrashPoint func(point string)
 	// DefaultMaxEnvironments is the quota of organizations created without
@@ -154,7 +156,6 @@ type Service struct {
 	feed     changeFeed
 	hub      watchHub
 	receipts *receiptBuffer
-	slots    slotLocks
 }
 
 // Defaults of the router's cache: how many answers and principals it

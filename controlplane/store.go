@@ -214,6 +214,14 @@ type Store interface {
 	// does. fn must use the Queries it is given, not the Store.
 	WithTx(ctx context.Context, fn func(q Queries) error) error
 
+	// Lock takes the exclusive lock named key for every control-plane
+	// process sharing the store, waiting as long as ctx allows, and
+	// returns its release. It is held by the process, not by a
+	// transaction, and ends with the process. It orders what happens on a
+	// target, where no transaction reaches: a grace's end and the issue
+	// that reuses its slot.
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+
 	// Ping returns nil when the store answers.
 	Ping(ctx context.Context) error
 

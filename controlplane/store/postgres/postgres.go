@@ -26,6 +26,8 @@ import (
 type Store struct {
 	*sqlstore.Store
 	pool *pgxpool.Pool
+	// locks holds Lock's connections (lock.go).
+	locks *pgxpool.Pool
 }
 
 var _ controlplane.Store = (*Store)(nil)
@@ -75,12 +77,16 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err == nil {
 		err = requireRows(ctx, pool)
 	}
+	var locks *pgxpool.Pool
+	if err == nil {
+		locks, err = newLockPool(ctx, url)
+	}
 	if err != nil {
 		_ = db.Close()
 		pool.Close()
 		return nil, err
 	}
-	return &Store{Store: sqlstore.New(db, sqlstore.Postgres(), o.store...), pool: pool}, nil
+	return &Store{Store: sqlstore.New(db, sqlstore.Postgres(), o.store...), pool: pool, locks: locks}, nil
 }
 
 // An Option changes how Open opens the store.
@@ -148,6 +154,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // connections in use to be released. Calling it twice is harmless.
 func (s *Store) Close() error {
 	err := s.Store.Close()
+	s.locks.Close()
 	s.pool.Close()
 	return err
 }

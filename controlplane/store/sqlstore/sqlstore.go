@@ -35,6 +35,8 @@ type Store struct {
 	// scope sets row-level security's scope in every transaction where
 	// the engine has it (PostgreSQL, adr/0027); nil elsewhere.
 	scope *scoper
+	// locks are Lock's, within this process (locks.go).
+	locks keyLocks
 }
 
 var _ controlplane.Store = (*Store)(nil)

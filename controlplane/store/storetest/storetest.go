@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"EnvironmentFilters", testEnvironmentFilters},
 		{"ListOperations", testListOperations},
 		{"PageLimits", testPageLimits},
+		{"Lock", testLock},
 		{"WithTxCommits", testWithTxCommits},
 		{"WithTxRollsBack", testWithTxRollsBack},
 		{"UserAuth", testUserAuth},
