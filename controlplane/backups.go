@@ -66,7 +66,9 @@ const (
 
 // Backup is one copy of an environment's database in the backup store.
 // SHA256 is of the stored (sealed) bytes; KeyID names the keyring key
-// version that wrapped its data key; Tables counts the rows of the copy's
+// version that wrapped its data key, and DEKCipher is that wrapped key
+// (empty for a backup made before it was kept: its stream's header holds
+// it; a rewrap moves it here, adr/0031); Tables counts the rows of the copy's
 // tables and SchemaVersion is the app schema version it was taken at, both
 // checked when it is restored.
 type Backup struct {
@@ -81,6 +83,7 @@ type Backup struct {
 	SizeBytes     int64            `json:"size_bytes"`
 	SHA256        string           `json:"sha256,omitempty"`
 	KeyID         string           `json:"key_id,omitempty"`
+	DEKCipher     []byte           `json:"-"`
 	SchemaVersion int64            `json:"schema_version"`
 	Tables        map[string]int64 `json:"tables,omitempty"`
 	OperationID   string           `json:"operation_id"`
@@ -88,6 +91,10 @@ type Backup struct {
 	CreatedAt     time.Time        `json:"created_at"`
 	CompletedAt   *time.Time       `json:"completed_at,omitempty"`
 }
+
+// dataKey is the backup's wrapped data key as its row keeps it: empty for
+// a backup made before rows kept it, whose stream's header holds it.
+func (b *Backup) dataKey() Sealed { return Sealed{DEKCipher: b.DEKCipher, KeyID: b.KeyID} }
 
 // BackupFilter selects backups. OrgID is required.
 type BackupFilter struct {
@@ -282,11 +289,11 @@ func (s *Service) writeBackup(ctx context.Context, b *Backup, db *Database, t *T
 	}
 	pr, pw := io.Pipe()
 	var resp drivers.BackupResponse
-	var keyID string
+	var key Sealed
 	go func() {
-		sw, id, err := SealBackup(ctx, s.Keyring, b.ID, pw)
+		sw, sealed, err := SealBackup(ctx, s.Keyring, b.ID, pw)
 		if err == nil {
-			keyID = id
+			key = sealed
 			resp, err = bu.BackupDatabase(ctx, drivers.BackupRequest{Database: db.DriverDatabase(), W: sw})
 			if err == nil {
 				err = sw.Close()
@@ -301,7 +308,8 @@ func (s *Service) writeBackup(ctx context.Context, b *Backup, db *Database, t *T
 		return fmt.Errorf("cannot store backup: %w", err)
 	}
 	now := s.Now()
-	b.Status, b.Format, b.SizeBytes, b.SHA256, b.KeyID = BackupCompleted, resp.Format, size, hex.EncodeToString(sum.Sum(nil)), keyID
+	b.Status, b.Format, b.SizeBytes, b.SHA256 = BackupCompleted, resp.Format, size, hex.EncodeToString(sum.Sum(nil))
+	b.KeyID, b.DEKCipher = key.KeyID, key.DEKCipher
 	b.SchemaVersion, b.Tables, b.CompletedAt = db.SchemaVersion, resp.Tables, &now
 	return nil
 }
@@ -604,7 +612,7 @@ func (s *Service) checkBackup(ctx context.Context, b *Backup) error {
 		return err
 	}
 	defer rc2.Close()
-	if _, err := OpenBackup(ctx, s.Keyring, b.ID, rc2); err != nil {
+	if _, err := OpenBackup(ctx, s.Keyring, b.ID, b.dataKey(), rc2); err != nil {
 		if errors.Is(err, ErrBackupCorrupt) {
 			return Errorf(ECONFLICT, "backup %s is corrupt: it does not open", b.ID)
 		}
@@ -655,7 +663,7 @@ func (s *Service) restoreFromBackup(ctx context.Context, b *Backup, db *Database
 		return drivers.CreateDatabaseResponse{}, err
 	}
 	defer rc.Close()
-	plain, err := OpenBackup(ctx, s.Keyring, b.ID, rc)
+	plain, err := OpenBackup(ctx, s.Keyring, b.ID, b.dataKey(), rc)
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, fmt.Errorf("cannot open backup %s: %w", b.ID, err)
 	}

@@ -57,21 +57,22 @@ type backupWriter struct {
 // SealBackup wraps a fresh data key with kr's current key, writes the
 // stream's header to w and returns the writer that seals the backup's
 // bytes; Close writes the final chunk (it does not close w). It returns the
-// key id used, or the keyring's error (wrapped).
-func SealBackup(ctx context.Context, kr Keyring, backupID string, w io.Writer) (io.WriteCloser, string, error) {
+// wrapped data key and the key id that wrapped it (DEKCipher and KeyID;
+// the header holds them too), or the keyring's error (wrapped).
+func SealBackup(ctx context.Context, kr Keyring, backupID string, w io.Writer) (io.WriteCloser, Sealed, error) {
 	dek := make([]byte, dataKeySize)
 	defer clear(dek)
 	rand.Read(dek)
 	aead, err := newAEAD(dek)
 	if err != nil {
-		return nil, "", err
+		return nil, Sealed{}, err
 	}
 	wrapped, keyID, err := kr.Wrap(ctx, dek)
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot wrap data key: %w", err)
+		return nil, Sealed{}, fmt.Errorf("cannot wrap data key: %w", err)
 	}
 	if len(keyID) > 0xffff || len(wrapped) > 0xffff {
-		return nil, "", errors.New("cannot write backup header: wrapped key too long")
+		return nil, Sealed{}, errors.New("cannot write backup header: wrapped key too long")
 	}
 	bw := &backupWriter{w: w, aead: aead, aad: backupAAD(backupID), buf: make([]byte, 0, backupChunk)}
 	rand.Read(bw.prefix[:])
@@ -82,9 +83,9 @@ func SealBackup(ctx context.Context, kr Keyring, backupID string, w io.Writer) (
 	h = append(h, wrapped...)
 	h = append(h, bw.prefix[:]...)
 	if _, err := w.Write(h); err != nil {
-		return nil, "", fmt.Errorf("cannot write backup header: %w", err)
+		return nil, Sealed{}, fmt.Errorf("cannot write backup header: %w", err)
 	}
-	return bw, keyID, nil
+	return bw, Sealed{DEKCipher: wrapped, KeyID: keyID}, nil
 }
 
 // Write seals p as it fills chunks.
@@ -175,6 +176,16 @@ func readBackupHeader(r io.Reader) (backupHeader, error) {
 	return h, nil
 }
 
+// backupDataKey returns the data key a stream's header holds, wrapped, and
+// the key id that wrapped it. ErrBackupCorrupt when r is not a stream.
+func backupDataKey(r io.Reader) (Sealed, error) {
+	h, err := readBackupHeader(bufio.NewReader(r))
+	if err != nil {
+		return Sealed{}, err
+	}
+	return Sealed{DEKCipher: h.Wrapped, KeyID: h.KeyID}, nil
+}
+
 // backupReader opens a stream's chunks in order.
 type backupReader struct {
 	r      io.Reader
@@ -187,19 +198,23 @@ type backupReader struct {
 	done   bool
 }
 
-// OpenBackup reads the header from r, unwraps its data key with kr
-// and returns a reader of the backup's plaintext. Reads fail with
-// ErrBackupCorrupt at the first chunk that does not open and at a stream
-// that ends before its final chunk. The keyring's error (wrapped) is
-// returned when the data key cannot be unwrapped, such as under a retired
-// key version.
-func OpenBackup(ctx context.Context, kr Keyring, backupID string, r io.Reader) (io.Reader, error) {
+// OpenBackup reads the header from r, unwraps the data key with kr and
+// returns a reader of the backup's plaintext. The data key is key's when
+// it has one (the backup's row keeps it, re-wrapped by keyring rewraps),
+// else the header's. Reads fail with ErrBackupCorrupt at the first chunk
+// that does not open and at a stream that ends before its final chunk.
+// The keyring's error (wrapped) is returned when the data key cannot be
+// unwrapped, such as under a retired key version.
+func OpenBackup(ctx context.Context, kr Keyring, backupID string, key Sealed, r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, backupChunk+64)
 	h, err := readBackupHeader(br)
 	if err != nil {
 		return nil, err
 	}
-	dek, err := unwrap(ctx, kr, Sealed{DEKCipher: h.Wrapped, KeyID: h.KeyID})
+	if len(key.DEKCipher) == 0 {
+		key = Sealed{DEKCipher: h.Wrapped, KeyID: h.KeyID}
+	}
+	dek, err := unwrap(ctx, kr, key)
 	if err != nil {
 		return nil, err
 	}

@@ -16,12 +16,12 @@ import (
 func sealedBackup(tb testing.TB, kr controlplane.Keyring, id string, plain []byte) []byte {
 	tb.Helper()
 	var out bytes.Buffer
-	w, keyID, err := controlplane.SealBackup(context.Background(), kr, id, &out)
+	w, key, err := controlplane.SealBackup(context.Background(), kr, id, &out)
 	if err != nil {
 		tb.Fatalf("SealBackup: %v", err)
 	}
-	if keyID == "" {
-		tb.Fatal("SealBackup returned no key id")
+	if key.KeyID == "" || len(key.DEKCipher) == 0 {
+		tb.Fatal("SealBackup returned no wrapped data key")
 	}
 	// Odd-sized writes cross chunk boundaries.
 	for p := plain; len(p) > 0; {
@@ -38,7 +38,7 @@ func sealedBackup(tb testing.TB, kr controlplane.Keyring, id string, plain []byt
 }
 
 func openedBackup(kr controlplane.Keyring, id string, stream []byte) ([]byte, error) {
-	r, err := controlplane.OpenBackup(context.Background(), kr, id, bytes.NewReader(stream))
+	r, err := controlplane.OpenBackup(context.Background(), kr, id, controlplane.Sealed{}, bytes.NewReader(stream))
 	if err != nil {
 		return nil, err
 	}

@@ -14,15 +14,17 @@ import (
 // call with an audit event.
 
 // KeyCoverage reports how many stored sealed secrets (credentials, revoked
-// ones aside, and users' TOTP secrets) have their data key wrapped under the
-// keyring's current key version, and how many under each key version. TOTP
-// is the users' TOTP secrets' share of these counts.
+// ones aside, users' TOTP secrets and completed backups) have their data key
+// wrapped under the keyring's current key version, and how many under each
+// key version. TOTP and Backups are the users' TOTP secrets' and the
+// backups' shares of these counts.
 type KeyCoverage struct {
 	CurrentKeyID string         `json:"current_key_id"`
 	Total        int            `json:"total"`
 	Current      int            `json:"current"`
 	ByKey        map[string]int `json:"by_key"`
 	TOTP         KeyCount       `json:"totp"`
+	Backups      KeyCount       `json:"backups"`
 }
 
 // KeyCount counts the sealed secrets of one kind: in all, under the current
@@ -57,8 +59,12 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 	if err != nil {
 		return KeyCoverage{}, err
 	}
-	c := KeyCoverage{CurrentKeyID: cur, ByKey: map[string]int{}, TOTP: KeyCount{ByKey: totp}}
-	for _, by := range []map[string]int{creds, totp} {
+	backups, err := s.Store.CountBackupsByKey(ctx)
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	c := KeyCoverage{CurrentKeyID: cur, ByKey: map[string]int{}, TOTP: countKeys(totp, cur), Backups: countKeys(backups, cur)}
+	for _, by := range []map[string]int{creds, totp, backups} {
 		for k, n := range by {
 			c.ByKey[k] += n
 			c.Total += n
@@ -67,13 +73,19 @@ func (s *Service) Coverage(ctx context.Context) (KeyCoverage, error) {
 			}
 		}
 	}
-	for k, n := range totp {
-		c.TOTP.Total += n
+	return c, nil
+}
+
+// countKeys sums what byKey counts under each key version, and under cur.
+func countKeys(byKey map[string]int, cur string) KeyCount {
+	c := KeyCount{ByKey: byKey}
+	for k, n := range byKey {
+		c.Total += n
 		if k == cur {
-			c.TOTP.Current += n
+			c.Current += n
 		}
 	}
-	return c, nil
+	return c
 }
 
 // Rewrap re-wraps the data key of every credential and every user's TOTP
@@ -101,7 +113,10 @@ func (s *Service) Rewrap(ctx context.Context, progress func(KeyCoverage)) (KeyCo
 	if cur, err = s.rewrapCredentials(ctx, cur, report); err != nil {
 		return KeyCoverage{}, err
 	}
-	if err := s.rewrapTOTP(ctx, cur, report); err != nil {
+	if cur, err = s.rewrapTOTP(ctx, cur, report); err != nil {
+		return KeyCoverage{}, err
+	}
+	if err := s.rewrapBackups(ctx, cur, report); err != nil {
 		return KeyCoverage{}, err
 	}
 	// Cached answers name the key version their credential was sealed
@@ -139,8 +154,8 @@ func (s *Service) rewrapCredentials(ctx context.Context, cur string, report func
 // cur. Only the wrapped data key changes (the secret's cipher, and so its
 // last accepted step, stay); a re-enrolment landing meanwhile wins
 // (ECONFLICT) harmlessly, its secret already sealed under a current key.
-func (s *Service) rewrapTOTP(ctx context.Context, cur string, report func()) error {
-	_, err := rewrapEach(ctx, s.Keyring, cur, report, rewrapSet[*UserAuth]{
+func (s *Service) rewrapTOTP(ctx context.Context, cur string, report func()) (string, error) {
+	return rewrapEach(ctx, s.Keyring, cur, report, rewrapSet[*UserAuth]{
 		what:   "the TOTP secrets of users",
 		list:   func(cur string) ([]*UserAuth, error) { return s.Store.ListUserTOTPByKey(ctx, cur, rewrapBatch) },
 		name:   func(a *UserAuth) string { return a.UserID },
@@ -152,7 +167,67 @@ func (s *Service) rewrapTOTP(ctx context.Context, cur string, report func()) err
 			return nil
 		},
 	})
+}
+
+// rewrapBackups is Rewrap's part for completed backups, from key version
+// cur (adr/0031). Only the backup's row changes: its data key, wrapped
+// anew, is kept there, and the stored stream (its header, its checksum)
+// stays as it was written. A backup made before rows kept the key gives it
+// from its stream's header. A backup deleted meanwhile, or moved by a
+// concurrent rewrap, is left alone.
+func (s *Service) rewrapBackups(ctx context.Context, cur string, report func()) error {
+	_, err := rewrapEach(ctx, s.Keyring, cur, report, rewrapSet[*Backup]{
+		what: "backups",
+		list: func(cur string) ([]*Backup, error) {
+			bs, err := s.Store.ListBackupsByKey(ctx, cur, rewrapBatch)
+			if err != nil {
+				return nil, err
+			}
+			for _, b := range bs {
+				if len(b.DEKCipher) == 0 {
+					if err := s.backupKeyFromStream(ctx, b); err != nil {
+						return nil, err
+					}
+				}
+			}
+			return bs, nil
+		},
+		name:   func(b *Backup) string { return b.ID },
+		sealed: (*Backup).dataKey,
+		save: func(b *Backup, moved Sealed) error {
+			from := b.KeyID
+			b.DEKCipher, b.KeyID = moved.DEKCipher, moved.KeyID
+			if err := s.Store.RewrapBackup(ctx, b, from); err != nil && !IsCode(err, ECONFLICT) && !IsCode(err, ENOTFOUND) {
+				return err
+			}
+			return nil
+		},
+	})
 	return err
+}
+
+// backupKeyFromStream fills in b's wrapped data key from its stored
+// stream's header. ECONFLICT, naming the backup, when the stream is
+// missing or not one: its key cannot move, and a key version under it
+// could not be retired until the backup is deleted.
+func (s *Service) backupKeyFromStream(ctx context.Context, b *Backup) error {
+	rc, err := s.Backups.Open(ctx, b.ID)
+	if err == nil {
+		defer rc.Close()
+		var key Sealed
+		if key, err = backupDataKey(rc); err == nil {
+			if key.KeyID != b.KeyID {
+				err = ErrBackupCorrupt
+			} else {
+				b.DEKCipher = key.DEKCipher
+				return nil
+			}
+		}
+	}
+	if IsCode(err, ENOTFOUND) || errors.Is(err, ErrBackupCorrupt) {
+		return Errorf(ECONFLICT, "backup %s of organization %s cannot be rewrapped: its file is missing or corrupt; delete it, then rewrap again", b.ID, b.OrgID)
+	}
+	return fmt.Errorf("cannot read backup %s: %w", b.ID, err)
 }
 
 // rewrapSet is one kind of sealed thing Rewrap moves: how to list a batch
@@ -239,8 +314,8 @@ func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 }
 
 // RetireKeys makes every key version below below stop unwrapping. It is
-// ECONFLICT while any credential (revoked ones aside) or user's TOTP secret
-// is still wrapped under such a version of the keyring, naming how many;
+// ECONFLICT while any credential (revoked ones aside), user's TOTP secret
+// or completed backup is still wrapped under such a version of the keyring, naming how many;
 // EINVALID for a version that is not below the current one.
 func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyCoverage, error) {
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
@@ -260,16 +335,17 @@ func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyC
 	if below < 2 || below > current {
 		return KeyCoverage{}, Invalid(FieldError{Field: "below", Message: fmt.Sprintf("must be from 2 to the current version, %d", current)})
 	}
-	left, totp := 0, 0
+	left, totp, backups := 0, 0, 0
 	for keyID, n := range cov.ByKey {
 		if v, ok := km.Version(keyID); ok && v < below {
 			left += n
 			totp += cov.TOTP.ByKey[keyID]
+			backups += cov.Backups.ByKey[keyID]
 		}
 	}
 	if left > 0 {
-		return KeyCoverage{}, Errorf(ECONFLICT, "%d sealed secrets (%d credentials, %d TOTP secrets) are still wrapped below version %d: run keys rewrap first",
-			left, left-totp, totp, below)
+		return KeyCoverage{}, Errorf(ECONFLICT, "%d sealed secrets (%d credentials, %d TOTP secrets, %d backups) are still wrapped below version %d: run keys rewrap first",
+			left, left-totp-backups, totp, backups, below)
 	}
 	if err := km.Retire(ctx, below); err != nil {
 		return KeyCoverage{}, keyManagerError("retire key versions", err)

@@ -479,7 +479,7 @@ type Queries interface {
 	RenameDatabase(ctx context.Context, d *Database) error
 	// CreateBackup inserts b.
 	CreateBackup(ctx context.Context, b *Backup) error
-	// UpdateBackup saves status, format, size, checksum, key id, schema
+	// UpdateBackup saves status, format, size, checksum, key id, wrapped data key, schema
 	// version, tables, error and completed_at. ENOTFOUND if absent.
 	UpdateBackup(ctx context.Context, b *Backup) error
 	// GetBackup finds a backup of the organization. ENOTFOUND if absent.
@@ -488,6 +488,15 @@ type Queries interface {
 	ListBackups(ctx context.Context, f BackupFilter, p Page) (bs []*Backup, next string, err error)
 	// DeleteBackup removes a backup's row. Absent is success.
 	DeleteBackup(ctx context.Context, orgID, id string) error
+	// RewrapBackup replaces a completed backup's wrapped data key and key
+	// id (b.DEKCipher, b.KeyID), only while its key id is still fromKeyID:
+	// ECONFLICT when it changed meanwhile, ENOTFOUND when the backup is gone.
+	RewrapBackup(ctx context.Context, b *Backup, fromKeyID string) error
+	// ListBackupsByKey lists up to limit completed backups whose data key
+	// is wrapped under a key version other than notKeyID, by id.
+	ListBackupsByKey(ctx context.Context, notKeyID string, limit int) ([]*Backup, error)
+	// CountBackupsByKey counts the completed backups per key id.
+	CountBackupsByKey(ctx context.Context) (map[string]int, error)
 	// ListBackupsDue lists up to limit active environments of type t on
 	// the named targets with no backup (running or completed) created
 	// after since, the longest waiting first (never backed up first, by

@@ -106,7 +106,7 @@ func printCoverage(stdout, stderr io.Writer, cov cp.KeyCoverage) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	fmt.Fprintf(stderr, "current %s: %d of %d sealed secrets (TOTP secrets: %d of %d)\n", cov.CurrentKeyID, cov.Current, cov.Total, cov.TOTP.Current, cov.TOTP.Total)
+	fmt.Fprintf(stderr, "current %s: %d of %d sealed secrets (TOTP secrets: %d of %d; backups: %d of %d)\n", cov.CurrentKeyID, cov.Current, cov.Total, cov.TOTP.Current, cov.TOTP.Total, cov.Backups.Current, cov.Backups.Total)
 	for _, id := range ids {
 		fmt.Fprintf(stderr, "  %s: %d\n", id, cov.ByKey[id])
 	}

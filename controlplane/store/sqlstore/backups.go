@@ -9,14 +9,14 @@ import (
 )
 
 const backupColumns = `id, org_id, environment_id, database_id, driver, format, trigger, status, size_bytes, sha256,
-	key_id, schema_version, tables, operation_id, error, created_at, completed_at`
+	key_id, dek_cipher, schema_version, tables, operation_id, error, created_at, completed_at`
 
 func scanBackup(s scanner) (*controlplane.Backup, error) {
 	var b controlplane.Backup
 	var tables []byte
 	var trigger, status string
 	if err := s.Scan(&b.ID, &b.OrgID, &b.EnvironmentID, &b.DatabaseID, &b.Driver, &b.Format, &trigger, &status,
-		&b.SizeBytes, &b.SHA256, &b.KeyID, &b.SchemaVersion, &tables, &b.OperationID, &b.Error, tm(&b.CreatedAt), tmPtr(&b.CompletedAt)); err != nil {
+		&b.SizeBytes, &b.SHA256, &b.KeyID, &b.DEKCipher, &b.SchemaVersion, &tables, &b.OperationID, &b.Error, tm(&b.CreatedAt), tmPtr(&b.CompletedAt)); err != nil {
 		return nil, err
 	}
 	t, err := decodeJSON[map[string]int64](tables)
@@ -36,9 +36,9 @@ func (q *queries) CreateBackup(ctx context.Context, b *controlplane.Backup) erro
 		return err
 	}
 	_, err = q.db.ExecContext(ctx, `INSERT INTO backups (`+backupColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		b.ID, b.OrgID, b.EnvironmentID, b.DatabaseID, b.Driver, b.Format, string(b.Trigger), string(b.Status),
-		b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.OperationID, b.Error, b.CreatedAt, b.CompletedAt)
+		b.SizeBytes, b.SHA256, b.KeyID, b.DEKCipher, b.SchemaVersion, tables, b.OperationID, b.Error, b.CreatedAt, b.CompletedAt)
 	if err != nil {
 		return q.writeErr(err, "create backup", "backup exists", "environment not found")
 	}
@@ -53,8 +53,8 @@ func (q *queries) UpdateBackup(ctx context.Context, b *controlplane.Backup) erro
 		return err
 	}
 	tag, err := q.db.ExecContext(ctx, `UPDATE backups SET status = $1, format = $2, size_bytes = $3, sha256 = $4, key_id = $5,
-		schema_version = $6, tables = $7, error = $8, completed_at = $9 WHERE org_id = $10 AND id = $11`,
-		string(b.Status), b.Format, b.SizeBytes, b.SHA256, b.KeyID, b.SchemaVersion, tables, b.Error, b.CompletedAt, b.OrgID, b.ID)
+		dek_cipher = $6, schema_version = $7, tables = $8, error = $9, completed_at = $10 WHERE org_id = $11 AND id = $12`,
+		string(b.Status), b.Format, b.SizeBytes, b.SHA256, b.KeyID, b.DEKCipher, b.SchemaVersion, tables, b.Error, b.CompletedAt, b.OrgID, b.ID)
 	if err != nil {
 		return q.writeErr(err, "update backup", "backup conflict", "backup not found")
 	}
@@ -102,6 +102,44 @@ func (q *queries) DeleteBackup(ctx context.Context, orgID, id string) error {
 		return fmt.Errorf("cannot delete backup: %w", err)
 	}
 	return nil
+}
+
+// RewrapBackup replaces the wrapped data key and key id of a completed
+// backup while its stored key id is fromKeyID.
+func (q *queries) RewrapBackup(ctx context.Context, b *controlplane.Backup, fromKeyID string) error {
+	tag, err := q.db.ExecContext(ctx, `UPDATE backups SET key_id = $1, dek_cipher = $2
+		WHERE org_id = $3 AND id = $4 AND status = 'completed' AND key_id = $5`, b.KeyID, b.DEKCipher, b.OrgID, b.ID, fromKeyID)
+	if err != nil {
+		return q.writeErr(err, "rewrap backup", "backup conflicts", "backup not found")
+	}
+	if err := mustAffect(tag, "backup not found"); err != nil {
+		if _, gerr := q.GetBackup(ctx, b.OrgID, b.ID); gerr == nil {
+			return controlplane.Errorf(controlplane.ECONFLICT, "the backup's key changed meanwhile")
+		}
+		return err
+	}
+	return nil
+}
+
+// ListBackupsByKey lists up to limit completed backups whose data key is
+// wrapped under a key other than notKeyID, by id.
+func (q *queries) ListBackupsByKey(ctx context.Context, notKeyID string, limit int) ([]*controlplane.Backup, error) {
+	bs, err := queryAll(ctx, q.db, `SELECT `+backupColumns+` FROM backups
+		WHERE status = 'completed' AND key_id <> $1 ORDER BY id LIMIT $2`,
+		[]any{notKeyID, controlplane.PageLimit(limit)}, scanBackup)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list backups by key: %w", err)
+	}
+	return bs, nil
+}
+
+// CountBackupsByKey counts the completed backups per key_id.
+func (q *queries) CountBackupsByKey(ctx context.Context) (map[string]int, error) {
+	counts, err := queryCounts(ctx, q.db, `SELECT key_id, count(*) FROM backups WHERE status = 'completed' GROUP BY key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot count backups: %w", err)
+	}
+	return counts, nil
 }
 
 // ListBackupsDue lists active environments of type t with no running or

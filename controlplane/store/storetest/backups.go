@@ -29,6 +29,7 @@ func testBackups(t *testing.T, s controlplane.Store) {
 	// What the operation learnt reads back as written.
 	done := at(2 * time.Minute)
 	b.Status, b.Format, b.SizeBytes, b.SHA256, b.KeyID = controlplane.BackupCompleted, "sqlite3", 4096, "ab12", "local:1"
+	b.DEKCipher = []byte{0, 1, 2, 0xff}
 	b.SchemaVersion, b.Tables, b.CompletedAt = 7, map[string]int64{"items": 3, "_envplane_meta": 1}, &done
 	must(t, s.UpdateBackup(ctx, b))
 	got, err := s.GetBackup(ctx, a.ID, b.ID)
@@ -77,6 +78,58 @@ func testBackups(t *testing.T, s controlplane.Store) {
 	must(t, s.DeleteBackup(ctx, a.ID, b.ID))
 	_, err = s.GetBackup(ctx, a.ID, b.ID)
 	wantCode(t, err, controlplane.ENOTFOUND)
+}
+
+// testBackupsByKey: rewraps list and count the completed backups by the
+// key version of their data key, and move one only while its key is still
+// the one they read.
+func testBackupsByKey(t *testing.T, s controlplane.Store) {
+	ctx := t.Context()
+	a, other := newOrg(t, s, "a"), newOrg(t, s, "b")
+	var all []*controlplane.Backup
+	for _, org := range []*controlplane.Organization{a, other} {
+		e := newEnv(t, s, org, "dev")
+		db := newDatabase(t, s, e, "local")
+		for i, status := range []controlplane.BackupStatus{controlplane.BackupCompleted, controlplane.BackupCompleted, controlplane.BackupFailed, controlplane.BackupRunning} {
+			b := newBackup(t, s, e, db, at(time.Duration(i)*time.Minute), status)
+			b.KeyID, b.DEKCipher = "local:1", []byte("wrapped-1")
+			if i == 1 {
+				b.KeyID, b.DEKCipher = "local:2", []byte("wrapped-2")
+			}
+			must(t, s.UpdateBackup(ctx, b))
+			all = append(all, b)
+		}
+	}
+	counts, err := s.CountBackupsByKey(ctx)
+	must(t, err)
+	same(t, "completed backups by key", map[string]int{"local:1": 2, "local:2": 2}, counts)
+
+	under1, err := s.ListBackupsByKey(ctx, "local:2", 10)
+	must(t, err)
+	same(t, "completed backups not under local:2", []string{all[0].ID, all[4].ID}, ids(under1, backupID))
+	first, err := s.ListBackupsByKey(ctx, "local:2", 1)
+	must(t, err)
+	same(t, "a batch of one", []string{all[0].ID}, ids(first, backupID))
+
+	moved := *under1[0]
+	moved.KeyID, moved.DEKCipher = "local:2", []byte("rewrapped")
+	must(t, s.RewrapBackup(ctx, &moved, "local:1"))
+	got, err := s.GetBackup(ctx, moved.OrgID, moved.ID)
+	must(t, err)
+	same(t, "rewrapped key", "local:2", got.KeyID)
+	same(t, "rewrapped data key", []byte("rewrapped"), got.DEKCipher)
+	same(t, "what the rewrap left", under1[0].SHA256, got.SHA256)
+	// Moved meanwhile: ECONFLICT; gone: ENOTFOUND; a failed backup is not moved.
+	again := *under1[0]
+	again.KeyID = "local:3"
+	wantCode(t, s.RewrapBackup(ctx, &again, "local:1"), controlplane.ECONFLICT)
+	must(t, s.DeleteBackup(ctx, under1[1].OrgID, under1[1].ID))
+	gone := *under1[1]
+	gone.KeyID = "local:2"
+	wantCode(t, s.RewrapBackup(ctx, &gone, "local:1"), controlplane.ENOTFOUND)
+	counts, err = s.CountBackupsByKey(ctx)
+	must(t, err)
+	same(t, "completed backups by key after the rewrap", map[string]int{"local:2": 3}, counts)
 }
 
 func testBackupsDue(t *testing.T, s controlplane.Store) {

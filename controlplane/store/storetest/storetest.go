@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(tb testing.TB) controlplane.Store) {
 		{"Rollouts", testRollouts},
 		{"ClaimRolloutsConcurrently", testClaimRolloutsConcurrently},
 		{"Backups", testBackups},
+		{"BackupsByKey", testBackupsByKey},
 		{"BackupsDue", testBackupsDue},
 	}
 	for _, tc := range tests {
