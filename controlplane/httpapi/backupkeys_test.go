@@ -19,14 +19,7 @@ import (
 // streams byte for byte as they were, and after the retirement both
 // backups still restore: on both stores, and with the Vault keyring.
 func TestKeyRotationCoversBackups(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts func(t *testing.T) []harnessOption
-	}{
-		{"sqlite", func(*testing.T) []harnessOption { return nil }},
-		{"postgres", func(*testing.T) []harnessOption { return []harnessOption{withPostgresStore()} }},
-		{"vault", func(t *testing.T) []harnessOption { opt, _ := withVault(t); return []harnessOption{opt} }},
-	} {
+	for _, tc := range keyringCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.opts(t)...)
 			h.org(t, "acme")

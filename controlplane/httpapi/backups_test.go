@@ -218,16 +218,7 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 	// A key version retired since the backup, behind envplane's back (a
 	// retirement through envplane rewraps backups first, adr/0031): the
 	// backup cannot be opened.
-	km, ok := h.svc.Keyring.(cp.KeyManager)
-	if !ok {
-		t.Fatal("the harness's keyring does not rotate")
-	}
-	if _, err := km.Rotate(t.Context()); err != nil {
-		t.Fatalf("rotate: %v", err)
-	}
-	if err := km.Retire(t.Context(), 2); err != nil {
-		t.Fatalf("retire: %v", err)
-	}
+	h.retireFirstKeyBehindOurBack(t)
 	r = restore("dev", map[string]any{"backup_id": b.ID, "into": "after-retire"})
 	wantProblem(t, r, http.StatusConflict, cp.ECONFLICT, "")
 	if !strings.Contains(r.problem(t).Detail, b.KeyID) {
