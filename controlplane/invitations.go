@@ -341,8 +341,8 @@ func (s *Service) AcceptInvitation(ctx context.Context, caller *Principal, token
 			if name == "" {
 				name, _, _ = strings.Cut(inv.Email, "@")
 			}
-			u = &User{ID: s.NewID("usr"), Email: inv.Email, Name: name, CreatedAt: now}
-			if err := q.CreateUser(ctx, u); err != nil {
+			var err error
+			if u, err = s.ensureUser(ctx, q, inv.Email, name); err != nil {
 				return err
 			}
 		}
