@@ -307,6 +307,18 @@ func (s *Service) writeBackup(ctx context.Context, b *Backup, db *Database, t *T
 	if err != nil {
 		return fmt.Errorf("cannot store backup: %w", err)
 	}
+	// A key rotation and its rewrap may have run while the copy did: the
+	// data key moves under the current version before the row is saved,
+	// as a rewrap would have moved it (adr/0031).
+	cur, err := s.Keyring.CurrentKeyID(ctx)
+	if err != nil {
+		return keyringUnavailable(err)
+	}
+	if key.KeyID != cur {
+		if key, err = Rewrap(ctx, s.Keyring, key); err != nil {
+			return keyringUnavailable(fmt.Errorf("cannot rewrap backup %s: %w", b.ID, err))
+		}
+	}
 	now := s.Now()
 	b.Status, b.Format, b.SizeBytes, b.SHA256 = BackupCompleted, resp.Format, size, hex.EncodeToString(sum.Sum(nil))
 	b.KeyID, b.DEKCipher = key.KeyID, key.DEKCipher

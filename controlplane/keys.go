@@ -261,7 +261,8 @@ func rewrapEach[T any](ctx context.Context, kr Keyring, cur string, report func(
 		}
 		moved, err := RewrapAll(ctx, kr, sealed)
 		if err != nil {
-			return "", keyringUnavailable(fmt.Errorf("cannot rewrap %s %s to %s: %w", set.what, set.name(items[0]), set.name(items[len(items)-1]), err))
+			return "", unwrappable(ctx, kr, set, items, sealed,
+				keyringUnavailable(fmt.Errorf("cannot rewrap %s %s to %s: %w", set.what, set.name(items[0]), set.name(items[len(items)-1]), err)))
 		}
 		for i, it := range items {
 			cur = moved[i].KeyID
@@ -271,6 +272,24 @@ func rewrapEach[T any](ctx context.Context, kr Keyring, cur string, report func(
 		}
 		report()
 	}
+}
+
+// unwrappable explains a batch that failed to rewrap: when the keyring is
+// up and one item alone fails, that item's data key is under a version the
+// keyring no longer opens (retired outside envplane, or not its key), and
+// every rewrap would stop on it; ECONFLICT names it. Otherwise the batch's
+// own error, err, stands.
+func unwrappable[T any](ctx context.Context, kr Keyring, set rewrapSet[T], items []T, sealed []Sealed, err error) error {
+	if h, ok := kr.(KeyringHealth); ok && h.Health(ctx) != nil {
+		return err
+	}
+	for i, it := range items {
+		if _, ierr := Rewrap(ctx, kr, sealed[i]); ierr != nil {
+			return Errorf(ECONFLICT, "%s %s cannot be rewrapped: the keyring cannot unwrap its data key under %s (retired, or not this keyring's); remove it, then rewrap again",
+				set.what, set.name(it), sealed[i].KeyID).Wrap(ierr)
+		}
+	}
+	return err
 }
 
 // RotateKeys adds a key version to the keyring and makes it current, and
@@ -315,7 +334,8 @@ func (s *Service) RewrapKeys(ctx context.Context, p *Principal) (KeyCoverage, er
 
 // RetireKeys makes every key version below below stop unwrapping. It is
 // ECONFLICT while any credential (revoked ones aside), user's TOTP secret
-// or completed backup is still wrapped under such a version of the keyring, naming how many;
+// or completed backup is still wrapped under such a version, or a backup is
+// running of the keyring, naming how many;
 // EINVALID for a version that is not below the current one.
 func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyCoverage, error) {
 	if err := Authorize(Subject{Principal: p}, ActKeyringManage, Resource{}); err != nil {
@@ -346,6 +366,15 @@ func (s *Service) RetireKeys(ctx context.Context, p *Principal, below int) (KeyC
 	if left > 0 {
 		return KeyCoverage{}, Errorf(ECONFLICT, "%d sealed secrets (%d credentials, %d TOTP secrets, %d backups) are still wrapped below version %d: run keys rewrap first",
 			left, left-totp-backups, totp, backups, below)
+	}
+	// A running backup's data key was wrapped when it started, under the
+	// version current then; it moves under the current one as it completes.
+	running, err := s.Store.CountRunningBackups(ctx)
+	if err != nil {
+		return KeyCoverage{}, err
+	}
+	if running > 0 {
+		return KeyCoverage{}, Errorf(ECONFLICT, "%d backups are running, their data keys perhaps wrapped below version %d: retire once they have finished", running, below)
 	}
 	if err := km.Retire(ctx, below); err != nil {
 		return KeyCoverage{}, keyManagerError("retire key versions", err)

@@ -497,6 +497,8 @@ type Queries interface {
 	ListBackupsByKey(ctx context.Context, notKeyID string, limit int) ([]*Backup, error)
 	// CountBackupsByKey counts the completed backups per key id.
 	CountBackupsByKey(ctx context.Context) (map[string]int, error)
+	// CountRunningBackups counts the backups still running.
+	CountRunningBackups(ctx context.Context) (int, error)
 	// ListBackupsDue lists up to limit active environments of type t on
 	// the named targets with no backup (running or completed) created
 	// after since, the longest waiting first (never backed up first, by

@@ -142,6 +142,15 @@ func (q *queries) CountBackupsByKey(ctx context.Context) (map[string]int, error)
 	return counts, nil
 }
 
+// CountRunningBackups counts the backups still running.
+func (q *queries) CountRunningBackups(ctx context.Context) (int, error) {
+	var n int
+	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM backups WHERE status = 'running'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count running backups: %w", err)
+	}
+	return n, nil
+}
+
 // ListBackupsDue lists active environments of type t with no running or
 // completed backup created after since, the longest waiting first.
 func (q *queries) ListBackupsDue(ctx context.Context, t controlplane.EnvironmentType, targets []string, since time.Time, limit int) ([]*controlplane.Environment, error) {
