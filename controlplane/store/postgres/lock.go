@@ -4,15 +4,23 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // lockConns is how many connections the store's named locks may hold at
-// once. They have a pool of their own: a holder goes on to borrow from the
-// main pool, so if locks borrowed from it too, enough holders would leave
-// none for the work they wait on.
-const lockConns = 8
+// once, each for a holder or a waiter. They have a pool of their own: a
+// holder goes on to borrow from the main pool, so if locks borrowed from it
+// too, enough holders would leave none for the work they wait on. A holder
+// keeps its connection through a call to a target (bounded by the step's
+// timeout), so the pool is wide enough that slow calls to one target leave
+// room for the others.
+const lockConns = 32
+
+// unlockTimeout bounds the release: a store that does not answer loses the
+// connection, and the lock with it, rather than the caller's time.
+const unlockTimeout = 5 * time.Second
 
 // Lock takes the session-level advisory lock named key (hashed to 64
 // bits: two names that collide only wait for each other) on a connection
@@ -33,9 +41,11 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, fmt.Errorf("cannot lock %s: %w", key, err)
 	}
 	return func() {
-		if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, id); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, id); err != nil {
 			// The lock goes with the session: end it rather than hand it back.
-			_ = conn.Conn().Close(context.Background())
+			_ = conn.Conn().Close(ctx)
 		}
 		conn.Release()
 	}, nil

@@ -72,7 +72,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	if o.migrateURL == "" {
-		err = migrate(ctx, db)
+		err = migrate(ctx, db, false)
 	}
 	if err == nil {
 		err = requireRows(ctx, pool)
@@ -121,16 +121,24 @@ func migrateAs(ctx context.Context, migrateURL, serveURL string) error {
 	if err := pool.Ping(ctx); err != nil {
 		return fmt.Errorf("cannot reach store as the migrating user: %w", err)
 	}
+	var owner string
+	if err := pool.QueryRow(ctx, `SELECT current_user`).Scan(&owner); err != nil {
+		return fmt.Errorf("cannot read the migrating user: %w", err)
+	}
+	if owner == serve.ConnConfig.User {
+		return fmt.Errorf("store_migrate_url's user %q is store_url's too: the serving user would own the tables; leave store_migrate_url empty to run as one user, or serve as another (adr/0030)", owner)
+	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	if err := migrate(ctx, db); err != nil {
+	if err := migrate(ctx, db, true); err != nil {
 		return err
 	}
 	return grantRuntimeRole(ctx, pool, serve.ConnConfig.User)
 }
 
-// migrate runs goose under a session advisory lock.
-func migrate(ctx context.Context, db *sql.DB) error {
+// migrate runs goose under a session advisory lock, as the store's
+// migrating user when asMigrator, else as its only user.
+func migrate(ctx context.Context, db *sql.DB, asMigrator bool) error {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return fmt.Errorf("cannot lock store migrations: %w", err)
@@ -143,6 +151,9 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if _, err := p.Up(ctx); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+			if asMigrator {
+				return fmt.Errorf("cannot migrate store: %w (the migrating user may not change the schema: it must own the database, or be a superuser)", err)
+			}
 			return fmt.Errorf("cannot migrate store: %w (the store user may not change the schema: set store_migrate_url to the URL of the tables' owner, adr/0030)", err)
 		}
 		return fmt.Errorf("cannot migrate store: %w", err)

@@ -18,8 +18,12 @@ import (
 func refuseBypass(ctx context.Context, pool *pgxpool.Pool) error {
 	var user string
 	var super, bypass bool
-	err := pool.QueryRow(ctx, `SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user`).
-		Scan(&user, &super, &bypass)
+	var via *string
+	// A role the user is a member of lends its attributes through SET ROLE.
+	err := pool.QueryRow(ctx, `SELECT u.rolname, u.rolsuper, u.rolbypassrls,
+			(SELECT min(r.rolname) FROM pg_roles r WHERE r.rolname <> u.rolname
+				AND (r.rolsuper OR r.rolbypassrls) AND pg_has_role(u.oid, r.oid, 'MEMBER'))
+		FROM pg_roles u WHERE u.rolname = current_user`).Scan(&user, &super, &bypass, &via)
 	if err != nil {
 		return fmt.Errorf("cannot read the store user's attributes: %w", err)
 	}
@@ -28,6 +32,9 @@ func refuseBypass(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("the store user %q is a superuser, so row-level security would not apply to it: connect as a role without SUPERUSER and BYPASSRLS (see README, \"Least-privileged store user\")", user)
 	case bypass:
 		return fmt.Errorf("the store user %q has BYPASSRLS, so row-level security would not apply to it: ALTER ROLE %s NOBYPASSRLS, or connect as another role (see README, \"Least-privileged store user\")", user, pgx.Identifier{user}.Sanitize())
+	case via != nil:
+		return fmt.Errorf("the store user %q is a member of %q, a superuser or BYPASSRLS role it could SET ROLE to, so row-level security would not hold it: REVOKE %s FROM %s (see README, \"Least-privileged store user\")",
+			user, *via, pgx.Identifier{*via}.Sanitize(), pgx.Identifier{user}.Sanitize())
 	}
 	return nil
 }
@@ -55,13 +62,16 @@ func grantRuntimeRole(ctx context.Context, pool *pgxpool.Pool, runtime string) e
 }
 
 // requireRows returns an error naming the first table whose rows the
-// store's user may not read and write, and the fix.
+// store's user may not read and write (goose's: read), and the fix.
 func requireRows(ctx context.Context, pool *pgxpool.Pool) error {
 	var table, user, app string
-	err := pool.QueryRow(ctx, `SELECT c.relname, current_user, left(current_database(), 59) || '_app'
+	// has_table_privilege with a list is true if any one is held: ask for each.
+	err := pool.QueryRow(ctx, `SELECT c.relname, current_user, current_database() || '_app'
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'goose_db_version'
-		  AND NOT has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+		WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT CASE c.relname
+			WHEN 'goose_db_version' THEN has_table_privilege(c.oid, 'SELECT')
+			ELSE has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+				AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE') END
 		ORDER BY c.relname LIMIT 1`).Scan(&table, &user, &app)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

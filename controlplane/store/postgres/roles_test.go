@@ -99,12 +99,20 @@ func TestRuntimeRoleNeedsItsGrants(t *testing.T) {
 	_, err := admin.Exec(t.Context(), "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" OWNER TO "+pgx.Identifier{drivertest.PostgresStoreRole}.Sanitize())
 	must(t, err)
 
+	// One user given twice would serve as the tables' owner.
+	_, err = postgres.Open(t.Context(), ownerURL, postgres.MigrateAs(ownerURL))
+	wantError(t, err, "is store_url's too", "leave store_migrate_url empty")
 	// Serving without a migrating user, before anything was granted.
 	_, err = postgres.Open(t.Context(), serveURL)
 	wantError(t, err, "may not change the schema", "store_migrate_url")
 	_, err = postgres.Open(t.Context(), serveURL, postgres.MigrateAs(ownerURL))
 	wantError(t, err, "may not create it", "CREATE ROLE "+app+" NOLOGIN")
-	_, err = admin.Exec(t.Context(), "CREATE ROLE "+pgx.Identifier{app}.Sanitize()+" NOLOGIN")
+	// A role of that name that could log in is not a runtime role.
+	_, err = admin.Exec(t.Context(), "CREATE ROLE "+pgx.Identifier{app}.Sanitize()+" LOGIN")
+	must(t, err)
+	_, err = postgres.Open(t.Context(), serveURL, postgres.MigrateAs(ownerURL))
+	wantError(t, err, "more than a runtime role may have", "ALTER ROLE "+app+" NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOLOGIN")
+	_, err = admin.Exec(t.Context(), "ALTER ROLE "+pgx.Identifier{app}.Sanitize()+" NOLOGIN")
 	must(t, err)
 	_, err = postgres.Open(t.Context(), serveURL, postgres.MigrateAs(ownerURL))
 	wantError(t, err, "may not grant", "GRANT "+app+" TO "+drivertest.PostgresRuntimeRole)
@@ -119,7 +127,7 @@ func TestRuntimeRoleNeedsItsGrants(t *testing.T) {
 	// A table the role lost stops the serving user at start; the next
 	// start with the migrating user grants it again.
 	owner := connect(t, ownerURL)
-	_, err = owner.Exec(t.Context(), `REVOKE ALL ON environments FROM `+pgx.Identifier{app}.Sanitize())
+	_, err = owner.Exec(t.Context(), `REVOKE INSERT, UPDATE, DELETE ON environments FROM `+pgx.Identifier{app}.Sanitize())
 	must(t, err)
 	_, err = postgres.Open(t.Context(), serveURL)
 	wantError(t, err, "may not read and write the table environments", "store_migrate_url")

@@ -232,6 +232,8 @@ func TestOpenRefusesBypass(t *testing.T) {
 	}{
 		{"bypassrls", "envplane_bypass_test", "LOGIN NOSUPERUSER BYPASSRLS", "has BYPASSRLS"},
 		{"superuser", "", "", "is a superuser"},
+		// It could SET ROLE envplane_bypass_test.
+		{"member of a bypassrls role", "envplane_bypass_member_test", "LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE envplane_bypass_test", `is a member of "envplane_bypass_test"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			admin := drivertest.NewPostgresDatabase(t)
@@ -239,6 +241,7 @@ func TestOpenRefusesBypass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			drivertest.EnsurePostgresRole(t, "envplane_bypass_test", "LOGIN NOSUPERUSER BYPASSRLS")
 			if c.role != "" {
 				drivertest.EnsurePostgresRole(t, c.role, c.attrs)
 				u.User = url.UserPassword(c.role, c.role)

@@ -10,11 +10,23 @@
 -- policy. goose's version table it may only read.
 DO $roles$
 DECLARE
-    app     text := left(current_database(), 59) || '_app';
+    app     text := current_database() || '_app';
     runtime text := current_setting('envplane.runtime_user');
     tbl     text;
+    r       pg_roles%ROWTYPE;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = app) THEN
+    IF octet_length(app) > 63 THEN
+        RAISE EXCEPTION 'the database name % is too long to name its runtime role: at most 59 bytes', current_database()
+            USING ERRCODE = 'name_too_long';
+    END IF;
+    SELECT * INTO r FROM pg_roles WHERE rolname = app;
+    IF FOUND AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb OR r.rolcanlogin) THEN
+        -- Its members could SET ROLE to it: it must hold rows, nothing more.
+        RAISE EXCEPTION 'the role % exists with more than a runtime role may have (SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or LOGIN)', app
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('as a superuser: ALTER ROLE %I NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOLOGIN', app);
+    END IF;
+    IF NOT FOUND THEN
         IF NOT (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
             RAISE EXCEPTION 'the role % does not exist and the migrating user % may not create it', app, current_user
                 USING ERRCODE = 'insufficient_privilege',
