@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tursodatabase/libsql-client-go/sqliteparserutils"
+
 	"github.com/envplane/envplane/drivers"
 	"github.com/envplane/envplane/drivers/turso/platform"
 )
@@ -29,10 +31,9 @@ const (
 	dumpCommit  = "COMMIT;\n"
 )
 
-// maxRestoreBatch is the largest dump body RestoreDatabase applies:
-// libsql-client-go splits a longer text into batches of its own, with a
-// transaction of its own, so the dump's BEGIN would fail inside it.
-const maxRestoreBatch = 20 * 1024 * 1024
+// maxRestore is the largest dump body RestoreDatabase applies: it holds the
+// dump in memory while the client splits it.
+const maxRestore = 1 << 30
 
 var _ drivers.BackerUp = (*Driver)(nil)
 
@@ -144,7 +145,7 @@ func snapshot(ctx context.Context, pool *sql.DB, out io.Writer) (drivers.BackupR
 }
 
 // RestoreDatabase creates req.Name from a libsql-dump. The dump is applied
-// in one batch to a staged database (name-next, as a reset stages one),
+// (applyDump) to a staged database (name-next, as a reset stages one),
 // then req.Name is created seeded from it and the staged one deleted: a
 // restore that fails half-way leaves at most the staged database, which
 // DropDatabase and the next attempt remove, and a database named req.Name
@@ -188,7 +189,7 @@ func (d *Driver) RestoreDatabase(ctx context.Context, req drivers.RestoreRequest
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, err
 	}
-	err = runBatch(ctx, pool, body)
+	err = applyDump(ctx, pool, body)
 	pool.Close()
 	if err != nil {
 		return drivers.CreateDatabaseResponse{}, fmt.Errorf("turso: cannot apply the copy to %s: %w", staged, err)
@@ -204,15 +205,57 @@ func (d *Driver) RestoreDatabase(ctx context.Context, req drivers.RestoreRequest
 	return resp, nil
 }
 
+// restoreChunk is about the most SQL text applyDump sends in one request.
+const restoreChunk = 4 << 20
+
+// applyDump applies a dump's body, BEGIN to COMMIT, to a staged database:
+// in one batch when it is at most restoreChunk long; a longer one, more
+// than a server takes in one request, statement by statement in batches of
+// about restoreChunk, each a transaction of its own. A staged database is
+// seen by nobody until it is whole, and one a failure left half-made is
+// deleted by the next attempt, so the batches need no transaction around
+// them all (which the edge could not keep across requests anyway: Turso
+// ends a stream's transaction with the stream). The statements are split
+// with libsql-client-go's SQLite splitter, which keeps a string, a
+// trigger's body or a comment holding a semicolon whole. The triggers come
+// last in a dump, so no restored row fires one.
+func applyDump(ctx context.Context, db *sql.DB, body string) error {
+	if len(body) <= restoreChunk {
+		return runBatch(ctx, db, body)
+	}
+	it := sqliteparserutils.CreateStatementIterator(strings.TrimSuffix(strings.TrimPrefix(body, dumpBegin), dumpCommit))
+	var batch strings.Builder
+	for {
+		stmt, _, eof := it.Next()
+		if stmt != "" {
+			if batch.Len() == 0 {
+				batch.WriteString(dumpBegin)
+			}
+			batch.WriteString(stmt)
+			batch.WriteString(";\n")
+		}
+		if batch.Len() > 0 && (eof || batch.Len() >= restoreChunk) {
+			batch.WriteString(dumpCommit)
+			if err := runBatch(ctx, db, batch.String()); err != nil {
+				return err
+			}
+			batch.Reset()
+		}
+		if eof {
+			return nil
+		}
+	}
+}
+
 // readDump reads a libsql-dump to its end and returns its batch, BEGIN to
 // COMMIT. A copy without its header or trailer is ErrUnsupported.
 func readDump(r io.Reader) (string, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, int64(len(dumpHeader)+maxRestoreBatch+len(dumpTrailer))+1))
+	raw, err := io.ReadAll(io.LimitReader(r, int64(len(dumpHeader)+maxRestore+len(dumpTrailer))+1))
 	if err != nil {
 		return "", fmt.Errorf("turso: cannot read the copy: %w", err)
 	}
-	if len(raw) > len(dumpHeader)+maxRestoreBatch+len(dumpTrailer) {
-		return "", fmt.Errorf("turso: the copy is larger than the %d MiB one batch carries: %w", maxRestoreBatch>>20, drivers.ErrUnsupported)
+	if len(raw) > len(dumpHeader)+maxRestore+len(dumpTrailer) {
+		return "", fmt.Errorf("turso: the copy is larger than the %d MiB a restore applies: %w", maxRestore>>20, drivers.ErrUnsupported)
 	}
 	body, ok := bytes.CutPrefix(raw, []byte(dumpHeader))
 	if ok {

@@ -3,8 +3,10 @@ package turso_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +155,103 @@ func TestBackupIsOneSnapshot(t *testing.T) {
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatalf("writer: %v", err)
+	}
+}
+
+// TestRestoreOfALargeCopy restores a copy of more than 20 MiB, the size
+// above which libsql-client-go sends SQL in chunks of its own inside its
+// own transaction: every row comes back, byte for byte.
+func TestRestoreOfALargeCopy(t *testing.T) {
+	d, _ := newDriver(t, tursotest.PlatformOptions{DataPlane: true})
+	ctx := context.Background()
+	src := create(t, d)
+	s := open(t, d, src, issue(t, d, src, drivers.ScopeAdmin, time.Time{}))
+	// A value and a trigger holding semicolons, which the statements are
+	// split around.
+	const tricky = "a;\nINSERT INTO blobs (id, b) VALUES (-1, x'00');\n-- b;"
+	for _, q := range []string{
+		`CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB NOT NULL)`,
+		`CREATE TABLE notes (t TEXT)`,
+		`CREATE TABLE log (n INTEGER)`,
+		`CREATE TRIGGER notes_log AFTER INSERT ON notes BEGIN INSERT INTO log VALUES (1); INSERT INTO log VALUES (2); END`,
+	} {
+		if _, err := s.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := s.Exec(`INSERT INTO notes VALUES (?)`, tricky); err != nil {
+		t.Fatal(err)
+	}
+	// 1,200 rows of 10 KB: a dump of about 24 MB, the blobs written in hex.
+	const rows, size, perInsert = 1200, 10_000, 100
+	rng := rand.New(rand.NewPCG(1, 2))
+	sum := sha256.New()
+	for first := 0; first < rows; first += perInsert {
+		var q strings.Builder
+		q.WriteString("INSERT INTO blobs (id, b) VALUES ")
+		var args []any
+		for i := first; i < first+perInsert; i++ {
+			b := make([]byte, size)
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+			sum.Write(b)
+			if i > first {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?)")
+			args = append(args, i, b)
+		}
+		if _, err := s.Exec(q.String(), args...); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	}
+	var dump bytes.Buffer
+	resp, err := d.BackupDatabase(ctx, drivers.BackupRequest{Database: src, W: &dump})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if dump.Len() <= 20<<20 {
+		t.Fatalf("the dump is %d bytes, not above the 20 MiB the test is about", dump.Len())
+	}
+	dst, copied := drivertest.NewDatabaseName(t), dump.Len()
+	made, err := d.RestoreDatabase(ctx, drivers.RestoreRequest{Name: dst, Format: resp.Format, R: &dump})
+	if err != nil {
+		t.Fatalf("restore of a %d MB copy: %v", copied>>20, err)
+	}
+	t.Cleanup(func() { d.DropDatabase(context.Background(), drivers.DropDatabaseRequest{Database: made.Database}) })
+	k := open(t, d, made.Database, issue(t, d, made.Database, drivers.ScopeAdmin, time.Time{}))
+	got := sha256.New()
+	r, err := k.Query(`SELECT b FROM blobs ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n := 0
+	for r.Next() {
+		var b []byte
+		if err := r.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		got.Write(b)
+		n++
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != rows || !bytes.Equal(got.Sum(nil), sum.Sum(nil)) {
+		t.Fatalf("the restored table holds %d rows (want %d), equal to the source's: %v", n, rows, bytes.Equal(got.Sum(nil), sum.Sum(nil)))
+	}
+	if got := joined(t, k, `SELECT t FROM notes`); got != tricky {
+		t.Errorf("the value with semicolons came back as %q", got)
+	}
+	if got := joined(t, k, `SELECT group_concat(n) FROM log`); got != "1,2" {
+		t.Errorf("the log after the restore: %q, want the source's 1,2 (the trigger not fired by the restore)", got)
+	}
+	if _, err := k.Exec(`INSERT INTO notes VALUES ('b')`); err != nil {
+		t.Fatal(err)
+	}
+	if got := joined(t, k, `SELECT count(*) FROM log`); got != "4" {
+		t.Errorf("the restored trigger logged %s rows, want 4: its body was cut", got)
 	}
 }
