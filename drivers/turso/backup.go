@@ -32,8 +32,9 @@ const (
 )
 
 // maxRestore is the largest dump body RestoreDatabase applies: it holds the
-// dump in memory while the client splits it.
-const maxRestore = 1 << 30
+// dump in memory, and applyDump's splitter holds it again as runes (four
+// bytes a character), so a restore at the limit needs about 1.3 GB.
+const maxRestore = 256 << 20
 
 var _ drivers.BackerUp = (*Driver)(nil)
 
