@@ -169,8 +169,10 @@ func tursoConnector(dsn drivers.Secret) (driver.Connector, error) {
 	}
 	c, err := libsql.NewConnector(u.String(), opts...)
 	if err != nil {
-		// With the token removed, the client's message names at most the URL.
-		return nil, fmt.Errorf("sqlopen: the turso DSN is not one libsql accepts: %w", err)
+		// The client's message quotes pieces of the DSN (an unknown query
+		// parameter, the scheme), any of which may be a token written in
+		// the wrong place: it is not passed on.
+		return nil, errors.New("sqlopen: the turso DSN is not one libsql accepts: a libsql://, https:// or http:// URL with no query parameter libsql does not know")
 	}
 	// The HTTP client's Connect sends nothing, so a refused token shows in
 	// the middle of a connection's statement. That statement did not run:
