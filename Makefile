@@ -1,7 +1,11 @@
 # envplane: `make run` serves the embedded default; `make test` runs the full suite.
 GO      ?= go
 BENCH_COUNT ?= 6
-FUZZTIME ?= 3s
+# FUZZTIME is a count of inputs, not a duration: go1.26's fuzz coordinator can
+# report "context deadline exceeded" as a failure when a -fuzztime duration
+# ends while a worker is busy (golang/go#75804, fixed in Go 1.27), and that
+# failed CI with no failing input. A count has no deadline to race.
+FUZZTIME ?= 4000x
 
 .PHONY: run test fuzz build bench bench-scale lint tools clean
 
@@ -13,7 +17,7 @@ run:
 test: tools
 	$(GO) run gotest.tools/gotestsum@v1.13.0 --format pkgname-and-test-fails -- -count=1 -timeout 30m ./...
 
-## fuzz: every fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME each; go test -fuzz takes one target per run, hence the loop. An input that fails is written to the package's testdata/fuzz/FuzzXxx: commit it with the fix, and make test replays it from then on
+## fuzz: every fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME inputs each (a duration such as FUZZTIME=1m works too, see above); go test -fuzz takes one target per run, hence the loop. An input that fails is written to the package's testdata/fuzz/FuzzXxx: commit it with the fix, and make test replays it from then on
 fuzz:
 	@set -e; for file in $$(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
 		for target in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$file | cut -d' ' -f2); do \
