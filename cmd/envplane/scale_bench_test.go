@@ -92,6 +92,7 @@ func seedForStart(b *testing.B, engine string, n int) *startFixture {
 		b.Fatal(err)
 	}
 	yaml := fmt.Sprintf("data_dir: %s\nlisten: 127.0.0.1:0\nlog_level: info\nreconcile_interval: 200ms\n", data)
+	seed := scaletest.Options{Environments: n, Target: "local", Driver: "sqlite"}
 	var s cp.Store
 	switch engine {
 	case "sqlite":
@@ -100,11 +101,12 @@ func seedForStart(b *testing.B, engine string, n int) *startFixture {
 		serveURL, migrateURL := drivertest.NewPostgresRuntimeStore(b)
 		s, err = pgstore.Open(ctx, serveURL, pgstore.MigrateAs(migrateURL))
 		yaml += fmt.Sprintf("store_url: %q\n", serveURL)
+		seed.Analyze = drivertest.Analyze(migrateURL)
 	}
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg, err := scaletest.Seed(ctx, s, kr, scaletest.Options{Environments: n, Target: "local", Driver: "sqlite"})
+	reg, err := scaletest.Seed(ctx, s, kr, seed)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/scaletest"
+	"github.com/envplane/envplane/drivers/drivertest"
 	"github.com/envplane/envplane/drivers/nulldriver"
 )
 
@@ -48,14 +49,15 @@ func newScaleFixture(b *testing.B, postgres bool, n int) *scaleFixture {
 	b.Helper()
 	opts := []harnessOption{withTargets(&cp.Target{Name: nulldriver.Name, Region: "local", Driver: nulldriver.Driver{}}),
 		withLogLevel(slog.LevelInfo), withoutDroppingDatabases()}
-	concurrency := 0
 	if postgres {
 		opts = append(opts, withPostgresStore())
-		concurrency = 8
 	}
 	h := newHarness(b, opts...)
-	reg, err := scaletest.Seed(context.Background(), h.svc.Store, h.svc.Keyring,
-		scaletest.Options{Environments: n, Now: h.clock.Now(), Concurrency: concurrency})
+	seed := scaletest.Options{Environments: n, Now: h.clock.Now()}
+	if postgres {
+		seed.Concurrency, seed.Analyze = 8, drivertest.Analyze(h.storeURL)
+	}
+	reg, err := scaletest.Seed(context.Background(), h.svc.Store, h.svc.Keyring, seed)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,10 +2,14 @@ package scaletest_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	cp "github.com/envplane/envplane/controlplane"
 	"github.com/envplane/envplane/controlplane/keyring/local"
@@ -15,8 +19,9 @@ import (
 	"github.com/envplane/envplane/drivers/drivertest"
 )
 
-// stores opens a fresh store of each kind and a local keyring.
-func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring) {
+// stores opens a fresh store of each kind and a local keyring, and returns
+// the PostgreSQL store's URL too.
+func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring, string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	kr, _, err := local.EnsureFile(filepath.Join(dir, "master.key"))
@@ -28,19 +33,20 @@ func stores(tb testing.TB) (map[string]cp.Store, cp.Keyring) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { lite.Close() })
-	pg, err := pgstore.Open(context.Background(), drivertest.NewPostgresStoreDatabase(tb))
+	pgURL := drivertest.NewPostgresStoreDatabase(tb)
+	pg, err := pgstore.Open(context.Background(), pgURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pg.Close() })
-	return map[string]cp.Store{"sqlite": lite, "postgres": pg}, kr
+	return map[string]cp.Store{"sqlite": lite, "postgres": pg}, kr, pgURL
 }
 
 // TestSeed seeds 250 environments (three organizations, the last one
 // partial) and reads them back as the service would: counts, the app key,
 // and a credential that unseals.
 func TestSeed(t *testing.T) {
-	all, kr := stores(t)
+	all, kr, _ := stores(t)
 	for name, s := range all {
 		t.Run(name, func(t *testing.T) {
 			// The test reads the store directly, as the platform would.
@@ -98,6 +104,46 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// TestSeedAnalyzes: Seed calls Options.Analyze after every AnalyzeEvery
+// environments and at the end, stops at its error, and with
+// drivertest.Analyze leaves PostgreSQL statistics of the seeded rows (the
+// shared test server runs without autovacuum, so nothing else would).
+func TestSeedAnalyzes(t *testing.T) {
+	all, kr, pgURL := stores(t)
+	calls := 0
+	count := func(context.Context) error { calls++; return nil }
+	// Five organizations of 50, analyzed every 100: after the second and
+	// the fourth organization, and at the end.
+	o := scaletest.Options{Environments: 250, PerOrg: 50, AnalyzeEvery: 100, Analyze: count, Prefix: "counted"}
+	if _, err := scaletest.Seed(t.Context(), all["sqlite"], kr, o); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 {
+		t.Errorf("Analyze called %d times, want 3", calls)
+	}
+
+	o.Prefix, o.Analyze = "failing", func(context.Context) error { return errors.New("no statistics today") }
+	if _, err := scaletest.Seed(t.Context(), all["sqlite"], kr, o); err == nil || !strings.Contains(err.Error(), "analyzing the store: no statistics today") {
+		t.Errorf("a failing Analyze gave %v, want it named", err)
+	}
+
+	if _, err := scaletest.Seed(t.Context(), all["postgres"], kr, scaletest.Options{Environments: 120, Analyze: drivertest.Analyze(pgURL)}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var tuples float64
+	if err := conn.QueryRow(t.Context(), "SELECT reltuples FROM pg_class WHERE oid = 'environments'::regclass").Scan(&tuples); err != nil {
+		t.Fatal(err)
+	}
+	if tuples != 120 {
+		t.Errorf("the planner estimates %v environments, want the 120 seeded (ANALYZE ran)", tuples)
+	}
+}
+
 // BenchmarkSeed reports how long seeding SCALE_ENVS environments (default
 // 10,000) takes on each store, and environments per second.
 func BenchmarkSeed(b *testing.B) {
@@ -110,9 +156,13 @@ func BenchmarkSeed(b *testing.B) {
 			var took float64
 			for b.Loop() {
 				b.StopTimer()
-				all, kr := stores(b)
+				all, kr, pgURL := stores(b)
+				o := scaletest.Options{Environments: n}
+				if name == "postgres" {
+					o.Analyze = drivertest.Analyze(pgURL)
+				}
 				b.StartTimer()
-				reg, err := scaletest.Seed(context.Background(), all[name], kr, scaletest.Options{Environments: n})
+				reg, err := scaletest.Seed(context.Background(), all[name], kr, o)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -228,3 +228,18 @@ func PostgresAdminURLFor(tb testing.TB, dbURL string) string {
 	u.User = admin.User
 	return u.String()
 }
+
+// Analyze returns a function that runs ANALYZE on the database at dbURL, as
+// a user that may analyze its tables (their owner or a superuser): for
+// bulk loads on the shared test server, which runs without autovacuum.
+func Analyze(dbURL string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "ANALYZE")
+		return err
+	}
+}
