@@ -36,7 +36,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bench.out
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bench.out
 
-## bench-scale: the scale benchmarks (BenchmarkScale, BenchmarkServeStart, BenchmarkSeed) once, with SCALE_ENVS=100000 beside 100; seeding 100k takes about 1 min on SQLite and 2-4 min on PostgreSQL, the whole run about 10 min
+## bench-scale: the scale benchmarks (BenchmarkScale, BenchmarkServeStart, BenchmarkSeed) once, with SCALE_ENVS=100000 beside 100; seeding 100k takes about 30 s on SQLite and 3 min on PostgreSQL, the whole run about 10 min (9 min 46 s on an idle machine, 2026-12-03)
 bench-scale:
 	SCALE_ENVS=$${SCALE_ENVS:-100000} $(GO) test -run '^$$' -bench 'BenchmarkScale|BenchmarkServeStart|BenchmarkSeed' -count 1 -timeout 60m ./controlplane/httpapi ./cmd/envplane ./controlplane/scaletest | tee bench-scale.out
 
