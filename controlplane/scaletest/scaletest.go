@@ -47,9 +47,8 @@ type Options struct {
 	// whole organizations) and once at the end,
 	// as a bulk load is followed by ANALYZE. A PostgreSQL server without
 	// autovacuum (the shared test server runs with it off) otherwise plans
-	// on the empty tables' statistics, and a create's trigger lookups scan
-	// every live environment: seeding 100,000 slows down as it goes,
-	// about fivefold by the end (adr/0024).
+	// on the empty tables' statistics while the registry grows a
+	// thousandfold (adr/0024).
 	Analyze      func(context.Context) error
 	AnalyzeEvery int
 }
