@@ -44,11 +44,11 @@ type Options struct {
 	Prefix string
 	// Analyze, when set, refreshes the store's planner statistics: Seed
 	// calls it after every AnalyzeEvery environments (default 10,000, in
-	// whole organizations) and once at the end,
-	// as a bulk load is followed by ANALYZE. A PostgreSQL server without
-	// autovacuum (the shared test server runs with it off) otherwise plans
-	// on the empty tables' statistics while the registry grows a
-	// thousandfold (adr/0024).
+	// whole organizations) and once at the end, as a bulk load is
+	// followed by ANALYZE. A PostgreSQL server without autovacuum (the
+	// shared test server runs with it off) otherwise plans on the empty
+	// tables' statistics while the registry grows a thousandfold
+	// (adr/0024).
 	Analyze      func(context.Context) error
 	AnalyzeEvery int
 }
